@@ -1,0 +1,4 @@
+//! The actors: thin shells that hold state and turn messages into calls on it.
+
+pub mod pool;
+pub mod supervisor;

@@ -1,0 +1,67 @@
+//! The one trait a database driver implements to be pooled.
+
+use std::future::Future;
+
+use crate::config::connection::ConnectionConfig;
+use crate::error::BackendError;
+
+/// A database driver: opens, checks and resets connections.
+///
+/// One value of the backend serves every pool of a [`Supervisor`](crate::Supervisor); the
+/// per-pool [`ConnectionConfig`] is passed to [`connect`](Backend::connect). Panics in any
+/// of these methods are caught by the pool and turn into a supervised restart of its actor.
+///
+/// ```
+/// use poolwarden::{Backend, BackendError, ConnectionConfig};
+///
+/// #[derive(Clone, Default)]
+/// struct Echo;
+///
+/// impl Backend for Echo {
+///     type Connection = String;
+///     async fn connect(&self, cfg: &ConnectionConfig) -> Result<String, BackendError> {
+///         Ok(cfg.primary_host())
+///     }
+///     async fn probe(&self, _conn: &mut String) -> Result<(), BackendError> {
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Backend: Send + Sync + 'static {
+    /// The connection handed out by the pool.
+    type Connection: Send + 'static;
+
+    /// Open a new connection.
+    fn connect(
+        &self,
+        config: &ConnectionConfig,
+    ) -> impl Future<Output = Result<Self::Connection, BackendError>> + Send;
+
+    /// One cheap round trip proving the connection works.
+    fn probe(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Whether [`reset`](Backend::reset) has anything to do for this connection. Returning
+    /// false keeps release synchronous (no task is spawned). Default: true.
+    fn needs_reset(&self, _conn: &Self::Connection) -> bool {
+        true
+    }
+
+    /// Bring a returned connection back to a clean state (roll back an open transaction…).
+    /// A connection whose reset fails is closed. Default: nothing to do.
+    fn reset(
+        &self,
+        _conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// A cheap synchronous check that the connection is known to be unusable (its socket
+    /// closed, a command was cancelled mid-flight…). Broken connections are never reused.
+    /// Default: false.
+    fn is_broken(&self, _conn: &Self::Connection) -> bool {
+        false
+    }
+}

@@ -1,0 +1,3 @@
+//! Backends: the drivers poolwarden pools. The simulated backend is always built.
+
+pub mod sim;

@@ -1,0 +1,5 @@
+//! Configuration: plain data, serde, documented defaults, validation naming the field.
+
+pub mod connection;
+pub mod pool;
+pub mod supervisor;

@@ -1,0 +1,270 @@
+//! How one pool behaves: sizes, timeouts, checks. Plain data with documented defaults.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// Settings of one pool. Every field has a default (see [`PoolConfig::default`]), so a TOML
+/// table may set only what it changes.
+///
+/// ```
+/// use poolwarden::PoolConfig;
+/// let cfg: PoolConfig = toml::from_str(r#"
+///     max_size = 20
+///     acquire_timeout = "2s"
+/// "#).unwrap();
+/// assert_eq!(cfg.max_size, 20);
+/// assert_eq!(cfg.min_idle, PoolConfig::default().min_idle);
+/// cfg.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Connections kept open while idle. Warmed up at start and refilled in the background.
+    /// Default 1.
+    pub min_idle: u32,
+    /// Connections the pool keeps (open idle or checked out). Default 10.
+    pub max_size: u32,
+    /// Extra connections allowed under load beyond `max_size`; they are closed on release
+    /// instead of kept idle. Default 0.
+    pub max_overflow: u32,
+    /// Acquires allowed to wait at once; past it acquire fails with `PoolSaturated`. Default 1024.
+    pub max_waiters: usize,
+    /// Whole budget of one acquire: waiting, connecting (with retries) and testing. Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Budget of a single connect attempt. Default 5s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Budget of a single probe (test on checkout/return, health probe). Default 2s.
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
+    /// Idle connections beyond `min_idle` unused for this long are closed. Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// Connections are closed after this age (minus jitter). Default 30 min.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Option<Duration>,
+    /// Up to this much is taken off each connection's lifetime at random so they do not all
+    /// expire together. Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub lifetime_jitter: Duration,
+    /// Test a connection with the backend's probe before handing it out. Default true.
+    pub test_on_checkout: bool,
+    /// A connection used within this window is not tested on checkout. Default 500ms.
+    #[serde(with = "humantime_serde")]
+    pub checkout_bypass: Duration,
+    /// Test a connection with the probe when it is returned. Default false.
+    pub test_on_return: bool,
+    /// Run the backend's reset step on return (roll back open transactions…). Default true.
+    pub reset_on_return: bool,
+    /// First delay between connect retries; doubles up to `backoff_max`, full jitter. Default 50ms.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Largest delay between connect retries. Default 2s.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// How often the pool actor closes expired connections and refills to `min_idle`. Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub maintenance_interval: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            min_idle: 1,
+            max_size: 10,
+            max_overflow: 0,
+            max_waiters: 1024,
+            acquire_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(2),
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1800)),
+            lifetime_jitter: Duration::from_secs(30),
+            test_on_checkout: true,
+            checkout_bypass: Duration::from_millis(500),
+            test_on_return: false,
+            reset_on_return: true,
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            maintenance_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Named presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Small and quick to fail: 0 idle, 5 max, 5s acquire timeout.
+    Development,
+    /// The defaults.
+    Production,
+    /// Many short checkouts: 10 idle, 50 max + 10 overflow, 4096 waiters, 5s acquire timeout.
+    HighLoad,
+    /// Few long checkouts: 0 idle, 4 max, 5 min acquire timeout, no checkout bypass.
+    Batch,
+}
+
+impl PoolConfig {
+    /// The preset for `profile`.
+    pub fn profile(profile: Profile) -> Self {
+        let d = Self::default();
+        match profile {
+            Profile::Development => Self {
+                min_idle: 0,
+                max_size: 5,
+                acquire_timeout: Duration::from_secs(5),
+                connect_timeout: Duration::from_secs(2),
+                ..d
+            },
+            Profile::Production => d,
+            Profile::HighLoad => Self {
+                min_idle: 10,
+                max_size: 50,
+                max_overflow: 10,
+                max_waiters: 4096,
+                acquire_timeout: Duration::from_secs(5),
+                ..d
+            },
+            Profile::Batch => Self {
+                min_idle: 0,
+                max_size: 4,
+                acquire_timeout: Duration::from_secs(300),
+                idle_timeout: Some(Duration::from_secs(60)),
+                checkout_bypass: Duration::ZERO,
+                ..d
+            },
+        }
+    }
+
+    /// Hard cap on open connections: `max_size + max_overflow`.
+    pub fn capacity(&self) -> usize {
+        self.max_size as usize + self.max_overflow as usize
+    }
+
+    /// Check the fields; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let nonzero = |field: &str, d: Duration| {
+            if d.is_zero() {
+                Err(ConfigError::new(
+                    format!("pool.{field}"),
+                    "must be greater than zero",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        if self.max_size == 0 {
+            return Err(ConfigError::new("pool.max_size", "must be at least 1"));
+        }
+        if self.min_idle > self.max_size {
+            return Err(ConfigError::new(
+                "pool.min_idle",
+                format!(
+                    "({}) must not exceed max_size ({})",
+                    self.min_idle, self.max_size
+                ),
+            ));
+        }
+        if self.capacity() > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(ConfigError::new(
+                "pool.max_overflow",
+                "max_size + max_overflow is too large",
+            ));
+        }
+        nonzero("acquire_timeout", self.acquire_timeout)?;
+        nonzero("connect_timeout", self.connect_timeout)?;
+        nonzero("probe_timeout", self.probe_timeout)?;
+        nonzero("backoff_initial", self.backoff_initial)?;
+        nonzero("maintenance_interval", self.maintenance_interval)?;
+        if let Some(d) = self.idle_timeout {
+            nonzero("idle_timeout", d)?;
+        }
+        if let Some(d) = self.max_lifetime {
+            nonzero("max_lifetime", d)?;
+            if self.lifetime_jitter >= d {
+                return Err(ConfigError::new(
+                    "pool.lifetime_jitter",
+                    "must be shorter than max_lifetime",
+                ));
+            }
+        }
+        if self.backoff_max < self.backoff_initial {
+            return Err(ConfigError::new(
+                "pool.backoff_max",
+                "must not be shorter than backoff_initial",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_profiles_are_valid() {
+        PoolConfig::default().validate().unwrap();
+        for p in [
+            Profile::Development,
+            Profile::Production,
+            Profile::HighLoad,
+            Profile::Batch,
+        ] {
+            PoolConfig::profile(p).validate().unwrap();
+        }
+        assert_eq!(
+            PoolConfig::profile(Profile::Production),
+            PoolConfig::default()
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        type Case = (fn(&mut PoolConfig), &'static str);
+        let cases: Vec<Case> = vec![
+            (|c| c.max_size = 0, "pool.max_size"),
+            (|c| c.min_idle = 11, "pool.min_idle"),
+            (
+                |c| c.acquire_timeout = Duration::ZERO,
+                "pool.acquire_timeout",
+            ),
+            (
+                |c| c.connect_timeout = Duration::ZERO,
+                "pool.connect_timeout",
+            ),
+            (
+                |c| c.idle_timeout = Some(Duration::ZERO),
+                "pool.idle_timeout",
+            ),
+            (
+                |c| c.lifetime_jitter = Duration::from_secs(4000),
+                "pool.lifetime_jitter",
+            ),
+            (
+                |c| c.backoff_max = Duration::from_millis(1),
+                "pool.backoff_max",
+            ),
+        ];
+        for (mutate, field) in cases {
+            let mut c = PoolConfig::default();
+            mutate(&mut c);
+            assert_eq!(c.validate().unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn toml_durations_and_unknown_fields() {
+        let c: PoolConfig =
+            toml::from_str("idle_timeout = \"90s\"\nmax_lifetime = \"1h\"").unwrap();
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(c.max_lifetime, Some(Duration::from_secs(3600)));
+        let e = toml::from_str::<PoolConfig>("max_sise = 3").unwrap_err();
+        assert!(e.to_string().contains("max_sise"), "{e}");
+    }
+}

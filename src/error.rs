@@ -1,0 +1,232 @@
+//! Typed errors. Every variant names the pool it concerns by [`PoolKey`], never by a
+//! connection string, so no error message can carry a password.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::key::PoolKey;
+
+/// Which phase of an acquire ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Waiting in the queue for a free slot.
+    Wait,
+    /// Opening a new connection (including retries with backoff).
+    Connect,
+    /// Testing a connection on checkout.
+    Probe,
+    /// Resetting a connection on return.
+    Reset,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Wait => "waiting for a free connection",
+            Phase::Connect => "connecting",
+            Phase::Probe => "testing the connection on checkout",
+            Phase::Reset => "resetting the connection",
+        })
+    }
+}
+
+/// What kind of failure a backend reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendErrorKind {
+    /// The server could not be reached or refused the connection.
+    Connect,
+    /// The server rejected the credentials. Not retried.
+    Auth,
+    /// A single backend operation exceeded its own timeout.
+    Timeout,
+    /// The connection broke while in use.
+    Closed,
+    /// The configuration cannot work with this backend. Not retried.
+    Config,
+    /// A query or command failed.
+    Query,
+    /// Anything else.
+    Other,
+}
+
+/// An error reported by a [`Backend`](crate::Backend).
+///
+/// Backends must build the message without the password; the pool never adds one.
+#[derive(Clone)]
+pub struct BackendError {
+    kind: BackendErrorKind,
+    message: String,
+    source: Option<Arc<dyn StdError + Send + Sync>>,
+}
+
+impl BackendError {
+    /// A new error of `kind` with a human readable message.
+    pub fn new(kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attach the underlying error.
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> BackendErrorKind {
+        self.kind
+    }
+
+    /// Whether connecting again may succeed (false for authentication and configuration errors).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self.kind, BackendErrorKind::Auth | BackendErrorKind::Config)
+    }
+}
+
+impl fmt::Debug for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendError")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} error: {}", self.kind, self.message)
+    }
+}
+
+impl StdError for BackendError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// A configuration value that cannot work. Names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: `{field}` {reason}")]
+pub struct ConfigError {
+    /// Dotted path of the offending field, e.g. `pool.max_size`.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// An error for `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything that can go wrong when using poolwarden.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An acquire did not complete in time.
+    #[error("pool {key}: timed out after {elapsed:?} while {phase}{}", last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    Timeout {
+        /// The pool.
+        key: PoolKey,
+        /// The phase that was running when time ran out.
+        phase: Phase,
+        /// How long the acquire had been running.
+        elapsed: Duration,
+        /// The last backend error seen during this acquire, if any.
+        #[source]
+        last_error: Option<BackendError>,
+    },
+    /// A backend operation failed and was not retried.
+    #[error("pool {key}: {phase} failed")]
+    Backend {
+        /// The pool.
+        key: PoolKey,
+        /// What was being done.
+        phase: Phase,
+        /// The backend's error.
+        #[source]
+        source: BackendError,
+    },
+    /// Backend code panicked; the pool actor is being restarted.
+    #[error("pool {key}: backend panicked while {phase}: {message}")]
+    BackendPanic {
+        /// The pool.
+        key: PoolKey,
+        /// What was being done.
+        phase: Phase,
+        /// The panic payload, if it was a string.
+        message: String,
+    },
+    /// The wait queue is full (`max_waiters`).
+    #[error("pool {key}: saturated, {waiters} acquires already waiting")]
+    PoolSaturated {
+        /// The pool.
+        key: PoolKey,
+        /// Waiters queued when this acquire was refused.
+        waiters: usize,
+    },
+    /// The pool was closed (shutdown, eviction or idle reaping). Resolve it again from the supervisor.
+    #[error("pool {key}: closed")]
+    PoolClosed {
+        /// The pool.
+        key: PoolKey,
+    },
+    /// The supervisor is shutting down and accepts no more work.
+    #[error("the supervisor is shutting down")]
+    ShuttingDown,
+    /// `max_pools` is reached and every pool has connections checked out.
+    #[error("cannot open another pool: {max_pools} pools exist and all of them are in use")]
+    TooManyPools {
+        /// The configured cap.
+        max_pools: usize,
+    },
+    /// No pool is registered under this name.
+    #[error("no pool is registered under the name `{name}`")]
+    UnknownPool {
+        /// The name asked for.
+        name: String,
+    },
+    /// No pool with this key is running.
+    #[error("no pool with key {key} is running")]
+    UnknownKey {
+        /// The key asked for.
+        key: PoolKey,
+    },
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An actor could not be reached.
+    #[error("actor mailbox error: {0}")]
+    Mailbox(#[from] actix::MailboxError),
+}
+
+impl Error {
+    /// The pool this error concerns, when it concerns one.
+    pub fn key(&self) -> Option<&PoolKey> {
+        match self {
+            Error::Timeout { key, .. }
+            | Error::Backend { key, .. }
+            | Error::BackendPanic { key, .. }
+            | Error::PoolSaturated { key, .. }
+            | Error::PoolClosed { key }
+            | Error::UnknownKey { key } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,180 @@
+//! A cloneable handle to a supervisor for code that would rather call methods than send
+//! messages, and a way to run the supervisor in a process with no actix System of its own.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::actors::supervisor::Supervisor;
+use crate::backend::Backend;
+use crate::config::connection::ConnectionConfig;
+use crate::config::pool::PoolConfig;
+use crate::config::supervisor::SupervisorConfig;
+use crate::error::{ConfigError, Error};
+use crate::key::PoolKey;
+use crate::messages::supervisor::{
+    Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, Shutdown,
+};
+use crate::pool::guard::PooledConnection;
+use crate::pool::handle::PoolHandle;
+use crate::stats::{HealthReport, ShutdownReport, SupervisorStats};
+
+/// Methods that send the supervisor's messages. Cheap to clone, `Send`, usable from any
+/// tokio runtime.
+pub struct SupervisorHandle<B: Backend> {
+    addr: Addr<Supervisor<B>>,
+}
+
+impl<B: Backend> Clone for SupervisorHandle<B> {
+    fn clone(&self) -> Self {
+        Self {
+            addr: self.addr.clone(),
+        }
+    }
+}
+
+impl<B: Backend> From<Addr<Supervisor<B>>> for SupervisorHandle<B> {
+    fn from(addr: Addr<Supervisor<B>>) -> Self {
+        Self { addr }
+    }
+}
+
+impl<B: Backend> SupervisorHandle<B> {
+    /// Start a supervisor on the current actix arbiter.
+    pub fn start(backend: B, config: SupervisorConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            addr: Supervisor::new(backend, config)?.start(),
+        })
+    }
+
+    /// The supervisor's address, for sending messages directly.
+    pub fn addr(&self) -> &Addr<Supervisor<B>> {
+        &self.addr
+    }
+
+    /// The pool for `connection` (created with the default pool config if needed).
+    pub async fn pool(&self, connection: ConnectionConfig) -> Result<PoolHandle<B>, Error> {
+        self.addr.send(GetPool::new(connection)).await?
+    }
+
+    /// The pool for `connection`, created with `pool` if it does not exist yet.
+    pub async fn pool_with(
+        &self,
+        connection: ConnectionConfig,
+        pool: PoolConfig,
+    ) -> Result<PoolHandle<B>, Error> {
+        self.addr
+            .send(GetPool::new(connection).with_config(pool))
+            .await?
+    }
+
+    /// Register `connection` under `name`.
+    pub async fn register(
+        &self,
+        name: impl Into<String>,
+        connection: ConnectionConfig,
+        pool: Option<PoolConfig>,
+    ) -> Result<PoolHandle<B>, Error> {
+        self.addr
+            .send(Register::new(name, connection, pool))
+            .await?
+    }
+
+    /// The pool registered as `name`, or with `key`, or for a config.
+    pub async fn lookup(&self, pool: impl Into<PoolRef>) -> Result<PoolHandle<B>, Error> {
+        self.addr.send(Lookup::new(pool)).await?
+    }
+
+    /// Acquire through the supervisor (one message hop more than [`PoolHandle::acquire`]).
+    pub async fn acquire(&self, pool: impl Into<PoolRef>) -> Result<PooledConnection<B>, Error> {
+        self.addr.send(Acquire::new(pool)).await?
+    }
+
+    /// Figures of the supervisor and every pool.
+    pub async fn stats(&self) -> Result<SupervisorStats, Error> {
+        Ok(self.addr.send(GetStats).await?)
+    }
+
+    /// Probe every pool.
+    pub async fn health(&self) -> Result<HealthReport, Error> {
+        Ok(self.addr.send(HealthCheck).await?)
+    }
+
+    /// Drain and stop pools unused for `older_than`.
+    pub async fn reap_idle(&self, older_than: Duration) -> Result<Vec<PoolKey>, Error> {
+        Ok(self.addr.send(ReapIdle { older_than }).await?)
+    }
+
+    /// Stop accepting acquires, wait up to `deadline` for connections to come back, close all.
+    pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, Error> {
+        Ok(self.addr.send(Shutdown { deadline }).await?)
+    }
+}
+
+/// A supervisor running on a thread of its own, for tokio programs with no actix System.
+///
+/// Acquire and release run in the caller's tasks (they never cross to this thread);
+/// only lifecycle work and management messages do.
+///
+/// ```
+/// use poolwarden::backends::sim::SimBackend;
+/// use poolwarden::{ConnectionConfig, EmbeddedSupervisor, SupervisorConfig};
+/// use std::time::Duration;
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let sup = EmbeddedSupervisor::spawn(SimBackend::default(), SupervisorConfig::default())?;
+///     let pool = sup.handle().pool(ConnectionConfig::sim("jobs")).await?;
+///     pool.acquire().await?.query("SELECT 1").await?;
+///     let report = sup.shutdown(Duration::from_secs(5)).await?;
+///     assert_eq!(report.pools_closed, 1);
+///     Ok(())
+/// }
+/// ```
+pub struct EmbeddedSupervisor<B: Backend> {
+    handle: SupervisorHandle<B>,
+    system: System,
+    exited: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl<B: Backend> EmbeddedSupervisor<B> {
+    /// Start an actix System on a new thread named `poolwarden` and a supervisor in it.
+    pub fn spawn(backend: B, config: SupervisorConfig) -> Result<Self, ConfigError> {
+        let supervisor = Supervisor::new(backend, config)?;
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (exit_tx, exited) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("poolwarden".into())
+            .spawn(move || {
+                let system = System::new();
+                system.block_on(async move {
+                    let addr = supervisor.start();
+                    let _ = started_tx.send((addr, System::current()));
+                });
+                let _ = system.run();
+                let _ = exit_tx.send(());
+            })
+            .map_err(|e| ConfigError::new("supervisor", format!("cannot start its thread: {e}")))?;
+        let (addr, system) = started_rx
+            .recv()
+            .map_err(|_| ConfigError::new("supervisor", "its thread exited during start-up"))?;
+        Ok(Self {
+            handle: SupervisorHandle { addr },
+            system,
+            exited,
+        })
+    }
+
+    /// A handle to send the supervisor messages.
+    pub fn handle(&self) -> &SupervisorHandle<B> {
+        &self.handle
+    }
+
+    /// Shut the supervisor down (see [`SupervisorHandle::shutdown`]), then stop its thread.
+    pub async fn shutdown(self, deadline: Duration) -> Result<ShutdownReport, Error> {
+        let report = self.handle.shutdown(deadline).await;
+        self.system.stop();
+        let _ = self.exited.await;
+        report
+    }
+}

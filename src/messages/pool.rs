@@ -1,0 +1,67 @@
+//! Messages a pool actor answers.
+
+use std::time::Duration;
+
+use actix::Message;
+
+use crate::backend::Backend;
+use crate::error::{Error, Phase};
+use crate::pool::guard::PooledConnection;
+use crate::stats::PoolStats;
+
+/// Open connections until `target` are idle (capped at `max_size`); answers how many opened.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "usize")]
+pub struct Warm {
+    /// Idle connections wanted.
+    pub target: usize,
+}
+
+/// Change the pool's sizes at run time.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), Error>")]
+pub struct Resize {
+    /// New `max_size`.
+    pub max_size: u32,
+    /// New `min_idle`.
+    pub min_idle: u32,
+}
+
+/// The pool's figures.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "PoolStats")]
+pub struct GetPoolStats;
+
+/// Probe the endpoint once; `Err` carries the reason.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Probe {
+    /// Budget for the probe.
+    pub timeout: Duration,
+}
+
+/// Return a connection explicitly; `broken` closes it instead of keeping it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release<B: Backend> {
+    /// The connection.
+    pub conn: PooledConnection<B>,
+    /// Close it rather than reuse it.
+    pub broken: bool,
+}
+
+/// Stop serving, close idle connections and stop the actor.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+/// Backend code panicked: the actor stops and its supervisor restarts it.
+#[doc(hidden)]
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Crashed {
+    /// What was running.
+    pub phase: Phase,
+    /// The panic message.
+    pub message: String,
+}

@@ -1,0 +1,188 @@
+//! Messages the supervisor answers.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use actix::Message;
+
+use crate::backend::Backend;
+use crate::config::connection::ConnectionConfig;
+use crate::config::pool::PoolConfig;
+use crate::error::Error;
+use crate::key::PoolKey;
+use crate::pool::guard::PooledConnection;
+use crate::pool::handle::PoolHandle;
+use crate::stats::{HealthReport, ShutdownReport, SupervisorStats};
+
+/// Which pool a message means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolRef {
+    /// By key.
+    Key(PoolKey),
+    /// By registered name.
+    Name(String),
+    /// By connection config (the pool is created if needed).
+    Config(Box<ConnectionConfig>),
+}
+
+impl From<PoolKey> for PoolRef {
+    fn from(k: PoolKey) -> Self {
+        PoolRef::Key(k)
+    }
+}
+
+impl From<&str> for PoolRef {
+    fn from(name: &str) -> Self {
+        PoolRef::Name(name.to_string())
+    }
+}
+
+impl From<ConnectionConfig> for PoolRef {
+    fn from(c: ConnectionConfig) -> Self {
+        PoolRef::Config(Box::new(c))
+    }
+}
+
+/// Get (creating if needed) the pool for a connection config. Answers a handle to
+/// acquire from directly.
+pub struct GetPool<B> {
+    /// Where to connect.
+    pub connection: ConnectionConfig,
+    /// The pool's settings; `None` uses the supervisor's default. Ignored if the pool exists.
+    pub pool: Option<PoolConfig>,
+    _backend: PhantomData<fn() -> B>,
+}
+
+impl<B> GetPool<B> {
+    /// The pool for `connection`, with the supervisor's default settings.
+    pub fn new(connection: ConnectionConfig) -> Self {
+        Self {
+            connection,
+            pool: None,
+            _backend: PhantomData,
+        }
+    }
+
+    /// With settings of its own.
+    pub fn with_config(mut self, pool: PoolConfig) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+}
+
+impl<B: Backend> Message for GetPool<B> {
+    type Result = Result<PoolHandle<B>, Error>;
+}
+
+/// Register `connection` under `name` (creating the pool if needed). A name always
+/// resolves to the same actor as its key; a named pool that was evicted is recreated
+/// from the registered config on the next lookup.
+pub struct Register<B> {
+    /// The name.
+    pub name: String,
+    /// Where to connect.
+    pub connection: ConnectionConfig,
+    /// The pool's settings; `None` uses the supervisor's default.
+    pub pool: Option<PoolConfig>,
+    _backend: PhantomData<fn() -> B>,
+}
+
+impl<B> Register<B> {
+    /// Register `connection` as `name`.
+    pub fn new(
+        name: impl Into<String>,
+        connection: ConnectionConfig,
+        pool: Option<PoolConfig>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            connection,
+            pool,
+            _backend: PhantomData,
+        }
+    }
+}
+
+impl<B: Backend> Message for Register<B> {
+    type Result = Result<PoolHandle<B>, Error>;
+}
+
+/// Resolve a [`PoolRef`] to a handle.
+pub struct Lookup<B> {
+    /// The pool.
+    pub pool: PoolRef,
+    _backend: PhantomData<fn() -> B>,
+}
+
+impl<B> Lookup<B> {
+    /// Look `pool` up.
+    pub fn new(pool: impl Into<PoolRef>) -> Self {
+        Self {
+            pool: pool.into(),
+            _backend: PhantomData,
+        }
+    }
+}
+
+impl<B: Backend> Message for Lookup<B> {
+    type Result = Result<PoolHandle<B>, Error>;
+}
+
+/// Check a connection out of a pool, through the supervisor. Convenient from actix code;
+/// for the hot path resolve a [`PoolHandle`] once and acquire from it.
+pub struct Acquire<B> {
+    /// The pool.
+    pub pool: PoolRef,
+    /// Overrides the pool's acquire timeout.
+    pub timeout: Option<Duration>,
+    _backend: PhantomData<fn() -> B>,
+}
+
+impl<B> Acquire<B> {
+    /// Acquire from `pool` with its own timeout.
+    pub fn new(pool: impl Into<PoolRef>) -> Self {
+        Self {
+            pool: pool.into(),
+            timeout: None,
+            _backend: PhantomData,
+        }
+    }
+
+    /// With a timeout of its own.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl<B: Backend> Message for Acquire<B> {
+    type Result = Result<PooledConnection<B>, Error>;
+}
+
+/// Figures of the supervisor and every pool.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "SupervisorStats")]
+pub struct GetStats;
+
+/// Probe every pool.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "HealthReport")]
+pub struct HealthCheck;
+
+/// Drain and stop every pool unused for `older_than` with nothing checked out. Answers
+/// the keys removed.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<PoolKey>")]
+pub struct ReapIdle {
+    /// Minimum time since the pool's last acquire.
+    pub older_than: Duration,
+}
+
+/// Stop accepting acquires, wait up to `deadline` for checked-out connections, close
+/// everything.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "ShutdownReport")]
+pub struct Shutdown {
+    /// How long to wait for connections to come back.
+    pub deadline: Duration,
+}

@@ -1,0 +1,91 @@
+//! A cloneable handle to one pool: acquire goes straight to the pool's shared state, in the
+//! caller's task; management goes to the pool actor as messages.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Addr, WeakAddr};
+
+use super::core::PoolShared;
+use super::guard::PooledConnection;
+use crate::actors::pool::PoolActor;
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::key::PoolKey;
+use crate::messages::pool::{Resize, Warm};
+use crate::stats::PoolStats;
+
+/// A handle to one pool. Resolve it once (from the [`Supervisor`](crate::Supervisor)) and
+/// acquire from it as often as you like; it is cheap to clone and `Send`.
+///
+/// If the pool is later evicted, reaped or shut down, acquire answers
+/// [`Error::PoolClosed`]: resolve a new handle from the supervisor.
+pub struct PoolHandle<B: Backend> {
+    pub(crate) shared: Arc<PoolShared<B>>,
+    pub(crate) actor: WeakAddr<PoolActor<B>>,
+}
+
+impl<B: Backend> Clone for PoolHandle<B> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            actor: self.actor.clone(),
+        }
+    }
+}
+
+impl<B: Backend> PoolHandle<B> {
+    /// The pool's key.
+    pub fn key(&self) -> PoolKey {
+        self.shared.key
+    }
+
+    /// Check out a connection within the pool's acquire timeout. Cancellation safe:
+    /// dropping the future never leaks a slot or a connection.
+    pub async fn acquire(&self) -> Result<PooledConnection<B>, Error> {
+        self.shared.acquire().await
+    }
+
+    /// Check out a connection within `timeout` instead of the pool's own.
+    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<PooledConnection<B>, Error> {
+        self.shared.acquire_within(timeout).await
+    }
+
+    /// The pool's figures (read directly, no message).
+    pub fn stats(&self) -> PoolStats {
+        self.shared.stats()
+    }
+
+    /// Whether the pool stopped serving.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// The pool actor, while it runs.
+    pub fn actor(&self) -> Option<Addr<PoolActor<B>>> {
+        self.actor.upgrade()
+    }
+
+    /// Ask the pool actor to open connections until `target` are idle. Answers how many
+    /// it opened.
+    pub async fn warm(&self, target: usize) -> Result<usize, Error> {
+        let actor = self.actor().ok_or(Error::PoolClosed { key: self.key() })?;
+        Ok(actor.send(Warm { target }).await?)
+    }
+
+    /// Ask the pool actor to change the pool's sizes.
+    pub async fn resize(&self, max_size: u32, min_idle: u32) -> Result<(), Error> {
+        let actor = self.actor().ok_or(Error::PoolClosed { key: self.key() })?;
+        actor.send(Resize { max_size, min_idle }).await?
+    }
+}
+
+impl<B: Backend> fmt::Debug for PoolHandle<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolHandle")
+            .field("key", &self.shared.key)
+            .field("connection", &self.shared.connection)
+            .finish()
+    }
+}

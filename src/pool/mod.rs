@@ -1,0 +1,5 @@
+//! One pool's shared state, its checked-out guard and its handle.
+
+pub(crate) mod core;
+pub mod guard;
+pub mod handle;
