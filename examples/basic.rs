@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     for p in &stats.per_pool {
         println!(
-            "  pool {}: created {} connections, peak-safe max {}, {} timeouts",
+            "  pool {}: created {} connections (max_size {}), {} timeouts",
             p.key, p.created, p.max_size, p.timeouts
         );
     }

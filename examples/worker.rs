@@ -55,7 +55,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let jobs = vec![
+    let jobs = [
         tokio::spawn(job(
             "orders",
             orders,

@@ -61,7 +61,7 @@ pub trait Backend: Send + Sync + 'static {
     /// A cheap synchronous check that the connection is known to be unusable (its socket
     /// closed, a command was cancelled mid-flight…). Broken connections are never reused.
     /// Default: false.
-    fn is_broken(&self, _conn: &Self::Connection) -> bool {
+    fn is_broken(&self, _conn: &mut Self::Connection) -> bool {
         false
     }
 }

@@ -170,6 +170,25 @@ pub enum Error {
         /// The panic payload, if it was a string.
         message: String,
     },
+    /// The endpoint's circuit breaker is open: acquire fails at once.
+    #[error("pool {key}: circuit open, next try in {retry_in:?}{}", last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    CircuitOpen {
+        /// The pool.
+        key: PoolKey,
+        /// When the breaker lets a trial through.
+        retry_in: Duration,
+        /// The failure that last counted against the endpoint.
+        #[source]
+        last_error: Option<BackendError>,
+    },
+    /// The pool actor was restarted too often and the pool is failed until revived.
+    #[error("pool {key}: failed after {restarts} restarts; send Revive to bring it back")]
+    PoolFailed {
+        /// The pool.
+        key: PoolKey,
+        /// Restarts so far.
+        restarts: u64,
+    },
     /// The wait queue is full (`max_waiters`).
     #[error("pool {key}: saturated, {waiters} acquires already waiting")]
     PoolSaturated {
@@ -221,6 +240,8 @@ impl Error {
             | Error::Backend { key, .. }
             | Error::BackendPanic { key, .. }
             | Error::PoolSaturated { key, .. }
+            | Error::CircuitOpen { key, .. }
+            | Error::PoolFailed { key, .. }
             | Error::PoolClosed { key }
             | Error::UnknownKey { key } => Some(key),
             _ => None,

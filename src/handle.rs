@@ -12,8 +12,10 @@ use crate::config::pool::PoolConfig;
 use crate::config::supervisor::SupervisorConfig;
 use crate::error::{ConfigError, Error};
 use crate::key::PoolKey;
+use crate::messages::events::{BreakerTransition, Subscribe};
 use crate::messages::supervisor::{
-    Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, Shutdown,
+    Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, RevivePool,
+    Shutdown,
 };
 use crate::pool::guard::PooledConnection;
 use crate::pool::handle::PoolHandle;
@@ -105,6 +107,17 @@ impl<B: Backend> SupervisorHandle<B> {
         Ok(self.addr.send(ReapIdle { older_than }).await?)
     }
 
+    /// Bring a pool that failed after too many restarts back into service. Answers
+    /// whether it was failed.
+    pub async fn revive(&self, pool: impl Into<PoolRef>) -> Result<bool, Error> {
+        self.addr.send(RevivePool { pool: pool.into() }).await?
+    }
+
+    /// Deliver every pool's circuit-breaker transitions to `subscriber`.
+    pub async fn subscribe(&self, subscriber: Recipient<BreakerTransition>) -> Result<(), Error> {
+        Ok(self.addr.send(Subscribe(subscriber)).await?)
+    }
+
     /// Stop accepting acquires, wait up to `deadline` for connections to come back, close all.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, Error> {
         Ok(self.addr.send(Shutdown { deadline }).await?)
@@ -134,7 +147,7 @@ impl<B: Backend> SupervisorHandle<B> {
 pub struct EmbeddedSupervisor<B: Backend> {
     handle: SupervisorHandle<B>,
     system: System,
-    exited: tokio::sync::oneshot::Receiver<()>,
+    exited: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl<B: Backend> EmbeddedSupervisor<B> {
@@ -161,7 +174,7 @@ impl<B: Backend> EmbeddedSupervisor<B> {
         Ok(Self {
             handle: SupervisorHandle { addr },
             system,
-            exited,
+            exited: Some(exited),
         })
     }
 
@@ -171,10 +184,20 @@ impl<B: Backend> EmbeddedSupervisor<B> {
     }
 
     /// Shut the supervisor down (see [`SupervisorHandle::shutdown`]), then stop its thread.
-    pub async fn shutdown(self, deadline: Duration) -> Result<ShutdownReport, Error> {
+    pub async fn shutdown(mut self, deadline: Duration) -> Result<ShutdownReport, Error> {
         let report = self.handle.shutdown(deadline).await;
         self.system.stop();
-        let _ = self.exited.await;
+        if let Some(exited) = self.exited.take() {
+            let _ = exited.await;
+        }
         report
+    }
+}
+
+/// Dropped without [`shutdown`](EmbeddedSupervisor::shutdown), it stops the System at
+/// once: pools close without waiting for checked-out connections.
+impl<B: Backend> Drop for EmbeddedSupervisor<B> {
+    fn drop(&mut self) {
+        self.system.stop();
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::breaker::BreakerState;
 use crate::key::PoolKey;
 
 /// One pool's figures at one moment.
@@ -45,6 +46,14 @@ pub struct PoolStats {
     pub generation: u64,
     /// The pool no longer serves (evicted, reaped or shut down).
     pub closed_pool: bool,
+    /// Restarted too often; refuses acquires until revived.
+    pub failed: bool,
+    /// The circuit breaker's state.
+    pub breaker: BreakerState,
+    /// Connections reported as leaked.
+    pub leaks_reported: u64,
+    /// Leaked connections whose slot was reclaimed.
+    pub leaks_reclaimed: u64,
 }
 
 /// The supervisor's figures.

@@ -2,41 +2,45 @@
 //! lifecycle (warm-up, maintenance, probes, resizing, restarts); acquire and release do not
 //! pass through it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::backend::Backend;
 use crate::error::{ConfigError, Error};
-use crate::messages::pool::{Close, Crashed, GetPoolStats, Probe, Release, Resize, Warm};
+use crate::messages::pool::{Close, Crashed, GetPoolStats, Probe, Release, Resize, Revive, Warm};
 use crate::pool::core::PoolShared;
 use crate::stats::PoolStats;
+
+/// How often a pool actor may be restarted before its pool is marked failed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RestartPolicy {
+    pub(crate) max_restarts: u32,
+    pub(crate) window: Duration,
+}
 
 /// Supervises one pool. Started by the [`Supervisor`](crate::Supervisor).
 pub struct PoolActor<B: Backend> {
     pub(crate) shared: Arc<PoolShared<B>>,
+    policy: RestartPolicy,
 }
 
 impl<B: Backend> PoolActor<B> {
-    pub(crate) fn new(shared: Arc<PoolShared<B>>) -> Self {
-        Self { shared }
+    pub(crate) fn new(shared: Arc<PoolShared<B>>, policy: RestartPolicy) -> Self {
+        Self { shared, policy }
     }
-}
 
-impl<B: Backend> Actor for PoolActor<B> {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        if self.shared.is_closed() {
-            // Closed while an address was still held: stay inert until it is dropped.
-            return;
-        }
+    /// Crash reporting, warm-up, the maintenance tick and background probes of one
+    /// incarnation (actix drops them all when the actor stops).
+    fn run_lifecycle(&mut self, ctx: &mut Context<Self>) {
         // Report backend panics to ourselves, at most one outstanding report per incarnation.
         let me = ctx.address().downgrade();
-        let reported = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reported = Arc::new(AtomicBool::new(false));
         self.shared
             .set_crash_hook(Some(Box::new(move |phase, message| {
-                if !reported.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                if !reported.swap(true, Ordering::AcqRel) {
                     if let Some(addr) = me.upgrade() {
                         addr.do_send(Crashed {
                             phase,
@@ -45,21 +49,58 @@ impl<B: Backend> Actor for PoolActor<B> {
                     }
                 }
             })));
+        self.spawn_refill(ctx);
+        ctx.run_interval(self.shared.config.maintenance_interval, |act, ctx| {
+            act.shared.reap();
+            act.shared.scan_leaks();
+            act.spawn_refill(ctx);
+        });
+        self.schedule_probe(ctx);
+    }
+
+    fn spawn_refill(&self, ctx: &mut Context<Self>) {
         let shared = Arc::clone(&self.shared);
         ctx.spawn(
             async move { shared.refill().await }
                 .into_actor(self)
                 .map(|_, _, _| ()),
         );
-        ctx.run_interval(self.shared.config.maintenance_interval, |act, ctx| {
-            act.shared.reap();
+    }
+
+    /// Probe on a jittered interval: each wait is drawn in `[interval/2, interval]` so
+    /// many pools do not probe in lockstep. The probe itself allows one at a time.
+    fn schedule_probe(&self, ctx: &mut Context<Self>) {
+        let Some(interval) = self.shared.config.probe_interval else {
+            return;
+        };
+        let half = interval / 2;
+        let wait = half + half.mul_f64(rand::random::<f64>());
+        ctx.run_later(wait, |act, ctx| {
             let shared = Arc::clone(&act.shared);
+            let budget = shared.config.probe_timeout;
             ctx.spawn(
-                async move { shared.refill().await }
-                    .into_actor(act)
-                    .map(|_, _, _| ()),
+                async move {
+                    if let Err(reason) = shared.probe(budget).await {
+                        tracing::debug!(pool = %shared.key, %reason, "background probe failed");
+                    }
+                }
+                .into_actor(act),
             );
+            act.schedule_probe(ctx);
         });
+    }
+}
+
+impl<B: Backend> Actor for PoolActor<B> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.shared.is_closed() {
+            // Closed or failed while an address was still held: stay inert until it is
+            // dropped (or, failed, until a Revive).
+            return;
+        }
+        self.run_lifecycle(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -74,6 +115,29 @@ impl<B: Backend> Supervised for PoolActor<B> {
         }
         let generation = self.shared.new_generation();
         tracing::warn!(pool = %self.shared.key, generation, "pool actor restarted");
+        if self
+            .shared
+            .record_restart(self.policy.max_restarts, self.policy.window)
+        {
+            tracing::error!(
+                pool = %self.shared.key,
+                max_restarts = self.policy.max_restarts,
+                window = ?self.policy.window,
+                "pool restarted too often; marked failed until revived"
+            );
+        }
+    }
+}
+
+impl<B: Backend> Handler<Revive> for PoolActor<B> {
+    type Result = bool;
+    fn handle(&mut self, _: Revive, ctx: &mut Self::Context) -> bool {
+        let revived = self.shared.revive();
+        if revived {
+            tracing::info!(pool = %self.shared.key, "pool revived");
+            self.run_lifecycle(ctx);
+        }
+        revived
     }
 }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::time::Instant;
 
-use super::pool::PoolActor;
+use parking_lot::Mutex;
+
+use super::pool::{PoolActor, RestartPolicy};
 use crate::backend::Backend;
 use crate::config::connection::ConnectionConfig;
 use crate::config::pool::PoolConfig;
@@ -16,11 +18,13 @@ use crate::config::supervisor::SupervisorConfig;
 use crate::error::{ConfigError, Error};
 use crate::key::PoolKey;
 use crate::lru::{self, Candidate};
-use crate::messages::pool::{Close, Probe};
+use crate::messages::events::{BreakerTransition, Subscribe};
+use crate::messages::pool::{Close, Probe, Revive};
 use crate::messages::supervisor::{
-    Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, Shutdown,
+    Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, RevivePool,
+    Shutdown,
 };
-use crate::pool::core::PoolShared;
+use crate::pool::core::{EventSink, PoolShared};
 use crate::pool::handle::PoolHandle;
 use crate::stats::{HealthReport, HealthStatus, ShutdownReport, SupervisorStats};
 
@@ -66,6 +70,7 @@ pub struct Supervisor<B: Backend> {
     created: u64,
     evicted: u64,
     destroyed: u64,
+    subscribers: Arc<Mutex<Vec<Recipient<BreakerTransition>>>>,
 }
 
 impl<B: Backend> Supervisor<B> {
@@ -81,6 +86,7 @@ impl<B: Backend> Supervisor<B> {
             created: 0,
             evicted: 0,
             destroyed: 0,
+            subscribers: Arc::default(),
         })
     }
 
@@ -113,9 +119,14 @@ impl<B: Backend> Supervisor<B> {
             Arc::clone(&self.backend),
             connection,
             pool,
+            Some(self.event_sink()),
         ));
         let for_actor = Arc::clone(&shared);
-        let addr = actix::Supervisor::start(move |_| PoolActor::new(for_actor));
+        let policy = RestartPolicy {
+            max_restarts: self.config.max_restarts,
+            window: self.config.restart_window,
+        };
+        let addr = actix::Supervisor::start(move |_| PoolActor::new(for_actor, policy));
         tracing::debug!(pool = %key, backend = %shared.connection.backend, "pool created");
         let entry = Entry { addr, shared };
         let handle = entry.handle();
@@ -125,6 +136,10 @@ impl<B: Backend> Supervisor<B> {
     }
 
     fn resolve(&mut self, pool: PoolRef) -> Result<PoolHandle<B>, Error> {
+        // Checked first: once shut down the map is empty, and a key would be "unknown".
+        if !self.accepting {
+            return Err(Error::ShuttingDown);
+        }
         match pool {
             PoolRef::Key(key) => self
                 .pools
@@ -167,6 +182,28 @@ impl<B: Backend> Supervisor<B> {
             self.stop_pool(*key);
         }
         doomed
+    }
+
+    /// Where a pool's breaker transitions go: every subscriber's bounded mailbox.
+    fn event_sink(&self) -> EventSink {
+        let subscribers = Arc::clone(&self.subscribers);
+        Arc::new(move |key, change| {
+            let event = BreakerTransition {
+                key,
+                from: change.from,
+                to: change.to,
+                reason: change.reason,
+                at: change.at,
+            };
+            subscribers.lock().retain(|r| match r.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(SendError::Full(_)) => {
+                    tracing::warn!(pool = %key, "subscriber mailbox full; breaker event dropped");
+                    true
+                }
+                Err(SendError::Closed(_)) => false,
+            });
+        })
     }
 
     fn stats(&self) -> SupervisorStats {
@@ -334,5 +371,22 @@ impl<B: Backend> Handler<Shutdown> for Supervisor<B> {
             tracing::info!(?report, "supervisor shut down");
             report
         })
+    }
+}
+
+impl<B: Backend> Handler<Subscribe> for Supervisor<B> {
+    type Result = ();
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
+        self.subscribers.lock().push(msg.0);
+    }
+}
+
+impl<B: Backend> Handler<RevivePool> for Supervisor<B> {
+    type Result = ResponseFuture<Result<bool, Error>>;
+    fn handle(&mut self, msg: RevivePool, _: &mut Self::Context) -> Self::Result {
+        let addr = self
+            .resolve(msg.pool)
+            .and_then(|h| h.actor().ok_or(Error::PoolClosed { key: h.key() }));
+        Box::pin(async move { Ok(addr?.send(Revive).await?) })
     }
 }

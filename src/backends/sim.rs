@@ -38,7 +38,7 @@
 //!
 //! // The server goes down: open connections are killed, new ones are refused.
 //! server.go_down();
-//! assert!(sim.is_broken(&conn));
+//! assert!(sim.is_broken(&mut conn));
 //! assert_eq!(server.open_connections(), 0);
 //! let err = sim.connect(&cfg).await.unwrap_err();
 //! assert_eq!(err.kind(), BackendErrorKind::Connect);
@@ -998,7 +998,7 @@ impl Backend for SimBackend {
     }
 
     /// Whether the connection was killed.
-    fn is_broken(&self, conn: &SimConnection) -> bool {
+    fn is_broken(&self, conn: &mut SimConnection) -> bool {
         conn.is_killed()
     }
 }
@@ -1049,7 +1049,7 @@ mod tests {
         assert_eq!(server.queries(), 5);
         assert_eq!(server.in_flight_connects(), 0);
         assert_eq!(server.peak_in_flight_connects(), 1);
-        assert!(!sim.is_broken(&conn));
+        assert!(!sim.is_broken(&mut conn));
 
         let other = sim.connect(&cfg).await.unwrap();
         assert_ne!(other.id(), conn.id());
@@ -1117,7 +1117,7 @@ mod tests {
         assert!(!server.is_up());
         // The connections open at the start of the outage are gone, even untouched.
         assert_eq!(server.open_connections(), 0);
-        assert!(sim.is_broken(&early));
+        assert!(sim.is_broken(&mut early));
         let err = sim.connect(&cfg).await.unwrap_err();
         assert_eq!(err.kind(), BackendErrorKind::Connect);
         assert!(err.to_string().contains("connection refused"), "{err}");
@@ -1133,7 +1133,7 @@ mod tests {
         assert!(server.is_up());
         let mut after = sim.connect(&cfg).await.unwrap();
         after.query("SELECT 1").await.unwrap();
-        assert!(!sim.is_broken(&after));
+        assert!(!sim.is_broken(&mut after));
         assert_eq!(server.open_connections(), 1);
         // Killed connections stay dead after the outage.
         assert_eq!(
@@ -1232,10 +1232,10 @@ mod tests {
         let (sim, cfg, server) = setup("kill");
         let mut a = sim.connect(&cfg).await.unwrap();
         let mut b = sim.connect(&cfg).await.unwrap();
-        let c = sim.connect(&cfg).await.unwrap();
+        let mut c = sim.connect(&cfg).await.unwrap();
         assert!(server.kill_connection(a.id()));
-        assert!(sim.is_broken(&a));
-        assert!(!sim.is_broken(&b));
+        assert!(sim.is_broken(&mut a));
+        assert!(!sim.is_broken(&mut b));
         assert_eq!(server.open_connections(), 2);
         assert!(!server.kill_connection(a.id()), "already dead");
         assert!(!server.kill_connection(9_999), "unknown id");
@@ -1249,7 +1249,7 @@ mod tests {
         assert!(!sim.server("elsewhere:1").kill_connection(b.id()));
 
         assert_eq!(server.kill_all(), 2);
-        assert!(sim.is_broken(&b) && sim.is_broken(&c));
+        assert!(sim.is_broken(&mut b) && sim.is_broken(&mut c));
         assert_eq!(server.open_connections(), 0);
         assert_eq!(server.kill_all(), 0);
         drop((a, b, c));
@@ -1349,7 +1349,7 @@ mod tests {
         server.stall_next_probes(1);
         assert!(timeout(ms(1000), sim.probe(&mut conn)).await.is_err());
         assert!(
-            sim.is_broken(&conn),
+            sim.is_broken(&mut conn),
             "a cancelled probe breaks the connection"
         );
         assert_eq!(server.open_connections(), 0);
@@ -1358,11 +1358,11 @@ mod tests {
         sim.probe(&mut conn).await.unwrap();
         server.stall_next_resets(1);
         assert!(timeout(ms(1000), sim.reset(&mut conn)).await.is_err());
-        assert!(sim.is_broken(&conn));
+        assert!(sim.is_broken(&mut conn));
 
         let mut conn = sim.connect(&cfg).await.unwrap();
         sim.reset(&mut conn).await.unwrap();
-        assert!(!sim.is_broken(&conn));
+        assert!(!sim.is_broken(&mut conn));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1503,7 +1503,7 @@ mod tests {
         });
         let err = sim.probe(&mut conn).await.unwrap_err();
         assert_eq!(err.kind(), BackendErrorKind::Query);
-        assert!(!sim.is_broken(&conn));
+        assert!(!sim.is_broken(&mut conn));
         assert_eq!(server.queries(), 1, "the failed probe reached the server");
     }
 

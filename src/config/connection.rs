@@ -303,7 +303,12 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 fn split_host_port(part: &str) -> Result<(String, Option<u16>), String> {
-    let bad_port = |p: &str| format!("has an invalid port `{p}`");
+    // Quote the port only when it is digits: a password holding an unescaped `/` or `?`
+    // would otherwise be cut into the host list and echoed here.
+    let bad_port = |p: &str| match p.bytes().all(|b| b.is_ascii_digit()) {
+        true => format!("has an invalid port `{p}`"),
+        false => "has an invalid port (not a number)".to_string(),
+    };
     if let Some(rest) = part.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')

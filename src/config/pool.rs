@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::breaker::BreakerConfig;
 use crate::error::ConfigError;
 
 /// Settings of one pool. Every field has a default (see [`PoolConfig::default`]), so a TOML
@@ -69,6 +70,26 @@ pub struct PoolConfig {
     /// How often the pool actor closes expired connections and refills to `min_idle`. Default 1s.
     #[serde(with = "humantime_serde")]
     pub maintenance_interval: Duration,
+    /// How often the pool actor probes its endpoint (each wait drawn in
+    /// `[interval/2, interval]`); `None` turns background probes off. Default 5s.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Option<Duration>,
+    /// Connects in progress at once, acquires and background refills together, so a
+    /// server coming back is not stormed. Default 4.
+    pub max_connecting: u32,
+    /// The endpoint's circuit breaker. Default [`BreakerConfig::default`].
+    pub breaker: BreakerConfig,
+    /// Report a connection held longer than this (once, with a warning). `None` (the
+    /// default) turns leak detection off and costs nothing.
+    #[serde(with = "humantime_serde")]
+    pub leak_threshold: Option<Duration>,
+    /// Free the slot of a connection held this long; the late return then only closes it.
+    /// Needs `leak_threshold`. Default `None`.
+    #[serde(with = "humantime_serde")]
+    pub leak_reclaim_after: Option<Duration>,
+    /// Capture a backtrace at each checkout while leak detection is on, to show where a
+    /// leaked connection was taken. Default false.
+    pub leak_backtrace: bool,
 }
 
 impl Default for PoolConfig {
@@ -91,6 +112,12 @@ impl Default for PoolConfig {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             maintenance_interval: Duration::from_secs(1),
+            probe_interval: Some(Duration::from_secs(5)),
+            max_connecting: 4,
+            breaker: BreakerConfig::default(),
+            leak_threshold: None,
+            leak_reclaim_after: None,
+            leak_backtrace: false,
         }
     }
 }
@@ -193,6 +220,37 @@ impl PoolConfig {
                 ));
             }
         }
+        if let Some(d) = self.probe_interval {
+            nonzero("probe_interval", d)?;
+        }
+        if self.max_connecting == 0 {
+            return Err(ConfigError::new(
+                "pool.max_connecting",
+                "must be at least 1",
+            ));
+        }
+        self.breaker.validate().map_err(|e| ConfigError {
+            field: format!("pool.{}", e.field),
+            ..e
+        })?;
+        if let Some(d) = self.leak_threshold {
+            nonzero("leak_threshold", d)?;
+        }
+        match (self.leak_threshold, self.leak_reclaim_after) {
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "pool.leak_reclaim_after",
+                    "needs leak_threshold",
+                ))
+            }
+            (Some(t), Some(r)) if r < t => {
+                return Err(ConfigError::new(
+                    "pool.leak_reclaim_after",
+                    "must not be shorter than leak_threshold",
+                ))
+            }
+            _ => {}
+        }
         if self.backoff_max < self.backoff_initial {
             return Err(ConfigError::new(
                 "pool.backoff_max",
@@ -249,6 +307,15 @@ mod tests {
             (
                 |c| c.backoff_max = Duration::from_millis(1),
                 "pool.backoff_max",
+            ),
+            (|c| c.max_connecting = 0, "pool.max_connecting"),
+            (
+                |c| c.breaker.failure_threshold = 0,
+                "pool.breaker.failure_threshold",
+            ),
+            (
+                |c| c.leak_reclaim_after = Some(Duration::from_secs(1)),
+                "pool.leak_reclaim_after",
             ),
         ];
         for (mutate, field) in cases {

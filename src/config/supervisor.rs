@@ -36,6 +36,12 @@ pub struct SupervisorConfig {
     /// Budget of one pool's probe in `HealthCheck`. Default 2s.
     #[serde(with = "humantime_serde")]
     pub health_timeout: Duration,
+    /// Restarts of one pool actor tolerated within `restart_window`; one more marks the
+    /// pool failed until a `Revive` (OTP's restart intensity). Default 5.
+    pub max_restarts: u32,
+    /// See `max_restarts`. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
 }
 
 impl Default for SupervisorConfig {
@@ -46,6 +52,8 @@ impl Default for SupervisorConfig {
             pool_idle_timeout: Some(Duration::from_secs(600)),
             reap_interval: Duration::from_secs(30),
             health_timeout: Duration::from_secs(2),
+            max_restarts: 5,
+            restart_window: Duration::from_secs(10),
         }
     }
 }
@@ -72,6 +80,12 @@ impl SupervisorConfig {
         if self.health_timeout.is_zero() {
             return Err(ConfigError::new(
                 "supervisor.health_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.restart_window.is_zero() {
+            return Err(ConfigError::new(
+                "supervisor.restart_window",
                 "must be greater than zero",
             ));
         }

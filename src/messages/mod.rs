@@ -1,9 +1,12 @@
 //! The protocol: every message the supervisor and the pool actors answer.
 
+pub mod events;
 pub mod pool;
 pub mod supervisor;
 
-pub use pool::{Close, GetPoolStats, Probe, Release, Resize, Warm};
+pub use events::{BreakerTransition, Subscribe};
+pub use pool::{Close, GetPoolStats, Probe, Release, Resize, Revive, Warm};
 pub use supervisor::{
-    Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, Shutdown,
+    Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, RevivePool,
+    Shutdown,
 };

@@ -65,3 +65,9 @@ pub struct Crashed {
     /// The panic message.
     pub message: String,
 }
+
+/// Bring a pool that failed (too many restarts) back into service. Answers whether it
+/// was failed.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "bool")]
+pub struct Revive;

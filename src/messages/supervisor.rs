@@ -186,3 +186,12 @@ pub struct Shutdown {
     /// How long to wait for connections to come back.
     pub deadline: Duration,
 }
+
+/// Bring a failed pool back into service (see `SupervisorConfig::max_restarts`). Answers
+/// whether it was failed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<bool, Error>")]
+pub struct RevivePool {
+    /// The pool.
+    pub pool: PoolRef,
+}

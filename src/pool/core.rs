@@ -16,17 +16,23 @@ use tokio::sync::{Notify, Semaphore, TryAcquireError};
 use tokio::time::{timeout_at, Instant};
 
 use super::guard::PooledConnection;
+use super::health::TrialGuard;
 use crate::backend::Backend;
 use crate::backoff::Backoff;
+use crate::breaker::{Change, CircuitBreaker};
 use crate::config::connection::ConnectionConfig;
 use crate::config::pool::PoolConfig;
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
 use crate::key::PoolKey;
+use crate::leak::LeakTracker;
 use crate::stats::PoolStats;
+use std::backtrace::Backtrace;
 
-const OPEN: u8 = 0;
-const CLOSED: u8 = 1;
-const SHUTTING_DOWN: u8 = 2;
+pub(super) const OPEN: u8 = 0;
+pub(super) const CLOSED: u8 = 1;
+pub(super) const SHUTTING_DOWN: u8 = 2;
+/// Restarted too often: refuses acquires until revived.
+pub(super) const FAILED: u8 = 3;
 
 /// A live connection and what the pool knows about it.
 pub(crate) struct Conn<C> {
@@ -35,43 +41,63 @@ pub(crate) struct Conn<C> {
     pub(crate) expires: Option<Instant>,
     pub(crate) last_used: Instant,
     pub(crate) generation: u64,
+    /// Leak-tracker id of the current checkout; 0 when leak detection is off.
+    pub(crate) checkout: u64,
 }
 
 /// Called when backend code panics, with the phase and the panic message.
 pub(crate) type CrashHook = Box<dyn Fn(Phase, &str) + Send + Sync>;
+
+/// Called on every circuit-breaker transition.
+pub(crate) type EventSink = Arc<dyn Fn(PoolKey, Change) + Send + Sync>;
 
 pub(crate) struct PoolShared<B: Backend> {
     pub(crate) key: PoolKey,
     pub(crate) backend: Arc<B>,
     pub(crate) connection: ConnectionConfig,
     pub(crate) config: PoolConfig,
-    max_size: AtomicU32,
-    min_idle: AtomicU32,
+    pub(super) max_size: AtomicU32,
+    pub(super) min_idle: AtomicU32,
     /// One permit per connection that may be checked out or opening.
-    slots: Semaphore,
+    pub(super) slots: Semaphore,
     /// Permits to swallow as they come back, after a shrinking resize.
-    shrink_debt: AtomicUsize,
+    pub(super) shrink_debt: AtomicUsize,
     /// Idle connections; the most recently returned at the back.
-    idle: Mutex<VecDeque<Conn<B::Connection>>>,
-    state: AtomicU8,
-    generation: AtomicU64,
-    crash_hook: Mutex<Option<CrashHook>>,
-    last_error: Mutex<Option<BackendError>>,
-    returned: Notify,
-    epoch: Instant,
-    last_used_ms: AtomicU64,
-    live: AtomicUsize,
-    in_use: AtomicUsize,
-    waiters: AtomicUsize,
-    connecting: AtomicUsize,
-    created: AtomicU64,
-    closed: AtomicU64,
-    served: AtomicU64,
-    timeouts: AtomicU64,
-    connect_errors: AtomicU64,
-    panics: AtomicU64,
-    restarts: AtomicU64,
-    healthy: AtomicBool,
+    pub(super) idle: Mutex<VecDeque<Conn<B::Connection>>>,
+    pub(super) state: AtomicU8,
+    pub(super) generation: AtomicU64,
+    pub(super) crash_hook: Mutex<Option<CrashHook>>,
+    pub(super) last_error: Mutex<Option<BackendError>>,
+    pub(super) returned: Notify,
+    pub(super) epoch: Instant,
+    pub(super) last_used_ms: AtomicU64,
+    pub(super) live: AtomicUsize,
+    pub(super) in_use: AtomicUsize,
+    pub(super) waiters: AtomicUsize,
+    pub(super) connecting: AtomicUsize,
+    /// Background opens (warm, refill) not finished yet, so that a refill does not start
+    /// another batch while the last one is still connecting.
+    pub(super) warming: AtomicUsize,
+    pub(super) created: AtomicU64,
+    pub(super) closed: AtomicU64,
+    pub(super) served: AtomicU64,
+    pub(super) timeouts: AtomicU64,
+    pub(super) connect_errors: AtomicU64,
+    pub(super) panics: AtomicU64,
+    pub(super) restarts: AtomicU64,
+    pub(super) healthy: AtomicBool,
+    pub(super) breaker: Mutex<CircuitBreaker>,
+    /// Mirrors `breaker.state() != Closed`, so a closed breaker costs one load.
+    pub(super) breaker_tripped: AtomicBool,
+    pub(super) events: Option<EventSink>,
+    /// Bounds connects in progress (acquires and refills together).
+    pub(super) connects: Semaphore,
+    /// Present only when leak detection is on.
+    pub(super) leaks: Option<Mutex<LeakTracker>>,
+    pub(super) leaks_reported: AtomicU64,
+    pub(super) leaks_reclaimed: AtomicU64,
+    pub(super) probing: AtomicBool,
+    pub(super) restart_log: Mutex<VecDeque<Instant>>,
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -85,7 +111,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Returns a slot to the pool when dropped, so no exit path (error, timeout, a dropped
 /// future) can leak one.
 pub(crate) struct Slot<'a, B: Backend> {
-    pool: &'a PoolShared<B>,
+    pub(super) pool: &'a PoolShared<B>,
 }
 
 impl<B: Backend> Slot<'_, B> {
@@ -102,9 +128,9 @@ impl<B: Backend> Drop for Slot<'_, B> {
 }
 
 /// Closes a connection being checked out if the acquire is abandoned (timeout, drop).
-struct Pending<'a, B: Backend> {
-    pool: &'a PoolShared<B>,
-    conn: Option<Conn<B::Connection>>,
+pub(super) struct Pending<'a, B: Backend> {
+    pub(super) pool: &'a PoolShared<B>,
+    pub(super) conn: Option<Conn<B::Connection>>,
 }
 
 impl<B: Backend> Drop for Pending<'_, B> {
@@ -115,7 +141,7 @@ impl<B: Backend> Drop for Pending<'_, B> {
     }
 }
 
-struct WaiterCount<'a>(&'a AtomicUsize);
+pub(super) struct WaiterCount<'a>(pub(super) &'a AtomicUsize);
 
 impl Drop for WaiterCount<'_> {
     fn drop(&mut self) {
@@ -129,8 +155,21 @@ impl<B: Backend> PoolShared<B> {
         backend: Arc<B>,
         connection: ConnectionConfig,
         config: PoolConfig,
+        events: Option<EventSink>,
     ) -> Self {
+        let now = Instant::now();
         Self {
+            breaker: Mutex::new(CircuitBreaker::new(config.breaker.clone(), now)),
+            breaker_tripped: AtomicBool::new(false),
+            events,
+            connects: Semaphore::new(config.max_connecting as usize),
+            leaks: config
+                .leak_threshold
+                .map(|t| Mutex::new(LeakTracker::new(t, config.leak_reclaim_after))),
+            leaks_reported: AtomicU64::new(0),
+            leaks_reclaimed: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+            restart_log: Mutex::new(VecDeque::new()),
             key,
             backend,
             connection,
@@ -145,12 +184,13 @@ impl<B: Backend> PoolShared<B> {
             crash_hook: Mutex::new(None),
             last_error: Mutex::new(None),
             returned: Notify::new(),
-            epoch: Instant::now(),
+            epoch: now,
             last_used_ms: AtomicU64::new(0),
             live: AtomicUsize::new(0),
             in_use: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
             connecting: AtomicUsize::new(0),
+            warming: AtomicUsize::new(0),
             created: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             served: AtomicU64::new(0),
@@ -176,6 +216,7 @@ impl<B: Backend> PoolShared<B> {
     ) -> Result<PooledConnection<B>, Error> {
         let start = Instant::now();
         self.check_open()?;
+        let trial = self.admit(start)?;
         let slot = match self.slots.try_acquire() {
             Ok(p) => {
                 p.forget();
@@ -184,9 +225,19 @@ impl<B: Backend> PoolShared<B> {
             Err(TryAcquireError::Closed) => return Err(self.closed_error()),
             Err(TryAcquireError::NoPermits) => self.wait_for_slot(start, budget).await?,
         };
+        // The pool may have failed or closed while we waited.
+        self.check_open()?;
         self.touch(start);
         let deadline = start + budget;
-        let conn = self.checkout(start, deadline).await?;
+        let mut conn = self.checkout(start, deadline, trial.is_some()).await?;
+        // A trial's checkout probed or connected, so its outcome is already reported.
+        if let Some(t) = trial {
+            t.resolved();
+        }
+        if let Some(leaks) = &self.leaks {
+            let backtrace = self.config.leak_backtrace.then(Backtrace::force_capture);
+            conn.checkout = leaks.lock().checkout(start, backtrace);
+        }
         slot.disarm();
         self.in_use.fetch_add(1, Ordering::Relaxed);
         self.served.fetch_add(1, Ordering::Relaxed);
@@ -221,24 +272,28 @@ impl<B: Backend> PoolShared<B> {
     }
 
     /// With a slot held: reuse an idle connection (testing it when due) or open one.
+    /// `must_check`: a breaker trial, which must probe or connect to learn an outcome.
     async fn checkout(
         &self,
         start: Instant,
         deadline: Instant,
+        must_check: bool,
     ) -> Result<Conn<B::Connection>, Error> {
         let generation = self.generation.load(Ordering::Relaxed);
         loop {
             let next = self.idle.lock().pop_back();
-            let Some(conn) = next else { break };
+            let Some(mut conn) = next else { break };
             if conn.generation != generation
                 || conn.expires.is_some_and(|e| e <= start)
-                || self.backend.is_broken(&conn.raw)
+                || self.backend.is_broken(&mut conn.raw)
             {
                 self.close_conn(conn);
                 continue;
             }
-            let due = self.config.test_on_checkout
-                && start.saturating_duration_since(conn.last_used) > self.config.checkout_bypass;
+            let due = must_check
+                || (self.config.test_on_checkout
+                    && start.saturating_duration_since(conn.last_used)
+                        > self.config.checkout_bypass);
             if !due {
                 return Ok(conn);
             }
@@ -257,7 +312,7 @@ impl<B: Backend> PoolShared<B> {
     }
 
     /// Probe one connection with the probe timeout, never past `deadline`.
-    async fn probe_raw(
+    pub(super) async fn probe_raw(
         &self,
         raw: &mut B::Connection,
         deadline: Instant,
@@ -270,32 +325,45 @@ impl<B: Backend> PoolShared<B> {
         )
         .await
         {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(Error::Backend {
-                key: self.key,
-                phase: Phase::Probe,
-                source: e,
-            }),
+            Ok(Ok(Ok(()))) => {
+                self.report_success();
+                Ok(())
+            }
+            Ok(Ok(Err(e))) => {
+                self.report_failure(&e);
+                Err(Error::Backend {
+                    key: self.key,
+                    phase: Phase::Probe,
+                    source: e,
+                })
+            }
             Ok(Err(payload)) => Err(self.crashed(Phase::Probe, &*payload)),
-            Err(_) if limit == deadline => Err(Error::Timeout {
-                key: self.key,
-                phase: Phase::Probe,
-                elapsed: start.elapsed(),
-                last_error: None,
-            }),
-            Err(_) => Err(Error::Backend {
-                key: self.key,
-                phase: Phase::Probe,
-                source: BackendError::new(
+            Err(_) => {
+                let e = BackendError::new(
                     BackendErrorKind::Timeout,
                     format!("probe timed out after {:?}", self.config.probe_timeout),
-                ),
-            }),
+                );
+                self.report_failure(&e);
+                if limit == deadline {
+                    Err(Error::Timeout {
+                        key: self.key,
+                        phase: Phase::Probe,
+                        elapsed: start.elapsed(),
+                        last_error: Some(e),
+                    })
+                } else {
+                    Err(Error::Backend {
+                        key: self.key,
+                        phase: Phase::Probe,
+                        source: e,
+                    })
+                }
+            }
         }
     }
 
     /// Open a connection, retrying with backoff and full jitter until `deadline`.
-    async fn connect(
+    pub(super) async fn connect(
         &self,
         start: Instant,
         deadline: Instant,
@@ -314,6 +382,13 @@ impl<B: Backend> PoolShared<B> {
                     last_error: last,
                 });
             }
+            // At most `max_connecting` connects at once: no storm when a server comes back.
+            let permit = match timeout_at(deadline, self.connects.acquire()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(self.closed_error()),
+                Err(_) => continue, // the deadline check above reports the timeout
+            };
+            let now = Instant::now();
             let limit = deadline.min(now + self.config.connect_timeout);
             self.connecting.fetch_add(1, Ordering::Relaxed);
             let _connecting = WaiterCount(&self.connecting);
@@ -322,6 +397,7 @@ impl<B: Backend> PoolShared<B> {
                 Ok(Ok(Ok(raw))) => {
                     *self.last_error.lock() = None;
                     self.healthy.store(true, Ordering::Relaxed);
+                    self.report_success();
                     return Ok(self.adopt(raw));
                 }
                 Ok(Ok(Err(e))) => e,
@@ -334,9 +410,11 @@ impl<B: Backend> PoolShared<B> {
                     ),
                 ),
             };
+            drop(permit);
             self.connect_errors.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(pool = %self.key, error = %err, "connect failed");
             *self.last_error.lock() = Some(err.clone());
+            self.report_failure(&err);
             if !err.is_retryable() {
                 self.healthy.store(false, Ordering::Relaxed);
                 return Err(Error::Backend {
@@ -371,10 +449,11 @@ impl<B: Backend> PoolShared<B> {
             expires,
             last_used: now,
             generation: self.generation.load(Ordering::Relaxed),
+            checkout: 0,
         }
     }
 
-    fn crashed(&self, phase: Phase, payload: &(dyn std::any::Any + Send)) -> Error {
+    pub(super) fn crashed(&self, phase: Phase, payload: &(dyn std::any::Any + Send)) -> Error {
         let message = panic_message(payload);
         self.panics.fetch_add(1, Ordering::Relaxed);
         tracing::error!(pool = %self.key, %phase, panic = %message, "backend panicked; restarting pool actor");
@@ -392,15 +471,27 @@ impl<B: Backend> PoolShared<B> {
 
     /// Take back a connection from a guard. Synchronous unless the backend must reset it.
     pub(crate) fn release(self: &Arc<Self>, mut conn: Conn<B::Connection>, broken: bool) {
-        self.in_use.fetch_sub(1, Ordering::Relaxed);
         let now = Instant::now();
+        if conn.checkout != 0 && !self.checked_in(conn.checkout, now) {
+            // Reclaimed as a leak: its slot is long free; only the connection remains.
+            self.close_conn(conn);
+            return;
+        }
+        self.in_use.fetch_sub(1, Ordering::Relaxed);
+        let died = self.backend.is_broken(&mut conn.raw);
+        if died {
+            self.report_failure(&BackendError::new(
+                BackendErrorKind::Closed,
+                "connection broke while checked out",
+            ));
+        }
         let keep = !broken
+            && !died
             && self.state.load(Ordering::Relaxed) == OPEN
             && conn.generation == self.generation.load(Ordering::Relaxed)
             && conn.expires.is_none_or(|e| e > now)
             && self.live.load(Ordering::Relaxed) <= self.max_size.load(Ordering::Relaxed) as usize
-            && self.shrink_debt.load(Ordering::Relaxed) == 0
-            && !self.backend.is_broken(&conn.raw);
+            && self.shrink_debt.load(Ordering::Relaxed) == 0;
         if !keep {
             self.close_conn(conn);
             self.release_slot();
@@ -485,24 +576,20 @@ impl<B: Backend> PoolShared<B> {
         }
     }
 
-    pub(crate) fn close_conn(&self, conn: Conn<B::Connection>) {
-        drop(conn);
-        self.live.fetch_sub(1, Ordering::Relaxed);
-        self.closed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    // ----- lifecycle (driven by the pool actor) ------------------------------------
-
-    fn check_open(&self) -> Result<(), Error> {
+    pub(super) fn check_open(&self) -> Result<(), Error> {
         match self.state.load(Ordering::Relaxed) {
             OPEN => Ok(()),
             _ => Err(self.closed_error()),
         }
     }
 
-    fn closed_error(&self) -> Error {
+    pub(super) fn closed_error(&self) -> Error {
         match self.state.load(Ordering::Relaxed) {
             SHUTTING_DOWN => Error::ShuttingDown,
+            FAILED => Error::PoolFailed {
+                key: self.key,
+                restarts: self.restarts.load(Ordering::Relaxed),
+            },
             _ => Error::PoolClosed { key: self.key },
         }
     }
@@ -512,235 +599,10 @@ impl<B: Backend> PoolShared<B> {
         self.last_used_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// When an acquire last started on this pool.
-    pub(crate) fn last_used(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed))
-    }
-
-    pub(crate) fn set_crash_hook(&self, hook: Option<CrashHook>) {
-        *self.crash_hook.lock() = hook;
-    }
-
-    /// A new actor incarnation: connections of earlier ones are closed, idle now or when
-    /// they come back.
-    pub(crate) fn new_generation(&self) -> u64 {
-        self.restarts.fetch_add(1, Ordering::Relaxed);
-        let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        self.drain_idle();
-        g
-    }
-
-    /// Stop serving: waiters and new acquires get `PoolClosed` (or `ShuttingDown`).
-    pub(crate) fn close(&self, shutting_down: bool) -> usize {
-        let state = if shutting_down { SHUTTING_DOWN } else { CLOSED };
-        // The first reason wins: a shutdown is not downgraded to a plain close.
-        let _ = self
-            .state
-            .compare_exchange(OPEN, state, Ordering::AcqRel, Ordering::Relaxed);
-        self.slots.close();
-        let drained = self.drain_idle();
-        self.returned.notify_waiters();
-        drained
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.state.load(Ordering::Relaxed) != OPEN
-    }
-
-    /// Close every idle connection; returns how many.
-    pub(crate) fn drain_idle(&self) -> usize {
-        let drained: Vec<_> = self.idle.lock().drain(..).collect();
-        let n = drained.len();
-        drained.into_iter().for_each(|c| self.close_conn(c));
-        n
-    }
-
-    /// Wait until nothing is checked out, or `deadline`. Returns what is still out.
-    pub(crate) async fn wait_returned(&self, deadline: Instant) -> usize {
-        loop {
-            let notified = self.returned.notified();
-            let out = self.in_use.load(Ordering::Relaxed);
-            if out == 0 || timeout_at(deadline, notified).await.is_err() {
-                return self.in_use.load(Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Close expired, stale and idle-timed-out connections (keeping `min_idle`). Returns
-    /// how many were closed.
-    pub(crate) fn reap(&self) -> usize {
-        let now = Instant::now();
-        let generation = self.generation.load(Ordering::Relaxed);
-        let min_idle = self.min_idle.load(Ordering::Relaxed) as usize;
-        let max_size = self.max_size.load(Ordering::Relaxed) as usize;
-        let mut doomed = Vec::new();
-        {
-            let mut idle = self.idle.lock();
-            let mut i = 0;
-            while i < idle.len() {
-                let c = &idle[i];
-                let stale = c.generation != generation
-                    || c.expires.is_some_and(|e| e <= now)
-                    || self.backend.is_broken(&c.raw);
-                // The front holds the longest idle; only trim above min_idle (and max_size).
-                let surplus = idle.len() > max_size
-                    || (idle.len() > min_idle
-                        && self
-                            .config
-                            .idle_timeout
-                            .is_some_and(|t| now.saturating_duration_since(c.last_used) >= t));
-                if stale || surplus {
-                    doomed.extend(idle.remove(i));
-                } else {
-                    i += 1;
-                }
-            }
-        }
-        let n = doomed.len();
-        doomed.into_iter().for_each(|c| self.close_conn(c));
-        n
-    }
-
-    /// Open connections until `target` are idle, using only free slots (never taking one
-    /// a waiter needs). Returns how many were opened.
-    pub(crate) async fn warm(&self, target: usize) -> usize {
-        let target = target.min(self.max_size.load(Ordering::Relaxed) as usize);
-        let missing = target.saturating_sub(self.idle.lock().len());
-        let opens = (0..missing).map(|_| self.open_one());
-        futures::future::join_all(opens)
-            .await
-            .into_iter()
-            .filter(|ok| *ok)
-            .count()
-    }
-
-    async fn open_one(&self) -> bool {
-        if self.is_closed() {
-            return false;
-        }
-        let Ok(p) = self.slots.try_acquire() else {
-            return false;
-        };
-        p.forget();
-        let slot = Slot { pool: self };
-        let start = Instant::now();
-        let deadline = start + self.config.connect_timeout;
-        let ok = match self.connect(start, deadline, Phase::Connect).await {
-            Ok(c) => {
-                self.idle.lock().push_back(c);
-                true
-            }
-            Err(e) => {
-                tracing::debug!(pool = %self.key, error = %e, "background connect failed");
-                false
-            }
-        };
-        drop(slot);
-        ok
-    }
-
-    /// Top up to `min_idle` (what the maintenance tick calls).
-    pub(crate) async fn refill(&self) -> usize {
-        self.warm(self.min_idle.load(Ordering::Relaxed) as usize)
-            .await
-    }
-
-    /// Change the sizes at run time. Shrinking closes idle surplus now and checked-out
-    /// surplus as it comes back.
-    pub(crate) fn resize(&self, max_size: u32, min_idle: u32) {
-        let overflow = self.config.max_overflow as usize;
-        let old = self.max_size.swap(max_size, Ordering::AcqRel) as usize + overflow;
-        self.min_idle.store(min_idle, Ordering::Relaxed);
-        let new = max_size as usize + overflow;
-        if new > old {
-            let mut grow = new - old;
-            // First cancel pending shrinkage.
-            while grow > 0 {
-                let debt = self.shrink_debt.load(Ordering::Acquire);
-                if debt == 0 {
-                    break;
-                }
-                let pay = debt.min(grow);
-                if self
-                    .shrink_debt
-                    .compare_exchange(debt, debt - pay, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    grow -= pay;
-                }
-            }
-            self.slots.add_permits(grow);
-        } else if new < old {
-            let shrink = old - new;
-            let forgotten = self.slots.forget_permits(shrink);
-            self.shrink_debt
-                .fetch_add(shrink - forgotten, Ordering::AcqRel);
-            self.reap();
-        }
-    }
-
-    /// Probe the endpoint: an idle connection if there is one, else a fresh one if a slot is
-    /// free; a pool whose slots are all busy is judged by its last connect.
-    pub(crate) async fn probe(&self, budget: Duration) -> Result<(), String> {
-        if self.is_closed() {
-            return Err("pool is closed".into());
-        }
-        let start = Instant::now();
-        let deadline = start + budget;
-        let next = self.idle.lock().pop_back();
-        let result = if let Some(conn) = next {
-            let Ok(p) = self.slots.try_acquire() else {
-                // Every slot is busy: put it back and judge by recent history.
-                self.idle.lock().push_back(conn);
-                return self.judge_by_history();
-            };
-            p.forget();
-            let _slot = Slot { pool: self };
-            let mut pending = Pending {
-                pool: self,
-                conn: Some(conn),
-            };
-            let r = self
-                .probe_raw(
-                    &mut pending.conn.as_mut().expect("set above").raw,
-                    deadline,
-                    start,
-                )
-                .await;
-            if r.is_ok() {
-                let mut c = pending.conn.take().expect("set above");
-                c.last_used = Instant::now();
-                self.idle.lock().push_back(c);
-            }
-            r
-        } else if self.warm(1).await == 1 {
-            Ok(())
-        } else if self.slots.available_permits() == 0 {
-            return self.judge_by_history();
-        } else {
-            Err(Error::Backend {
-                key: self.key,
-                phase: Phase::Connect,
-                source: self.last_error.lock().clone().unwrap_or_else(|| {
-                    BackendError::new(BackendErrorKind::Connect, "connect failed")
-                }),
-            })
-        };
-        self.healthy.store(result.is_ok(), Ordering::Relaxed);
-        result.map_err(|e| match e.source_backend() {
-            Some(b) => format!("{e}: {b}"),
-            None => e.to_string(),
-        })
-    }
-
-    fn judge_by_history(&self) -> Result<(), String> {
-        match (
-            self.healthy.load(Ordering::Relaxed),
-            self.last_error.lock().as_ref(),
-        ) {
-            (false, Some(e)) => Err(e.to_string()),
-            _ => Ok(()),
-        }
+    pub(crate) fn close_conn(&self, conn: Conn<B::Connection>) {
+        drop(conn);
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        self.closed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn stats(&self) -> PoolStats {
@@ -764,6 +626,10 @@ impl<B: Backend> PoolShared<B> {
             restarts: self.restarts.load(Ordering::Relaxed),
             generation: self.generation.load(Ordering::Relaxed),
             closed_pool: self.is_closed(),
+            failed: self.state.load(Ordering::Relaxed) == FAILED,
+            breaker: self.breaker.lock().state(),
+            leaks_reported: self.leaks_reported.load(Ordering::Relaxed),
+            leaks_reclaimed: self.leaks_reclaimed.load(Ordering::Relaxed),
         }
     }
 
@@ -773,7 +639,7 @@ impl<B: Backend> PoolShared<B> {
 }
 
 impl Error {
-    fn source_backend(&self) -> Option<&BackendError> {
+    pub(super) fn source_backend(&self) -> Option<&BackendError> {
         match self {
             Error::Backend { source, .. } => Some(source),
             Error::Timeout { last_error, .. } => last_error.as_ref(),

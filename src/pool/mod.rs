@@ -3,3 +3,5 @@
 pub(crate) mod core;
 pub mod guard;
 pub mod handle;
+mod health;
+mod lifecycle;

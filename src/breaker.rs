@@ -1,0 +1,415 @@
+//! A circuit breaker as a pure state machine: the pool actor reports outcomes (connects,
+//! probes, queries) and asks whether to admit an acquire. No I/O, no actix; time and
+//! randomness are passed in.
+
+use std::fmt;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::error::{BackendError, ConfigError};
+
+/// Settings of a circuit breaker. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker. Default 5.
+    pub failure_threshold: u32,
+    /// Consecutive successful trials (while half-open) that close it. Default 2.
+    pub success_threshold: u32,
+    /// How long it stays open after the first trip. Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+    /// Cap of the open time, which doubles on each consecutive trip. Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub max_open_for: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            success_threshold: 2,
+            open_for: Duration::from_secs(1),
+            max_open_for: Duration::from_secs(30),
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// Check the fields; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.failure_threshold == 0 {
+            return Err(ConfigError::new(
+                "breaker.failure_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.success_threshold == 0 {
+            return Err(ConfigError::new(
+                "breaker.success_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.open_for.is_zero() {
+            return Err(ConfigError::new(
+                "breaker.open_for",
+                "must be greater than zero",
+            ));
+        }
+        if self.max_open_for < self.open_for {
+            return Err(ConfigError::new(
+                "breaker.max_open_for",
+                "must not be shorter than open_for",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The three states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Traffic flows; failures are counted.
+    Closed,
+    /// Traffic is refused until the open time has passed.
+    Open,
+    /// One trial at a time is let through.
+    HalfOpen,
+}
+
+impl fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half-open",
+        })
+    }
+}
+
+/// A change of state, with why and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Before.
+    pub from: BreakerState,
+    /// After.
+    pub to: BreakerState,
+    /// Why, for people.
+    pub reason: String,
+    /// When.
+    pub at: Instant,
+}
+
+/// The answer to "may this acquire go ahead?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Closed: go ahead.
+    Allowed,
+    /// Half-open: go ahead as the one trial; report its outcome (or `trial_abandoned`).
+    Trial(Option<Change>),
+    /// Open, or half-open with a trial in flight: refuse until `retry_at`.
+    Rejected {
+        /// When a trial may next be let through.
+        retry_at: Instant,
+    },
+}
+
+/// The breaker.
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker {
+    config: BreakerConfig,
+    state: BreakerState,
+    failures: u32,
+    successes: u32,
+    trips: u32,
+    open_until: Instant,
+    trial_in_flight: bool,
+    last_error: Option<BackendError>,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker.
+    pub fn new(config: BreakerConfig, now: Instant) -> Self {
+        Self {
+            config,
+            state: BreakerState::Closed,
+            failures: 0,
+            successes: 0,
+            trips: 0,
+            open_until: now,
+            trial_in_flight: false,
+            last_error: None,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    /// The error that last counted as a failure.
+    pub fn last_error(&self) -> Option<&BackendError> {
+        self.last_error.as_ref()
+    }
+
+    /// When an open breaker lets the next trial through.
+    pub fn retry_at(&self) -> Instant {
+        self.open_until
+    }
+
+    /// Consecutive trips so far (reset when it closes).
+    pub fn trips(&self) -> u32 {
+        self.trips
+    }
+
+    /// May an acquire go ahead now?
+    pub fn admit(&mut self, now: Instant) -> Admission {
+        match self.state {
+            BreakerState::Closed => Admission::Allowed,
+            BreakerState::Open if now >= self.open_until => {
+                let change = self.go(BreakerState::HalfOpen, "open time elapsed; trying one", now);
+                self.trial_in_flight = true;
+                Admission::Trial(Some(change))
+            }
+            BreakerState::Open => Admission::Rejected {
+                retry_at: self.open_until,
+            },
+            BreakerState::HalfOpen if self.trial_in_flight => Admission::Rejected {
+                retry_at: now.max(self.open_until),
+            },
+            BreakerState::HalfOpen => {
+                self.trial_in_flight = true;
+                Admission::Trial(None)
+            }
+        }
+    }
+
+    /// A trial let through by [`admit`](Self::admit) ended without an outcome (cancelled).
+    pub fn trial_abandoned(&mut self) {
+        self.trial_in_flight = false;
+    }
+
+    /// Report a success.
+    pub fn on_success(&mut self, now: Instant) -> Option<Change> {
+        self.failures = 0;
+        match self.state {
+            BreakerState::Closed | BreakerState::Open => None,
+            BreakerState::HalfOpen => {
+                self.trial_in_flight = false;
+                self.successes += 1;
+                if self.successes >= self.config.success_threshold {
+                    self.trips = 0;
+                    self.last_error = None;
+                    Some(self.go(BreakerState::Closed, "trials succeeded", now))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Report a failure.
+    pub fn on_failure(
+        &mut self,
+        now: Instant,
+        error: BackendError,
+        rng: &mut impl Rng,
+    ) -> Option<Change> {
+        let reason = format!("{error}");
+        self.last_error = Some(error);
+        match self.state {
+            BreakerState::Closed => {
+                self.failures += 1;
+                if self.failures >= self.config.failure_threshold {
+                    Some(self.trip(
+                        now,
+                        format!("{} consecutive failures; last: {reason}", self.failures),
+                        rng,
+                    ))
+                } else {
+                    None
+                }
+            }
+            BreakerState::HalfOpen => {
+                self.trial_in_flight = false;
+                Some(self.trip(now, format!("trial failed: {reason}"), rng))
+            }
+            BreakerState::Open => None,
+        }
+    }
+
+    fn trip(&mut self, now: Instant, reason: String, rng: &mut impl Rng) -> Change {
+        self.trips = self.trips.saturating_add(1);
+        let factor = 1u32
+            .checked_shl(self.trips.saturating_sub(1).min(31))
+            .unwrap_or(u32::MAX);
+        let ceiling = self
+            .config
+            .open_for
+            .saturating_mul(factor)
+            .min(self.config.max_open_for);
+        // Equal jitter: between half and all of the ceiling, so breakers of many pools that
+        // tripped together do not retry together, yet never retry at once.
+        let half = ceiling / 2;
+        let extra = rng.random_range(0..=half.as_nanos().min(u64::MAX as u128) as u64);
+        self.open_until = now + half + Duration::from_nanos(extra);
+        self.failures = 0;
+        self.successes = 0;
+        self.go(BreakerState::Open, &reason, now)
+    }
+
+    fn go(&mut self, to: BreakerState, reason: &str, now: Instant) -> Change {
+        let from = std::mem::replace(&mut self.state, to);
+        Change {
+            from,
+            to,
+            reason: reason.to_string(),
+            at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::BackendErrorKind;
+    use rand::{rngs::SmallRng, SeedableRng};
+
+    fn err() -> BackendError {
+        BackendError::new(BackendErrorKind::Connect, "connection refused")
+    }
+
+    fn breaker() -> (CircuitBreaker, SmallRng) {
+        let cfg = BreakerConfig {
+            failure_threshold: 3,
+            success_threshold: 2,
+            open_for: Duration::from_secs(1),
+            max_open_for: Duration::from_secs(8),
+        };
+        (
+            CircuitBreaker::new(cfg, Instant::now()),
+            SmallRng::seed_from_u64(3),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_threshold_consecutive_failures_only() {
+        let (mut b, mut rng) = breaker();
+        let now = Instant::now();
+        assert!(b.on_failure(now, err(), &mut rng).is_none());
+        assert!(b.on_failure(now, err(), &mut rng).is_none());
+        b.on_success(now); // resets the count
+        assert!(b.on_failure(now, err(), &mut rng).is_none());
+        assert!(b.on_failure(now, err(), &mut rng).is_none());
+        let change = b
+            .on_failure(now, err(), &mut rng)
+            .expect("trips on the third");
+        assert_eq!(
+            (change.from, change.to),
+            (BreakerState::Closed, BreakerState::Open)
+        );
+        assert!(
+            change.reason.contains("connection refused"),
+            "{}",
+            change.reason
+        );
+        assert_eq!(b.last_error().unwrap().kind(), BackendErrorKind::Connect);
+        match b.admit(now) {
+            Admission::Rejected { retry_at } => {
+                assert!(
+                    retry_at >= now + Duration::from_millis(500)
+                        && retry_at <= now + Duration::from_secs(1)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_admits_exactly_one_trial_and_closes_after_successes() {
+        let (mut b, mut rng) = breaker();
+        for _ in 0..3 {
+            b.on_failure(Instant::now(), err(), &mut rng);
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let now = Instant::now();
+        let Admission::Trial(Some(change)) = b.admit(now) else {
+            panic!("expected a trial")
+        };
+        assert_eq!(change.to, BreakerState::HalfOpen);
+        assert!(
+            matches!(b.admit(now), Admission::Rejected { .. }),
+            "one trial at a time"
+        );
+        assert!(b.on_success(now).is_none(), "needs two successes");
+        assert_eq!(b.admit(now), Admission::Trial(None));
+        let closed = b.on_success(now).expect("closes");
+        assert_eq!(
+            (closed.from, closed.to),
+            (BreakerState::HalfOpen, BreakerState::Closed)
+        );
+        assert_eq!(b.admit(now), Admission::Allowed);
+        assert_eq!(b.trips(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_trial_reopens_with_growing_capped_open_time() {
+        let (mut b, mut rng) = breaker();
+        for _ in 0..3 {
+            b.on_failure(Instant::now(), err(), &mut rng);
+        }
+        let mut ceilings = vec![];
+        for _ in 0..6 {
+            let opened_at = Instant::now();
+            let wait = b.retry_at() - opened_at;
+            ceilings.push(wait);
+            tokio::time::advance(wait).await;
+            assert!(matches!(b.admit(Instant::now()), Admission::Trial(_)));
+            let change = b.on_failure(Instant::now(), err(), &mut rng).unwrap();
+            assert_eq!(
+                (change.from, change.to),
+                (BreakerState::HalfOpen, BreakerState::Open)
+            );
+        }
+        // Ceilings 1, 2, 4, 8, 8, 8 s; each wait within [ceiling/2, ceiling].
+        let caps = [1, 2, 4, 8, 8, 8];
+        for (w, cap) in ceilings.iter().zip(caps) {
+            let cap = Duration::from_secs(cap);
+            assert!(*w >= cap / 2 && *w <= cap, "{w:?} vs {cap:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abandoned_trial_frees_the_slot() {
+        let (mut b, mut rng) = breaker();
+        for _ in 0..3 {
+            b.on_failure(Instant::now(), err(), &mut rng);
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(b.admit(Instant::now()), Admission::Trial(_)));
+        b.trial_abandoned();
+        assert_eq!(b.admit(Instant::now()), Admission::Trial(None));
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let bad = BreakerConfig {
+            failure_threshold: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "breaker.failure_threshold"
+        );
+        let bad = BreakerConfig {
+            max_open_for: Duration::from_millis(1),
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field, "breaker.max_open_for");
+        BreakerConfig::default().validate().unwrap();
+    }
+}

@@ -1,0 +1,275 @@
+//! Read/write routing over a replica set, as pure functions over what the replica-set
+//! actor knows of each member. No I/O, no actix.
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// How reads are spread over replicas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Each usable replica in turn.
+    #[default]
+    RoundRobin,
+    /// A usable replica drawn uniformly.
+    Random,
+    /// The usable replica with the fewest checked-out plus waiting; ties round-robin.
+    LeastLoaded,
+}
+
+/// A member's role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Takes writes.
+    #[default]
+    Primary,
+    /// Read-only copy.
+    Replica,
+}
+
+/// What routing needs to know of one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// Its current role.
+    pub role: Role,
+    /// Breaker not open and last probe healthy.
+    pub usable: bool,
+    /// Replication lag, when known.
+    pub lag: Option<Duration>,
+    /// Checked-out plus waiting acquires.
+    pub load: usize,
+    /// Replay position (e.g. a WAL LSN), when known.
+    pub replayed: Option<u64>,
+}
+
+/// What a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadRequest {
+    /// Spread strategy.
+    pub strategy: Strategy,
+    /// Skip replicas lagging more than this.
+    pub max_lag: Option<Duration>,
+    /// Read-your-writes: only members that replayed at least this far.
+    pub at_least: Option<u64>,
+    /// A member not to pick (the one whose connect just failed).
+    pub exclude: Option<usize>,
+    /// Fall back to the primary when no replica is usable.
+    pub fallback_to_primary: bool,
+}
+
+/// The routing state: just a round-robin cursor.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    cursor: usize,
+}
+
+/// The index of the (first) primary.
+pub fn primary(members: &[Member]) -> Option<usize> {
+    members.iter().position(|m| m.role == Role::Primary)
+}
+
+impl Router {
+    /// Pick a member for a read: a usable replica by the request's strategy, else the
+    /// primary if the request allows falling back (the primary is never ejected from
+    /// reads), else none.
+    pub fn pick_read(
+        &mut self,
+        members: &[Member],
+        req: &ReadRequest,
+        rng: &mut impl Rng,
+    ) -> Option<usize> {
+        let eligible = |i: usize, m: &Member| {
+            m.role == Role::Replica
+                && m.usable
+                && Some(i) != req.exclude
+                && match (req.max_lag, m.lag) {
+                    (Some(max), Some(lag)) => lag <= max,
+                    (Some(_), None) => true,
+                    (None, _) => true,
+                }
+                && match req.at_least {
+                    Some(pos) => m.replayed.is_some_and(|r| r >= pos),
+                    None => true,
+                }
+        };
+        let candidates: Vec<usize> = members
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| eligible(*i, m))
+            .map(|(i, _)| i)
+            .collect();
+        let picked = match (candidates.is_empty(), req.strategy) {
+            (true, _) => None,
+            (false, Strategy::RoundRobin) => Some(self.next_of(&candidates, members.len())),
+            (false, Strategy::Random) => Some(candidates[rng.random_range(0..candidates.len())]),
+            (false, Strategy::LeastLoaded) => {
+                let least = candidates
+                    .iter()
+                    .map(|&i| members[i].load)
+                    .min()
+                    .expect("non-empty");
+                let tied: Vec<usize> = candidates
+                    .into_iter()
+                    .filter(|&i| members[i].load == least)
+                    .collect();
+                Some(self.next_of(&tied, members.len()))
+            }
+        };
+        picked.or_else(|| {
+            if req.fallback_to_primary {
+                primary(members).filter(|&p| Some(p) != req.exclude || members.len() == 1)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The first of `sorted` at or after the cursor (wrapping), advancing the cursor past it.
+    fn next_of(&mut self, sorted: &[usize], len: usize) -> usize {
+        let start = self.cursor % len.max(1);
+        let pick = sorted
+            .iter()
+            .copied()
+            .find(|&i| i >= start)
+            .unwrap_or(sorted[0]);
+        self.cursor = pick + 1;
+        pick
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::SmallRng, SeedableRng};
+
+    fn set(n_replicas: usize) -> Vec<Member> {
+        let mut v = vec![Member {
+            role: Role::Primary,
+            usable: true,
+            lag: None,
+            load: 0,
+            replayed: Some(100),
+        }];
+        v.extend((0..n_replicas).map(|_| Member {
+            role: Role::Replica,
+            usable: true,
+            lag: Some(Duration::ZERO),
+            load: 0,
+            replayed: Some(100),
+        }));
+        v
+    }
+
+    fn req(strategy: Strategy) -> ReadRequest {
+        ReadRequest {
+            strategy,
+            fallback_to_primary: true,
+            ..Default::default()
+        }
+    }
+
+    fn counts(members: &[Member], r: &ReadRequest, n: usize) -> Vec<usize> {
+        let mut router = Router::default();
+        let mut rng = SmallRng::seed_from_u64(9);
+        let mut c = vec![0; members.len()];
+        for _ in 0..n {
+            c[router.pick_read(members, r, &mut rng).unwrap()] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn round_robin_spreads_exactly() {
+        assert_eq!(
+            counts(&set(3), &req(Strategy::RoundRobin), 300),
+            vec![0, 100, 100, 100]
+        );
+    }
+
+    #[test]
+    fn random_spreads_within_tolerance() {
+        let c = counts(&set(3), &req(Strategy::Random), 3000);
+        assert_eq!(c[0], 0);
+        for n in &c[1..] {
+            assert!((850..=1150).contains(n), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn least_loaded_favours_the_idle_member_and_ties_rotate() {
+        let mut m = set(3);
+        m[1].load = 5;
+        m[2].load = 0;
+        m[3].load = 5;
+        assert_eq!(
+            counts(&m, &req(Strategy::LeastLoaded), 10),
+            vec![0, 0, 10, 0]
+        );
+        m[2].load = 5;
+        assert_eq!(
+            counts(&m, &req(Strategy::LeastLoaded), 30),
+            vec![0, 10, 10, 10]
+        );
+    }
+
+    #[test]
+    fn unusable_and_lagging_replicas_are_skipped() {
+        let mut m = set(3);
+        m[1].usable = false;
+        m[2].lag = Some(Duration::from_secs(30));
+        let r = ReadRequest {
+            max_lag: Some(Duration::from_secs(5)),
+            ..req(Strategy::RoundRobin)
+        };
+        assert_eq!(counts(&m, &r, 9), vec![0, 0, 0, 9]);
+    }
+
+    #[test]
+    fn no_usable_replica_falls_back_to_primary_even_if_it_is_unhealthy() {
+        let mut m = set(2);
+        m[0].usable = false;
+        m[1].usable = false;
+        m[2].usable = false;
+        assert_eq!(counts(&m, &req(Strategy::RoundRobin), 4), vec![4, 0, 0]);
+        let strict = ReadRequest {
+            fallback_to_primary: false,
+            ..req(Strategy::RoundRobin)
+        };
+        assert_eq!(
+            Router::default().pick_read(&m, &strict, &mut SmallRng::seed_from_u64(0)),
+            None
+        );
+    }
+
+    #[test]
+    fn read_your_writes_needs_a_member_past_the_token() {
+        let mut m = set(2);
+        m[1].replayed = Some(150);
+        m[2].replayed = Some(99);
+        let r = ReadRequest {
+            at_least: Some(120),
+            ..req(Strategy::RoundRobin)
+        };
+        assert_eq!(counts(&m, &r, 4), vec![0, 4, 0]);
+        m[1].replayed = Some(110);
+        assert_eq!(
+            counts(&m, &r, 2),
+            vec![2, 0, 0],
+            "nobody caught up: primary"
+        );
+    }
+
+    #[test]
+    fn retry_excludes_the_member_that_failed() {
+        let m = set(2);
+        let r = ReadRequest {
+            exclude: Some(1),
+            ..req(Strategy::RoundRobin)
+        };
+        assert_eq!(counts(&m, &r, 4), vec![0, 0, 4]);
+        assert_eq!(primary(&m), Some(0));
+    }
+}
