@@ -16,7 +16,6 @@ use tokio::sync::{Notify, Semaphore, TryAcquireError};
 use tokio::time::{timeout_at, Instant};
 
 use super::guard::PooledConnection;
-use super::health::TrialGuard;
 use crate::backend::Backend;
 use crate::backoff::Backoff;
 use crate::breaker::{Change, CircuitBreaker};
