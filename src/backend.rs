@@ -1,9 +1,22 @@
 //! The one trait a database driver implements to be pooled.
 
 use std::future::Future;
+use std::time::Duration;
 
 use crate::config::connection::ConnectionConfig;
 use crate::error::BackendError;
+use crate::router::Role;
+
+/// What a member of a replica set says about itself, for routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// Primary or replica (PostgreSQL `pg_is_in_recovery()`, Redis `ROLE`).
+    pub role: Role,
+    /// How far behind its primary a replica is, when known.
+    pub lag: Option<Duration>,
+    /// Replay position (a replica) or write position (a primary), e.g. a WAL LSN.
+    pub position: Option<u64>,
+}
 
 /// A database driver: opens, checks and resets connections.
 ///
@@ -63,5 +76,23 @@ pub trait Backend: Send + Sync + 'static {
     /// Default: false.
     fn is_broken(&self, _conn: &mut Self::Connection) -> bool {
         false
+    }
+
+    /// Role, lag and position of the server, for replica-set routing and failover.
+    /// Default: unknown (`None`), which routes by configuration only.
+    fn status(
+        &self,
+        _conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<Option<MemberStatus>, BackendError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// The server's write position after a write on this connection (PostgreSQL:
+    /// `pg_current_wal_lsn()`), the causality token of read-your-writes. Default: `None`.
+    fn write_position(
+        &self,
+        _conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send {
+        async { Ok(None) }
     }
 }

@@ -218,6 +218,12 @@ pub enum Error {
         /// The name asked for.
         name: String,
     },
+    /// A replica set has no member that can serve this request.
+    #[error("replica set `{set}` has no member that can serve this request")]
+    NoMember {
+        /// The set.
+        set: String,
+    },
     /// No pool with this key is running.
     #[error("no pool with key {key} is running")]
     UnknownKey {

@@ -9,16 +9,21 @@ use crate::actors::supervisor::Supervisor;
 use crate::backend::Backend;
 use crate::config::connection::ConnectionConfig;
 use crate::config::pool::PoolConfig;
+use crate::config::replica_set::ReplicaSetConfig;
 use crate::config::supervisor::SupervisorConfig;
 use crate::error::{ConfigError, Error};
 use crate::key::PoolKey;
 use crate::messages::events::{BreakerTransition, Subscribe};
+use crate::messages::replica_set::{
+    LookupReplicaSet, RegisterReplicaSet, RoleChanged, SubscribeTopology,
+};
 use crate::messages::supervisor::{
     Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, RevivePool,
     Shutdown,
 };
 use crate::pool::guard::PooledConnection;
 use crate::pool::handle::PoolHandle;
+use crate::replica_set::ReplicaSetHandle;
 use crate::stats::{HealthReport, ShutdownReport, SupervisorStats};
 
 /// Methods that send the supervisor's messages. Cheap to clone, `Send`, usable from any
@@ -111,6 +116,30 @@ impl<B: Backend> SupervisorHandle<B> {
     /// whether it was failed.
     pub async fn revive(&self, pool: impl Into<PoolRef>) -> Result<bool, Error> {
         self.addr.send(RevivePool { pool: pool.into() }).await?
+    }
+
+    /// Start a replica set (or get the running one of that name).
+    pub async fn replica_set(
+        &self,
+        config: ReplicaSetConfig,
+    ) -> Result<ReplicaSetHandle<B>, Error> {
+        self.addr.send(RegisterReplicaSet::new(config)).await?
+    }
+
+    /// The running replica set called `name`.
+    pub async fn lookup_replica_set(
+        &self,
+        name: impl Into<String>,
+    ) -> Result<ReplicaSetHandle<B>, Error> {
+        self.addr.send(LookupReplicaSet::new(name)).await?
+    }
+
+    /// Deliver every replica-set role change to `subscriber`.
+    pub async fn subscribe_topology(
+        &self,
+        subscriber: Recipient<RoleChanged>,
+    ) -> Result<(), Error> {
+        Ok(self.addr.send(SubscribeTopology(subscriber)).await?)
     }
 
     /// Deliver every pool's circuit-breaker transitions to `subscriber`.

@@ -66,9 +66,13 @@ pub struct Router {
     cursor: usize,
 }
 
-/// The index of the (first) primary.
+/// The index of the primary: the first usable one, else the first one (after a failover
+/// the old primary may still be listed as primary until it is seen again).
 pub fn primary(members: &[Member]) -> Option<usize> {
-    members.iter().position(|m| m.role == Role::Primary)
+    members
+        .iter()
+        .position(|m| m.role == Role::Primary && m.usable)
+        .or_else(|| members.iter().position(|m| m.role == Role::Primary))
 }
 
 impl Router {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use poolwarden::backends::sim::SimBackend;
 use poolwarden::messages::{Acquire, GetPoolStats};
 use poolwarden::{
-    BackendErrorKind, ConnectionConfig, Error, Phase, PoolConfig, PoolKey, SupervisorConfig,
-    SupervisorHandle,
+    BackendErrorKind, BreakerConfig, ConnectionConfig, Error, Phase, PoolConfig, PoolKey,
+    SupervisorConfig, SupervisorHandle,
 };
 
 type Sim = SimBackend;
@@ -211,6 +211,11 @@ async fn failing_connects_never_show_the_password() {
             PoolConfig {
                 min_idle: 0,
                 acquire_timeout: Duration::from_secs(1),
+                // Retried until the timeout, not cut short by the breaker.
+                breaker: BreakerConfig {
+                    failure_threshold: u32::MAX,
+                    ..BreakerConfig::default()
+                },
                 ..PoolConfig::default()
             },
         )

@@ -8,8 +8,8 @@ use actix::SystemService;
 use poolwarden::backends::sim::{SimBackend, SimBehavior, SimServer};
 use poolwarden::messages::{Acquire, GetPool, Lookup};
 use poolwarden::{
-    ConnectionConfig, Error, HealthStatus, Phase, PoolConfig, PoolHandle, PoolKey, ShutdownReport,
-    Supervisor, SupervisorConfig, SupervisorHandle,
+    BreakerConfig, ConnectionConfig, Error, HealthStatus, Phase, PoolConfig, PoolHandle, PoolKey,
+    ShutdownReport, Supervisor, SupervisorConfig, SupervisorHandle,
 };
 use tokio::time::{sleep, Instant};
 
@@ -23,6 +23,11 @@ fn ms(n: u64) -> Duration {
 fn quiet_pool() -> PoolConfig {
     PoolConfig {
         min_idle: 0,
+        // Health and lifecycle, not the breaker (tests/breaker.rs): never trip it.
+        breaker: BreakerConfig {
+            failure_threshold: u32::MAX,
+            ..BreakerConfig::default()
+        },
         ..PoolConfig::default()
     }
 }

@@ -1,4 +1,5 @@
-//! Bits every example shares.
+//! Bits the examples share (not every example uses every one).
+#![allow(dead_code)]
 
 /// Logs at `poolwarden=info` unless `RUST_LOG` says otherwise.
 pub fn init_tracing() {

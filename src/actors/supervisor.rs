@@ -10,7 +10,8 @@ use tokio::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::pool::{PoolActor, RestartPolicy};
+use super::pool::{PoolActor, PoolFactory, RestartPolicy};
+use super::replica_set::{ReplicaSetActor, RoleSubscribers};
 use crate::backend::Backend;
 use crate::config::connection::ConnectionConfig;
 use crate::config::pool::PoolConfig;
@@ -20,12 +21,15 @@ use crate::key::PoolKey;
 use crate::lru::{self, Candidate};
 use crate::messages::events::{BreakerTransition, Subscribe};
 use crate::messages::pool::{Close, Probe, Revive};
+use crate::messages::replica_set::{LookupReplicaSet, RegisterReplicaSet, SubscribeTopology};
 use crate::messages::supervisor::{
     Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, RevivePool,
     Shutdown,
 };
 use crate::pool::core::{EventSink, PoolShared};
 use crate::pool::handle::PoolHandle;
+use crate::replica_set::{MemberState, ReplicaSetHandle, SetShared};
+use crate::router::Role;
 use crate::stats::{HealthReport, HealthStatus, ShutdownReport, SupervisorStats};
 
 struct Entry<B: Backend> {
@@ -71,6 +75,13 @@ pub struct Supervisor<B: Backend> {
     evicted: u64,
     destroyed: u64,
     subscribers: Arc<Mutex<Vec<Recipient<BreakerTransition>>>>,
+    role_subscribers: RoleSubscribers,
+    sets: HashMap<String, SetEntry<B>>,
+}
+
+struct SetEntry<B: Backend> {
+    addr: Addr<ReplicaSetActor<B>>,
+    handle: ReplicaSetHandle<B>,
 }
 
 impl<B: Backend> Supervisor<B> {
@@ -87,6 +98,8 @@ impl<B: Backend> Supervisor<B> {
             evicted: 0,
             destroyed: 0,
             subscribers: Arc::default(),
+            role_subscribers: Arc::default(),
+            sets: HashMap::new(),
         })
     }
 
@@ -114,20 +127,7 @@ impl<B: Backend> Supervisor<B> {
             self.stop_pool(victim);
             self.evicted += 1;
         }
-        let shared = Arc::new(PoolShared::new(
-            key,
-            Arc::clone(&self.backend),
-            connection,
-            pool,
-            Some(self.event_sink()),
-        ));
-        let for_actor = Arc::clone(&shared);
-        let policy = RestartPolicy {
-            max_restarts: self.config.max_restarts,
-            window: self.config.restart_window,
-        };
-        let addr = actix::Supervisor::start(move |_| PoolActor::new(for_actor, policy));
-        tracing::debug!(pool = %key, backend = %shared.connection.backend, "pool created");
+        let (addr, shared) = self.factory().spawn(connection, pool);
         let entry = Entry { addr, shared };
         let handle = entry.handle();
         self.pools.insert(key, entry);
@@ -182,6 +182,17 @@ impl<B: Backend> Supervisor<B> {
             self.stop_pool(*key);
         }
         doomed
+    }
+
+    fn factory(&self) -> PoolFactory<B> {
+        PoolFactory {
+            backend: Arc::clone(&self.backend),
+            events: self.event_sink(),
+            policy: RestartPolicy {
+                max_restarts: self.config.max_restarts,
+                window: self.config.restart_window,
+            },
+        }
     }
 
     /// Where a pool's breaker transitions go: every subscriber's bounded mailbox.
@@ -351,7 +362,20 @@ impl<B: Backend> Handler<Shutdown> for Supervisor<B> {
     type Result = ResponseFuture<ShutdownReport>;
     fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.accepting = false;
-        let entries: Vec<Entry<B>> = self.pools.drain().map(|(_, e)| e).collect();
+        let mut entries: Vec<Entry<B>> = self.pools.drain().map(|(_, e)| e).collect();
+        // Replica-set members are pools too: close them with the rest; their actors stop
+        // when their set actor does.
+        for (_, set) in self.sets.drain() {
+            for m in set.handle.shared.members.read().iter() {
+                if let Some(addr) = m.pool_actor() {
+                    entries.push(Entry {
+                        addr,
+                        shared: Arc::clone(&m.pool),
+                    });
+                }
+            }
+            set.addr.do_send(Close);
+        }
         self.destroyed += entries.len() as u64;
         let deadline = Instant::now() + msg.deadline;
         let mut report = ShutdownReport {
@@ -388,5 +412,80 @@ impl<B: Backend> Handler<RevivePool> for Supervisor<B> {
             .resolve(msg.pool)
             .and_then(|h| h.actor().ok_or(Error::PoolClosed { key: h.key() }));
         Box::pin(async move { Ok(addr?.send(Revive).await?) })
+    }
+}
+
+impl<B: Backend> Handler<SubscribeTopology> for Supervisor<B> {
+    type Result = ();
+    fn handle(&mut self, msg: SubscribeTopology, _: &mut Self::Context) {
+        self.role_subscribers.lock().push(msg.0);
+    }
+}
+
+impl<B: Backend> Handler<RegisterReplicaSet<B>> for Supervisor<B> {
+    type Result = Result<ReplicaSetHandle<B>, Error>;
+    fn handle(&mut self, msg: RegisterReplicaSet<B>, _: &mut Self::Context) -> Self::Result {
+        if !self.accepting {
+            return Err(Error::ShuttingDown);
+        }
+        let config = msg.config;
+        config.validate()?;
+        if let Some(set) = self.sets.get(&config.name) {
+            return Ok(set.handle.clone());
+        }
+        let pool_config = config
+            .pool
+            .clone()
+            .unwrap_or_else(|| self.config.default_pool.clone());
+        let factory = self.factory();
+        let mut pools = HashMap::new();
+        let mut members = Vec::new();
+        let all = std::iter::once((config.primary.clone(), Role::Primary))
+            .chain(config.replicas.iter().cloned().map(|c| (c, Role::Replica)));
+        for (connection, role) in all {
+            let key = PoolKey::of(&connection);
+            if pools.contains_key(&key) {
+                continue;
+            }
+            let (addr, pool) = factory.spawn(connection, pool_config.clone());
+            members.push(Arc::new(
+                MemberState::new(pool, role).with_actor(addr.downgrade()),
+            ));
+            pools.insert(key, addr);
+        }
+        let shared = Arc::new(SetShared::new(&config, members));
+        let actor = ReplicaSetActor::new(
+            Arc::clone(&shared),
+            factory,
+            pool_config,
+            config.topology_interval,
+            pools,
+            Arc::clone(&self.role_subscribers),
+        );
+        let addr = actor.start();
+        let handle = ReplicaSetHandle {
+            shared,
+            backend: Arc::clone(&self.backend),
+            actor: addr.downgrade(),
+        };
+        tracing::info!(set = %config.name, members = handle.topology().len(), "replica set started");
+        self.sets.insert(
+            config.name.clone(),
+            SetEntry {
+                addr,
+                handle: handle.clone(),
+            },
+        );
+        Ok(handle)
+    }
+}
+
+impl<B: Backend> Handler<LookupReplicaSet<B>> for Supervisor<B> {
+    type Result = Result<ReplicaSetHandle<B>, Error>;
+    fn handle(&mut self, msg: LookupReplicaSet<B>, _: &mut Self::Context) -> Self::Result {
+        self.sets
+            .get(&msg.name)
+            .map(|s| s.handle.clone())
+            .ok_or(Error::UnknownPool { name: msg.name })
     }
 }

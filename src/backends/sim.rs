@@ -63,9 +63,10 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, MemberStatus};
 use crate::config::connection::ConnectionConfig;
 use crate::error::{BackendError, BackendErrorKind};
+use crate::router::Role;
 use crate::secret::Secret;
 
 const RELAXED: Ordering = Ordering::Relaxed;
@@ -220,6 +221,12 @@ struct ServerState {
     password: Option<Secret>,
     role: SimRole,
     lag: Duration,
+    /// Writes applied here (a primary) or replayed (a replica, see `upstream`).
+    position: u64,
+    /// The primary a replica replays from.
+    upstream: Option<SimServer>,
+    /// Replay is paused: the replica's position stays where it was.
+    replay_paused: bool,
     /// Live connections, for server-side kills.
     conns: HashMap<u64, Arc<ConnShared>>,
 }
@@ -408,6 +415,9 @@ impl SimServer {
                 password: None,
                 role: SimRole::default(),
                 lag: Duration::ZERO,
+                position: 0,
+                upstream: None,
+                replay_paused: false,
                 conns: HashMap::new(),
             }),
         };
@@ -543,6 +553,60 @@ impl SimServer {
     /// Open connections are not affected.
     pub fn set_password(&self, pw: Option<&str>) {
         self.inner.state.lock().password = pw.map(Secret::new);
+    }
+
+    /// Make this server a replica of `primary`: its role becomes replica and its
+    /// position follows the primary's (unless replay is paused).
+    pub fn replicate_from(&self, primary: &SimServer) {
+        // What it replayed so far stays replayed when it is pointed elsewhere.
+        let position = self.position();
+        let mut st = self.inner.state.lock();
+        st.role = SimRole::Replica;
+        st.upstream = Some(primary.clone());
+        st.position = position;
+    }
+
+    /// Promote a replica: it stops replaying and takes writes from its replayed position.
+    pub fn promote(&self) {
+        let position = self.position();
+        let mut st = self.inner.state.lock();
+        st.role = SimRole::Primary;
+        st.upstream = None;
+        st.replay_paused = false;
+        st.position = position;
+    }
+
+    /// Stop replaying: the position stays, the lag grows with the primary's writes.
+    pub fn pause_replay(&self) {
+        let position = self.position();
+        let mut st = self.inner.state.lock();
+        st.position = position;
+        st.replay_paused = true;
+    }
+
+    /// Catch up and follow the primary again.
+    pub fn resume_replay(&self) {
+        self.inner.state.lock().replay_paused = false;
+    }
+
+    /// Writes applied (a primary) or replayed (a replica).
+    pub fn position(&self) -> u64 {
+        // A replica of a replica follows the chain; a chain that loops back (a
+        // misconfigured test) stops after a few hops instead of recursing forever.
+        self.position_within(8)
+    }
+
+    fn position_within(&self, hops: usize) -> u64 {
+        let (own, upstream, paused) = {
+            let st = self.inner.state.lock();
+            (st.position, st.upstream.clone(), st.replay_paused)
+        };
+        match upstream {
+            Some(primary) if !paused && hops > 0 && !Arc::ptr_eq(&primary.inner, &self.inner) => {
+                primary.position_within(hops - 1).max(own)
+            }
+            _ => own,
+        }
     }
 
     /// Set the replication role.
@@ -766,6 +830,16 @@ impl SimConnection {
                 "simulated query failure",
             ));
         }
+        if is_write(sql) {
+            let mut st = server.state.lock();
+            if st.role == SimRole::Replica {
+                return Err(BackendError::new(
+                    BackendErrorKind::Query,
+                    "cannot execute a write on a read-only replica",
+                ));
+            }
+            st.position += 1;
+        }
         self.track_transaction(sql);
         Ok(self.queries)
     }
@@ -790,6 +864,14 @@ impl SimConnection {
             }
         }
     }
+}
+
+/// Whether `sql` changes data (INSERT, UPDATE, DELETE).
+fn is_write(sql: &str) -> bool {
+    let sql = sql.trim_start();
+    ["INSERT", "UPDATE", "DELETE"]
+        .iter()
+        .any(|kw| keyword(sql, kw).is_some())
 }
 
 /// If `sql` starts with the keyword `kw` (case-insensitive, as a whole word), the rest.
@@ -1000,6 +1082,34 @@ impl Backend for SimBackend {
     /// Whether the connection was killed.
     fn is_broken(&self, conn: &mut SimConnection) -> bool {
         conn.is_killed()
+    }
+
+    /// Role, lag and position, after a round trip like `SELECT 1`. The lag of a replica
+    /// whose replay is paused grows with the writes it has not replayed (1 ms each, on
+    /// top of [`SimServer::lag`]).
+    async fn status(&self, conn: &mut SimConnection) -> Result<Option<MemberStatus>, BackendError> {
+        conn.execute("SELECT 1").await?;
+        let server = conn.server();
+        let position = server.position();
+        let behind = {
+            let st = server.inner.state.lock();
+            st.upstream.clone()
+        }
+        .map_or(0, |p| p.position().saturating_sub(position));
+        Ok(Some(MemberStatus {
+            role: match server.role() {
+                SimRole::Primary => Role::Primary,
+                SimRole::Replica => Role::Replica,
+            },
+            lag: Some(server.lag() + Duration::from_millis(behind)),
+            position: Some(position),
+        }))
+    }
+
+    /// The server's position after a round trip.
+    async fn write_position(&self, conn: &mut SimConnection) -> Result<Option<u64>, BackendError> {
+        conn.execute("SELECT 1").await?;
+        Ok(Some(conn.server().position()))
     }
 }
 
@@ -1670,6 +1780,56 @@ mod tests {
         assert_eq!(a.lag(), Duration::ZERO);
         a.set_lag(ms(250));
         assert_eq!(a.lag(), ms(250));
+    }
+
+    #[tokio::test]
+    async fn replicas_follow_pause_resume_and_promote() {
+        let sim = SimBackend::new(3);
+        let (p, r, rr) = (sim.server("p:1"), sim.server("r:1"), sim.server("rr:1"));
+        r.replicate_from(&p);
+        rr.replicate_from(&r);
+        assert_eq!(r.role(), SimRole::Replica);
+        let mut primary = sim.connect(&ConnectionConfig::sim("p")).await.unwrap();
+        let mut replica = sim.connect(&ConnectionConfig::sim("r")).await.unwrap();
+        for _ in 0..3 {
+            primary.query("INSERT INTO t VALUES (1)").await.unwrap();
+        }
+        primary.query("SELECT 1").await.unwrap();
+        assert_eq!((p.position(), r.position(), rr.position()), (3, 3, 3));
+        let err = replica.query("update t set x = 1").await.unwrap_err();
+        assert_eq!(err.kind(), BackendErrorKind::Query);
+        assert_eq!(p.position(), 3, "a refused write changes nothing");
+
+        r.pause_replay();
+        primary.query("DELETE FROM t").await.unwrap();
+        assert_eq!((p.position(), r.position(), rr.position()), (4, 3, 3));
+        let status = sim.status(&mut replica).await.unwrap().unwrap();
+        assert_eq!(status.role, Role::Replica);
+        assert_eq!(status.position, Some(3));
+        assert_eq!(status.lag, Some(ms(1)), "1 ms per write not replayed");
+        r.resume_replay();
+        assert_eq!(r.position(), 4);
+        assert_eq!(
+            sim.status(&mut replica).await.unwrap().unwrap().lag,
+            Some(ms(0))
+        );
+        assert_eq!(sim.write_position(&mut primary).await.unwrap(), Some(4));
+
+        // Promotion: takes writes from where it replayed, no longer follows the old one.
+        p.go_down();
+        r.promote();
+        assert_eq!(r.role(), SimRole::Primary);
+        replica.query("INSERT INTO t VALUES (2)").await.unwrap();
+        assert_eq!((r.position(), p.position(), rr.position()), (5, 4, 5));
+        let status = sim.status(&mut replica).await.unwrap().unwrap();
+        assert_eq!((status.role, status.position), (Role::Primary, Some(5)));
+
+        // Repointed, a replica keeps what it replayed; a loop of replicas terminates.
+        rr.replicate_from(&p);
+        assert_eq!(rr.position(), 5, "it had replayed 5 from r");
+        p.come_up();
+        p.replicate_from(&rr);
+        assert_eq!((p.position(), rr.position()), (5, 5));
     }
 
     #[tokio::test]

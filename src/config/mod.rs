@@ -2,4 +2,5 @@
 
 pub mod connection;
 pub mod pool;
+pub mod replica_set;
 pub mod supervisor;

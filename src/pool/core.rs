@@ -68,6 +68,9 @@ pub(crate) struct PoolShared<B: Backend> {
     pub(super) crash_hook: Mutex<Option<CrashHook>>,
     pub(super) last_error: Mutex<Option<BackendError>>,
     pub(super) returned: Notify,
+    /// The pool stopped serving (failed, closed): wakes acquires queued for a slot, which
+    /// a failed pool would otherwise leave waiting out their whole acquire timeout.
+    pub(super) state_changed: Notify,
     pub(super) epoch: Instant,
     pub(super) last_used_ms: AtomicU64,
     pub(super) live: AtomicUsize,
@@ -183,6 +186,7 @@ impl<B: Backend> PoolShared<B> {
             crash_hook: Mutex::new(None),
             last_error: Mutex::new(None),
             returned: Notify::new(),
+            state_changed: Notify::new(),
             epoch: now,
             last_used_ms: AtomicU64::new(0),
             live: AtomicUsize::new(0),
@@ -213,6 +217,24 @@ impl<B: Backend> PoolShared<B> {
         self: &Arc<Self>,
         budget: Duration,
     ) -> Result<PooledConnection<B>, Error> {
+        self.acquire_inner(budget, true).await
+    }
+
+    /// Like [`acquire_within`](Self::acquire_within), but a failed connect attempt is
+    /// answered at once instead of retried with backoff, so the caller can try another
+    /// endpoint (replica-set reads, topology probes).
+    pub(crate) async fn acquire_no_retry(
+        self: &Arc<Self>,
+        budget: Duration,
+    ) -> Result<PooledConnection<B>, Error> {
+        self.acquire_inner(budget, false).await
+    }
+
+    async fn acquire_inner(
+        self: &Arc<Self>,
+        budget: Duration,
+        retry_connect: bool,
+    ) -> Result<PooledConnection<B>, Error> {
         let start = Instant::now();
         self.check_open()?;
         let trial = self.admit(start)?;
@@ -228,14 +250,18 @@ impl<B: Backend> PoolShared<B> {
         self.check_open()?;
         self.touch(start);
         let deadline = start + budget;
-        let mut conn = self.checkout(start, deadline, trial.is_some()).await?;
+        let mut conn = self
+            .checkout(start, deadline, trial.is_some(), retry_connect)
+            .await?;
         // A trial's checkout probed or connected, so its outcome is already reported.
         if let Some(t) = trial {
             t.resolved();
         }
         if let Some(leaks) = &self.leaks {
             let backtrace = self.config.leak_backtrace.then(Backtrace::force_capture);
-            conn.checkout = leaks.lock().checkout(start, backtrace);
+            // Held from now: time spent queueing or connecting is not time spent holding
+            // (timed from `start`, a waiter could be reported, even reclaimed, at once).
+            conn.checkout = leaks.lock().checkout(Instant::now(), backtrace);
         }
         slot.disarm();
         self.in_use.fetch_add(1, Ordering::Relaxed);
@@ -252,12 +278,28 @@ impl<B: Backend> PoolShared<B> {
                 waiters: queued,
             });
         }
-        match timeout_at(start + budget, self.slots.acquire()).await {
-            Ok(Ok(p)) => {
+        let wait = async {
+            let mut acquire = std::pin::pin!(self.slots.acquire());
+            loop {
+                // Registered before the state is read, so a change in between is not missed.
+                let mut changed = std::pin::pin!(self.state_changed.notified());
+                changed.as_mut().enable();
+                if self.state.load(Ordering::Acquire) != OPEN {
+                    return None;
+                }
+                tokio::select! {
+                    biased;
+                    permit = &mut acquire => return Some(permit),
+                    () = &mut changed => {}
+                }
+            }
+        };
+        match timeout_at(start + budget, wait).await {
+            Ok(Some(Ok(p))) => {
                 p.forget();
                 Ok(Slot { pool: self })
             }
-            Ok(Err(_)) => Err(self.closed_error()),
+            Ok(Some(Err(_)) | None) => Err(self.closed_error()),
             Err(_) => {
                 self.timeouts.fetch_add(1, Ordering::Relaxed);
                 Err(Error::Timeout {
@@ -277,6 +319,7 @@ impl<B: Backend> PoolShared<B> {
         start: Instant,
         deadline: Instant,
         must_check: bool,
+        retry_connect: bool,
     ) -> Result<Conn<B::Connection>, Error> {
         let generation = self.generation.load(Ordering::Relaxed);
         loop {
@@ -307,7 +350,8 @@ impl<B: Backend> PoolShared<B> {
                 Err(_) => continue, // dead connection: `pending` closes it; try the next
             }
         }
-        self.connect(start, deadline, Phase::Connect).await
+        self.connect_with(start, deadline, Phase::Connect, retry_connect)
+            .await
     }
 
     /// Probe one connection with the probe timeout, never past `deadline`.
@@ -368,6 +412,18 @@ impl<B: Backend> PoolShared<B> {
         deadline: Instant,
         phase: Phase,
     ) -> Result<Conn<B::Connection>, Error> {
+        self.connect_with(start, deadline, phase, true).await
+    }
+
+    /// [`connect`](Self::connect); with `retry` false, the first failed attempt is the
+    /// answer.
+    async fn connect_with(
+        &self,
+        start: Instant,
+        deadline: Instant,
+        phase: Phase,
+        retry: bool,
+    ) -> Result<Conn<B::Connection>, Error> {
         let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
         let mut last: Option<BackendError> = None;
         loop {
@@ -421,6 +477,22 @@ impl<B: Backend> PoolShared<B> {
                     phase,
                     source: err,
                 });
+            }
+            if !retry {
+                if Instant::now() < deadline {
+                    return Err(Error::Backend {
+                        key: self.key,
+                        phase,
+                        source: err,
+                    });
+                }
+                last = Some(err);
+                continue; // the deadline check above reports the timeout
+            }
+            if self.breaker_tripped.load(Ordering::Acquire) && Instant::now() < deadline {
+                // The breaker opened (perhaps on this very failure): stop hammering the
+                // endpoint; the breaker's trials decide when to try again.
+                return Err(self.circuit_open(Instant::now(), Some(err)));
             }
             last = Some(err);
             let delay = backoff.next_delay(&mut rand::rng());
@@ -489,7 +561,11 @@ impl<B: Backend> PoolShared<B> {
             && self.state.load(Ordering::Relaxed) == OPEN
             && conn.generation == self.generation.load(Ordering::Relaxed)
             && conn.expires.is_none_or(|e| e > now)
-            && self.live.load(Ordering::Relaxed) <= self.max_size.load(Ordering::Relaxed) as usize
+            // Overflow connections are closed on return, unless someone is waiting: then
+            // handing them over beats closing one and opening another (the reaper closes
+            // the surplus once the queue is empty).
+            && (self.live.load(Ordering::Relaxed) <= self.max_size.load(Ordering::Relaxed) as usize
+                || self.waiters.load(Ordering::Relaxed) > 0)
             && self.shrink_debt.load(Ordering::Relaxed) == 0;
         if !keep {
             self.close_conn(conn);

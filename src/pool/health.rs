@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::core::{Pending, PoolShared, Slot};
+use super::core::{Conn, Pending, PoolShared, Slot};
 use crate::backend::Backend;
 use crate::breaker::{Admission, BreakerState, Change};
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
@@ -63,6 +63,16 @@ impl<B: Backend> PoolShared<B> {
         }
     }
 
+    /// The error for an acquire refused or stopped by an open breaker.
+    pub(super) fn circuit_open(&self, now: Instant, last_error: Option<BackendError>) -> Error {
+        let b = self.breaker.lock();
+        Error::CircuitOpen {
+            key: self.key,
+            retry_in: b.retry_at().saturating_duration_since(now),
+            last_error: last_error.or_else(|| b.last_error().cloned()),
+        }
+    }
+
     pub(super) fn report_success(&self) {
         let change = self.breaker.lock().on_success(Instant::now());
         self.publish(change);
@@ -110,7 +120,7 @@ impl<B: Backend> PoolShared<B> {
         let start = Instant::now();
         let deadline = start + budget;
         let _trial = self.admit(start).map_err(|e| e.to_string())?;
-        let next = self.idle.lock().pop_back();
+        let next = self.pop_probeable(start);
         let result = if let Some(conn) = next {
             let Ok(p) = self.slots.try_acquire() else {
                 // Every slot is busy: put it back and judge by recent history.
@@ -156,7 +166,39 @@ impl<B: Backend> PoolShared<B> {
         })
     }
 
+    /// The most recently used idle connection worth probing. Those of an older
+    /// generation, expired or known broken (the server dropped them) are closed on the
+    /// way, as checkout does: the pool replaces them, and they say nothing about the
+    /// server, so they must not count against it.
+    fn pop_probeable(&self, now: Instant) -> Option<Conn<B::Connection>> {
+        let generation = self.generation.load(Ordering::Relaxed);
+        loop {
+            let mut conn = self.idle.lock().pop_back()?;
+            if conn.generation != generation
+                || conn.expires.is_some_and(|e| e <= now)
+                || self.backend.is_broken(&mut conn.raw)
+            {
+                self.close_conn(conn);
+                continue;
+            }
+            return Some(conn);
+        }
+    }
+
     fn judge_by_history(&self) -> Result<(), String> {
+        // An open breaker is the freshest verdict there is (the probe running now may be
+        // the one that opened it).
+        if self.breaker_tripped.load(Ordering::Acquire) {
+            let b = self.breaker.lock();
+            if b.state() == BreakerState::Open {
+                return Err(Error::CircuitOpen {
+                    key: self.key,
+                    retry_in: b.retry_at().saturating_duration_since(Instant::now()),
+                    last_error: b.last_error().cloned(),
+                }
+                .to_string());
+            }
+        }
         match (
             self.healthy.load(Ordering::Relaxed),
             self.last_error.lock().as_ref(),
@@ -164,6 +206,16 @@ impl<B: Backend> PoolShared<B> {
             (false, Some(e)) => Err(e.to_string()),
             _ => Ok(()),
         }
+    }
+
+    /// Fit to route to: breaker closed and the last probe or connect healthy.
+    pub(crate) fn serving(&self) -> bool {
+        !self.breaker_tripped.load(Ordering::Acquire) && self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Checked out plus waiting: what least-loaded routing compares.
+    pub(crate) fn load(&self) -> usize {
+        self.in_use.load(Ordering::Relaxed) + self.waiters.load(Ordering::Relaxed)
     }
 
     /// Record a return with the leak tracker. False: the checkout was reclaimed as a

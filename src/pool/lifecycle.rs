@@ -41,11 +41,17 @@ impl<B: Backend> PoolShared<B> {
         {
             log.pop_front();
         }
-        log.len() > max as usize
+        let failed = log.len() > max as usize
             && self
                 .state
                 .compare_exchange(OPEN, FAILED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+                .is_ok();
+        drop(log);
+        if failed {
+            // Acquires queued for a slot learn it now, not at their acquire timeout.
+            self.state_changed.notify_waiters();
+        }
+        failed
     }
 
     /// Bring a failed pool back. Answers whether it was failed.
@@ -66,6 +72,7 @@ impl<B: Backend> PoolShared<B> {
         self.slots.close();
         let drained = self.drain_idle();
         self.returned.notify_waiters();
+        self.state_changed.notify_waiters();
         drained
     }
 

@@ -1,0 +1,659 @@
+//! The circuit breaker end to end on the simulated backend: what opens it (connect
+//! failures, probe failures, connections returned broken), how an open breaker answers
+//! (at once, `CircuitOpen` with the key, the last error and when to retry), the half-open
+//! trial (one at a time, `success_threshold` successes close it, a failure re-opens it for
+//! longer, up to the cap), background probes healing it with no traffic, how fast a down
+//! server is noticed, and the `BreakerTransition` events a subscriber actor receives.
+
+mod support_pool;
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use poolwarden::backends::sim::SimBehavior;
+use poolwarden::messages::BreakerTransition;
+use poolwarden::{
+    BackendErrorKind, BreakerConfig, BreakerState, Error, HealthStatus, Phase, PoolConfig,
+};
+use support_pool::*;
+use tokio::time::Instant;
+
+use BreakerState::{Closed, HalfOpen, Open};
+
+// ----- a subscriber ------------------------------------------------------------------------
+
+/// Keeps every breaker transition it is sent, in order.
+#[derive(Default)]
+struct Recorder {
+    seen: Vec<BreakerTransition>,
+}
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Events are offered with `try_send`: a test must never lose one to a full mailbox.
+        ctx.set_mailbox_capacity(10_000);
+    }
+}
+
+impl Handler<BreakerTransition> for Recorder {
+    type Result = ();
+    fn handle(&mut self, msg: BreakerTransition, _: &mut Self::Context) {
+        self.seen.push(msg);
+    }
+}
+
+/// Everything recorded so far. Queued behind the events already offered, so it sees them.
+#[derive(Message)]
+#[rtype(result = "Vec<BreakerTransition>")]
+struct Seen;
+
+impl Handler<Seen> for Recorder {
+    type Result = MessageResult<Seen>;
+    fn handle(&mut self, _: Seen, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.seen.clone())
+    }
+}
+
+async fn seen(recorder: &Addr<Recorder>) -> Vec<BreakerTransition> {
+    recorder.send(Seen).await.expect("the recorder runs")
+}
+
+fn moves(events: &[BreakerTransition]) -> Vec<(BreakerState, BreakerState)> {
+    events.iter().map(|e| (e.from, e.to)).collect()
+}
+
+// ----- setup -------------------------------------------------------------------------------
+
+/// 3 consecutive failures open it, 2 successful trials close it, open 1s at first
+/// (doubling up to 4s).
+fn breaker() -> BreakerConfig {
+    BreakerConfig {
+        failure_threshold: 3,
+        success_threshold: 2,
+        open_for: secs(1),
+        max_open_for: secs(4),
+    }
+}
+
+fn config() -> PoolConfig {
+    PoolConfig {
+        max_size: 4,
+        acquire_timeout: secs(5),
+        breaker: breaker(),
+        ..quiet_config()
+    }
+}
+
+/// How long a connect takes in these tests: a refused connect fails after it too.
+const CONNECT: Duration = Duration::from_millis(50);
+
+fn slow_connects() -> SimBehavior {
+    SimBehavior {
+        connect_latency: CONNECT,
+        ..SimBehavior::default()
+    }
+}
+
+/// A fixture and a recorder subscribed to the supervisor's breaker events.
+async fn setup(name: &str, config: PoolConfig, behavior: SimBehavior) -> (Fixture, Addr<Recorder>) {
+    let f = start(name, config, behavior).await;
+    let recorder = Recorder::default().start();
+    f.sup
+        .subscribe(recorder.clone().recipient())
+        .await
+        .expect("subscribed");
+    (f, recorder)
+}
+
+impl Fixture {
+    /// One acquire that makes exactly one connect attempt, which the down server refuses:
+    /// its budget is the connect latency, so no retry fits. Answers when the attempt failed.
+    async fn one_refused_connect(&self) -> Instant {
+        let attempts = self.server.connect_attempts();
+        let err = self.pool.acquire_timeout(CONNECT).await.unwrap_err();
+        match &err {
+            Error::Timeout {
+                phase: Phase::Connect,
+                last_error: Some(e),
+                ..
+            } => assert!(e.to_string().contains("connection refused"), "{e}"),
+            other => panic!("expected a refused connect, got {other:?}"),
+        }
+        assert_eq!(
+            self.server.connect_attempts(),
+            attempts + 1,
+            "one attempt per acquire"
+        );
+        Instant::now()
+    }
+
+    /// Trip the breaker with `breaker().failure_threshold` refused connects (the server
+    /// is taken down). Answers when it opened.
+    async fn trip(&self) -> Instant {
+        self.server.go_down();
+        let mut at = Instant::now();
+        for _ in 0..breaker().failure_threshold {
+            at = self.one_refused_connect().await;
+        }
+        assert_eq!(self.pool.stats().breaker, Open);
+        at
+    }
+
+    /// An acquire refused by the open breaker: it returns at once. Answers its `retry_in`.
+    async fn refused(&self) -> Duration {
+        let t = Instant::now();
+        let attempts = self.server.connect_attempts();
+        let err = self.pool.acquire().await.unwrap_err();
+        assert_eq!(
+            t.elapsed(),
+            Duration::ZERO,
+            "an open breaker answers at once"
+        );
+        assert_eq!(
+            self.server.connect_attempts(),
+            attempts,
+            "the server is left alone"
+        );
+        match err {
+            Error::CircuitOpen { key, retry_in, .. } => {
+                assert_eq!(key, self.pool.key());
+                retry_in
+            }
+            other => panic!("expected CircuitOpen, got {other:?}"),
+        }
+    }
+}
+
+// ----- what opens it -----------------------------------------------------------------------
+
+#[actix::test]
+async fn consecutive_connect_failures_open_the_breaker_at_the_threshold() {
+    let (f, recorder) = setup("connectfail", config(), slow_connects()).await;
+    f.server.go_down();
+    for _ in 0..2 {
+        f.one_refused_connect().await;
+    }
+    assert_eq!(f.pool.stats().breaker, Closed, "2 of 3 failures");
+
+    // A success in between starts the count again.
+    f.server.come_up();
+    drop(f.pool.acquire().await.unwrap());
+    f.server.go_down();
+    for _ in 0..2 {
+        f.one_refused_connect().await;
+    }
+    assert_eq!(f.pool.stats().breaker, Closed, "not consecutive");
+    assert!(seen(&recorder).await.is_empty());
+
+    let opened = f.one_refused_connect().await;
+    let s = f.pool.stats();
+    assert_eq!(s.breaker, Open, "{s:?}");
+    assert_eq!(s.connect_errors, 5);
+
+    let events = seen(&recorder).await;
+    assert_eq!(moves(&events), [(Closed, Open)]);
+    let e = &events[0];
+    assert_eq!(e.key, f.pool.key());
+    assert_eq!(e.at, opened);
+    assert!(
+        e.reason.contains("3 consecutive failures") && e.reason.contains("connection refused"),
+        "{}",
+        e.reason
+    );
+}
+
+#[actix::test]
+async fn consecutive_probe_failures_open_the_breaker() {
+    let (f, recorder) = setup("probefail", config(), SimBehavior::default()).await;
+    let held: Vec<_> = futures::future::join_all((0..3).map(|_| f.pool.acquire())).await;
+    drop(held);
+    assert_eq!(f.pool.stats().idle, 3);
+
+    // The server accepts connections but every statement fails: each health probe takes
+    // an idle connection, fails on it and closes it.
+    f.server.set_behavior(SimBehavior {
+        query_failure_rate: 1.0,
+        ..SimBehavior::default()
+    });
+    for _ in 0..2 {
+        let r = f.sup.health().await.unwrap();
+        assert_eq!(r.status, HealthStatus::Unhealthy, "{r:?}");
+        assert!(
+            r.unhealthy[0].1.contains("simulated query failure"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(f.pool.stats().breaker, Closed);
+    let r = f.sup.health().await.unwrap();
+    assert_eq!(r.status, HealthStatus::Unhealthy);
+    assert_eq!(f.pool.stats().breaker, Open);
+
+    let events = seen(&recorder).await;
+    assert_eq!(moves(&events), [(Closed, Open)]);
+    assert!(
+        events[0].reason.contains("3 consecutive failures")
+            && events[0].reason.contains("simulated query failure"),
+        "{}",
+        events[0].reason
+    );
+    let err = f.pool.acquire().await.unwrap_err();
+    match err {
+        Error::CircuitOpen {
+            last_error: Some(e),
+            ..
+        } => assert_eq!(e.kind(), BackendErrorKind::Query),
+        other => panic!("expected CircuitOpen, got {other:?}"),
+    }
+}
+
+#[actix::test]
+async fn connections_returned_broken_open_the_breaker() {
+    let (f, recorder) = setup("killed", config(), SimBehavior::default()).await;
+    let mut held: Vec<_> = Vec::new();
+    for _ in 0..3 {
+        held.push(f.pool.acquire().await.unwrap());
+    }
+    // The server kills them while they are checked out (the server stays up).
+    for conn in &held {
+        assert!(f.server.kill_connection(conn.id()));
+    }
+    let third = held.pop().unwrap();
+    drop(held);
+    assert_eq!(f.pool.stats().breaker, Closed, "2 of 3");
+    drop(third);
+    let s = f.pool.stats();
+    assert_eq!(s.breaker, Open, "{s:?}");
+    assert_eq!((s.live, s.in_use, s.closed), (0, 0, 3), "{s:?}");
+    assert_eq!(f.server.open_connections(), 0);
+
+    let events = seen(&recorder).await;
+    assert_eq!(moves(&events), [(Closed, Open)]);
+    assert!(
+        events[0].reason.contains("broke while checked out"),
+        "{}",
+        events[0].reason
+    );
+    let retry_in = f.refused().await;
+    assert!(retry_in >= ms(500) && retry_in <= secs(1), "{retry_in:?}");
+}
+
+/// Idle connections the server dropped are the pool's to replace, as checkout does: a
+/// probe that finds one does not count it against a healthy server.
+#[actix::test]
+async fn idle_connections_killed_by_the_server_do_not_count_as_failures() {
+    let (f, recorder) = setup("idlekilled", config(), SimBehavior::default()).await;
+    let held: Vec<_> = futures::future::join_all((0..3).map(|_| f.pool.acquire())).await;
+    drop(held);
+    assert_eq!(
+        f.server.kill_all(),
+        3,
+        "a server restart drops every idle connection"
+    );
+    for _ in 0..3 {
+        let r = f.sup.health().await.unwrap();
+        assert_eq!(r.status, HealthStatus::Healthy, "the server is up: {r:?}");
+    }
+    assert_eq!(f.pool.stats().breaker, Closed);
+    assert!(seen(&recorder).await.is_empty());
+    drop(f.pool.acquire().await.unwrap());
+    f.assert_quiescent();
+}
+
+// ----- an open breaker ---------------------------------------------------------------------
+
+#[actix::test]
+async fn an_open_breaker_refuses_at_once_naming_the_key_the_last_error_and_when_to_retry() {
+    let (f, _recorder) = setup("refuse", config(), slow_connects()).await;
+    let opened = f.trip().await;
+
+    let t = Instant::now();
+    let err = f.pool.acquire().await.unwrap_err();
+    assert_eq!(t.elapsed(), Duration::ZERO, "no waiting");
+    let Error::CircuitOpen {
+        key,
+        retry_in,
+        last_error,
+    } = &err
+    else {
+        panic!("expected CircuitOpen, got {err:?}")
+    };
+    assert_eq!(*key, f.pool.key());
+    assert_eq!(err.key(), Some(&f.pool.key()));
+    let last = last_error.as_ref().expect("carries the last error");
+    assert_eq!(last.kind(), BackendErrorKind::Connect);
+    assert!(last.to_string().contains("connection refused"), "{last}");
+    // First trip: open for a jittered [open_for / 2, open_for].
+    assert!(*retry_in >= ms(500) && *retry_in <= secs(1), "{retry_in:?}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&f.pool.key().to_string())
+            && shown.contains("circuit open")
+            && shown.contains("connection refused"),
+        "{shown}"
+    );
+
+    // retry_in counts down; the retry time does not move.
+    let retry_at = opened + *retry_in;
+    settle_for(ms(300)).await;
+    assert_eq!(f.refused().await, retry_at - Instant::now());
+
+    // Through the supervisor's Acquire message: at once too.
+    let t = Instant::now();
+    let err = f.sup.acquire(f.pool.key()).await.unwrap_err();
+    assert!(matches!(err, Error::CircuitOpen { .. }), "{err:?}");
+    assert_eq!(t.elapsed(), Duration::ZERO);
+    let r = f.sup.health().await.unwrap();
+    assert_eq!(r.status, HealthStatus::Unhealthy);
+    assert!(r.unhealthy[0].1.contains("circuit open"), "{r:?}");
+    assert_eq!(f.pool.stats().waiters, 0);
+}
+
+// ----- half-open ---------------------------------------------------------------------------
+
+#[actix::test]
+async fn half_open_lets_one_trial_through_and_success_threshold_successes_close_it() {
+    let (f, recorder) = setup("trial", config(), slow_connects()).await;
+    let opened = f.trip().await;
+    let retry_in = f.refused().await;
+    f.server.come_up();
+
+    // Just before the open time is up: still refused. (`advance` moves the paused clock
+    // exactly; a sleep would round up to the next millisecond tick.)
+    tokio::time::advance(retry_in - ms(1)).await;
+    assert_eq!(f.refused().await, ms(1));
+    tokio::time::advance(ms(1)).await;
+    assert_eq!(Instant::now(), opened + retry_in);
+
+    // The trial connects (50ms); meanwhile everybody else is refused at once.
+    let trial = {
+        let pool = f.pool.clone();
+        tokio::spawn(async move { pool.acquire().await })
+    };
+    settle().await;
+    assert_eq!(f.pool.stats().breaker, HalfOpen);
+    assert_eq!(f.server.in_flight_connects(), 1);
+    for _ in 0..5 {
+        let t = Instant::now();
+        let err = f.pool.acquire().await.unwrap_err();
+        assert!(matches!(err, Error::CircuitOpen { .. }), "{err:?}");
+        assert_eq!(t.elapsed(), Duration::ZERO);
+    }
+    let concurrent: Vec<_> = (0..5)
+        .map(|_| {
+            let pool = f.pool.clone();
+            tokio::spawn(async move { pool.acquire().await })
+        })
+        .collect();
+    for r in futures::future::join_all(concurrent).await {
+        let err = r.unwrap().unwrap_err();
+        assert!(matches!(err, Error::CircuitOpen { .. }), "{err:?}");
+    }
+    assert_eq!(
+        f.server.connect_attempts(),
+        4,
+        "3 refused, then only the trial"
+    );
+
+    let conn = trial.await.unwrap().expect("the trial succeeds");
+    drop(conn);
+    assert_eq!(
+        f.pool.stats().breaker,
+        HalfOpen,
+        "one success of the two needed"
+    );
+
+    // The second trial is the idle connection, tested (a trial must learn something).
+    let queries = f.server.queries();
+    drop(f.pool.acquire().await.expect("the second trial"));
+    assert_eq!(f.server.queries(), queries + 1, "the trial probed");
+    assert_eq!(f.pool.stats().breaker, Closed);
+    assert_eq!(f.server.connects(), 1);
+
+    let events = seen(&recorder).await;
+    assert_eq!(
+        moves(&events),
+        [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]
+    );
+    assert!(events.iter().all(|e| e.key == f.pool.key()));
+    assert_eq!(events[1].at, opened + retry_in);
+    assert!(
+        events[1].reason.contains("open time elapsed"),
+        "{}",
+        events[1].reason
+    );
+    assert!(
+        events[2].reason.contains("trials succeeded"),
+        "{}",
+        events[2].reason
+    );
+
+    // Closed: traffic flows without probing.
+    let queries = f.server.queries();
+    for _ in 0..3 {
+        drop(f.pool.acquire().await.unwrap());
+    }
+    assert_eq!(f.server.queries(), queries);
+}
+
+#[actix::test]
+async fn a_cancelled_trial_frees_the_trial_for_the_next_acquire() {
+    let (f, recorder) = setup("canceltrial", config(), slow_connects()).await;
+    f.trip().await;
+    let retry_in = f.refused().await;
+    f.server.come_up();
+    settle_for(retry_in).await;
+
+    // The trial is abandoned mid-connect.
+    assert!(tokio::time::timeout(ms(10), f.pool.acquire())
+        .await
+        .is_err());
+    assert_eq!(f.pool.stats().breaker, HalfOpen);
+    assert_eq!(f.server.in_flight_connects(), 0);
+    // The next acquire is the trial, not refused forever.
+    drop(f.pool.acquire().await.expect("a new trial"));
+    drop(f.pool.acquire().await.expect("the second trial"));
+    assert_eq!(f.pool.stats().breaker, Closed);
+    assert_eq!(
+        moves(&seen(&recorder).await),
+        [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]
+    );
+    f.assert_quiescent();
+}
+
+#[actix::test]
+async fn a_failed_trial_reopens_for_longer_each_time_up_to_the_cap() {
+    let (f, recorder) = setup("reopen", config(), slow_connects()).await;
+    f.trip().await;
+    // The first trip: open for [0.5s, 1s].
+    let mut retry_in = f.refused().await;
+    let mut open_times = vec![retry_in];
+    for _ in 0..4 {
+        tokio::time::advance(retry_in).await;
+        // The trial's connect is refused: the breaker opens again at once.
+        let t = Instant::now();
+        let err = f.pool.acquire_timeout(CONNECT).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        assert!(t.elapsed() >= CONNECT && t.elapsed() <= CONNECT + ms(1));
+        let events = seen(&recorder).await;
+        let reopened = events.last().unwrap();
+        assert_eq!((reopened.from, reopened.to), (HalfOpen, Open));
+        assert!(
+            reopened.reason.contains("trial failed")
+                && reopened.reason.contains("connection refused"),
+            "{}",
+            reopened.reason
+        );
+        let waited = Instant::now() - reopened.at;
+        retry_in = f.refused().await;
+        open_times.push(waited + retry_in);
+    }
+    // Ceilings 1s, 2s, 4s, then capped at 4s; each open time in [ceiling / 2, ceiling].
+    let ceilings = [secs(1), secs(2), secs(4), secs(4), secs(4)];
+    for (open, ceiling) in open_times.iter().zip(ceilings) {
+        assert!(
+            *open >= ceiling / 2 && *open <= ceiling,
+            "open for {open:?}, ceiling {ceiling:?}: {open_times:?}"
+        );
+    }
+    // Growing while the ceiling doubles ([c/2, c] then [c, 2c]); jittered under the cap.
+    assert!(
+        open_times[..3].windows(2).all(|w| w[0] <= w[1]),
+        "growing: {open_times:?}"
+    );
+
+    // The server comes back: two successful trials close it, and the next trip starts
+    // from open_for again.
+    f.server.come_up();
+    tokio::time::advance(retry_in).await;
+    drop(f.pool.acquire().await.expect("first trial"));
+    drop(f.pool.acquire().await.expect("second trial"));
+    assert_eq!(f.pool.stats().breaker, Closed);
+    let mut expected = vec![(Closed, Open)];
+    for _ in 0..4 {
+        expected.extend([(Open, HalfOpen), (HalfOpen, Open)]);
+    }
+    expected.extend([(Open, HalfOpen), (HalfOpen, Closed)]);
+    assert_eq!(moves(&seen(&recorder).await), expected);
+
+    f.trip().await;
+    let again = f.refused().await;
+    assert!(again <= secs(1), "the open time was reset: {again:?}");
+}
+
+// ----- background probes -------------------------------------------------------------------
+
+#[actix::test]
+async fn background_probes_heal_an_open_breaker_with_no_traffic() {
+    let interval = ms(500);
+    let (f, recorder) = setup(
+        "heal",
+        PoolConfig {
+            probe_interval: Some(interval),
+            probe_timeout: ms(200),
+            breaker: BreakerConfig {
+                open_for: secs(2),
+                max_open_for: secs(2),
+                ..breaker()
+            },
+            ..config()
+        },
+        slow_connects(),
+    )
+    .await;
+    drop(f.pool.acquire().await.unwrap());
+    f.server.go_down();
+    // Nobody acquires: the background probes find out.
+    assert!(
+        eventually(secs(5), || f.pool.stats().breaker == Open).await,
+        "the probes open it"
+    );
+    let opened = seen(&recorder).await[0].at;
+    // Once the probe that opened it has used up its budget, the probes leave the server
+    // alone until the open time is up.
+    settle_for(ms(200)).await;
+    let attempts = f.server.connect_attempts();
+    let retry_in = f.refused().await;
+    // (Stop a few milliseconds short: the settling millisecond must not reach the trial.)
+    tokio::time::advance(retry_in - ms(5)).await;
+    settle().await;
+    assert_eq!(f.server.connect_attempts(), attempts);
+    f.server.come_up();
+
+    let served = f.pool.stats().served;
+    assert!(
+        eventually(secs(10), || f.pool.stats().breaker == Closed).await,
+        "healed"
+    );
+    // The first probe after the open time is the trial; the next one closes it.
+    let healed = Instant::now() - opened;
+    let bound = secs(2) + interval * 2 + CONNECT * 2;
+    assert!(healed <= bound, "healed after {healed:?} (bound {bound:?})");
+    assert_eq!(f.pool.stats().served, served, "no traffic did it");
+    assert_eq!(
+        moves(&seen(&recorder).await),
+        [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]
+    );
+    drop(f.pool.acquire().await.expect("serves again"));
+}
+
+/// The server goes down at an arbitrary moment; with no traffic, the next background probe
+/// (at most `probe_interval` later) finds out within `probe_timeout`.
+async fn detection(name: &str, fault: fn(&Fixture)) {
+    let interval = secs(1);
+    let probe_timeout = ms(300);
+    let (f, recorder) = setup(
+        name,
+        PoolConfig {
+            probe_interval: Some(interval),
+            probe_timeout,
+            breaker: BreakerConfig {
+                failure_threshold: 1,
+                ..breaker()
+            },
+            ..config()
+        },
+        SimBehavior::default(),
+    )
+    .await;
+    drop(f.pool.acquire().await.unwrap());
+    for offset in [ms(1370), ms(2210)] {
+        settle_for(offset).await;
+        assert_eq!(f.pool.stats().breaker, Closed, "healthy so far");
+    }
+    let down = Instant::now();
+    fault(&f);
+    assert!(
+        eventually(interval + probe_timeout + ms(10), || f.pool.stats().breaker
+            == Open)
+        .await,
+        "not detected within the probe interval and timeout"
+    );
+    // (Timers tick in whole milliseconds: allow one for the probe's start, one for its end.)
+    let events = seen(&recorder).await;
+    assert_eq!(moves(&events), [(Closed, Open)]);
+    let took = events[0].at - down;
+    assert!(
+        took <= interval + probe_timeout + ms(2),
+        "detected after {took:?}"
+    );
+    let r = f.sup.health().await.unwrap();
+    assert_eq!(r.status, HealthStatus::Unhealthy, "{r:?}");
+    assert_eq!(r.unhealthy[0].0, f.pool.key());
+    assert_eq!(f.pool.stats().served, 1, "no traffic needed");
+}
+
+#[actix::test]
+async fn a_down_server_is_detected_within_probe_interval_plus_probe_timeout() {
+    detection("detectdown", |f| f.server.go_down()).await;
+}
+
+#[actix::test]
+async fn a_hung_server_is_detected_within_probe_interval_plus_probe_timeout() {
+    // Connections stay open but nothing answers.
+    detection("detecthung", |f| f.server.stall_next_probes(1_000)).await;
+}
+
+#[actix::test]
+async fn a_health_check_reports_a_down_server_within_its_budget() {
+    let (f, _recorder) = setup("healthdown", config(), SimBehavior::default()).await;
+    drop(f.pool.acquire().await.unwrap());
+    assert_eq!(f.sup.health().await.unwrap().status, HealthStatus::Healthy);
+    f.server.go_down();
+    let t = Instant::now();
+    let r = f.sup.health().await.unwrap();
+    assert_eq!(r.status, HealthStatus::Unhealthy, "{r:?}");
+    let why = &r.unhealthy[0].1;
+    assert!(
+        why.contains("connection refused") || why.contains("server is down"),
+        "{r:?}"
+    );
+    // The supervisor's default health budget is 2s (timers tick in whole milliseconds).
+    assert!(t.elapsed() <= secs(2) + ms(1), "{:?}", t.elapsed());
+    // The failed probe opened the breaker, so the probe stopped retrying; once the server
+    // is back, the first health check after the open time is the breaker's trial.
+    f.server.come_up();
+    tokio::time::sleep(secs(1)).await;
+    assert_eq!(f.sup.health().await.unwrap().status, HealthStatus::Healthy);
+}

@@ -1,0 +1,421 @@
+//! A throwaway MariaDB server. Admin SQL goes through the `mariadb` command-line client over
+//! the server's Unix socket as `root` (so the harness needs no MySQL driver, and admin
+//! connections never count as the test user's).
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use poolwarden::{ConnectionConfig, Secret};
+
+use super::{
+    cached_template, copy_tree, discard_template, find_binary, free_port, is_root, log_tail,
+    random_hex, run, server_dir, skip, wait_for, Reaper,
+};
+
+/// The user every harness server has, with all privileges (password:
+/// [`MariaServer::password`]). Its default database is [`MARIA_DB`].
+pub const MARIA_USER: &str = "pw_test";
+/// A database created for [`MARIA_USER`].
+pub const MARIA_DB: &str = "pw_test";
+
+/// Settings of a [`MariaServer`] beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct MariaOptions {
+    /// `--max-connections` (default 151).
+    pub max_connections: Option<u32>,
+    /// Extra `mariadbd` arguments, e.g. `["--wait-timeout=5"]`.
+    pub args: Vec<String>,
+}
+
+#[derive(Clone)]
+struct MariaBin {
+    server: PathBuf,
+    install: PathBuf,
+    client: PathBuf,
+    version: String,
+}
+
+impl MariaBin {
+    fn find() -> Option<MariaBin> {
+        let dirs = [PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")];
+        let server = find_binary(&["mariadbd", "mysqld"], &dirs)?;
+        let install = find_binary(&["mariadb-install-db", "mysql_install_db"], &dirs)?;
+        let client = find_binary(&["mariadb", "mysql"], &dirs)?;
+        let version = run(Command::new(&server).arg("--version")).ok()?;
+        Some(MariaBin {
+            server,
+            install,
+            client,
+            version,
+        })
+    }
+
+    /// Options shared by the template bootstrap and every server (InnoDB file sizes must
+    /// match the template's).
+    fn common_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--no-defaults",
+            "--skip-log-bin",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=16M",
+            "--innodb-log-file-size=8M",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--innodb-doublewrite=0",
+            "--skip-innodb-use-native-aio",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if is_root() {
+            a.push("--user=root".into());
+        }
+        a
+    }
+}
+
+const REAPER_SCRIPT: &str = r#"
+if [ -f "$D/mariadb.pid" ]; then kill -KILL "$(cat "$D/mariadb.pid")" 2>/dev/null; fi
+rm -rf "$D"
+"#;
+
+/// A MariaDB server on `127.0.0.1:<free port>` with the user [`MARIA_USER`] (password
+/// authentication). Stopped and deleted on drop.
+pub struct MariaServer {
+    bin: MariaBin,
+    dir: PathBuf,
+    port: u16,
+    password: String,
+    opts: MariaOptions,
+    child: Mutex<Option<Child>>,
+    reaper: Mutex<Option<Reaper>>,
+}
+
+impl MariaServer {
+    /// Start a fresh server, or `None` (after `SKIP: …`) when MariaDB is not installed.
+    pub fn start() -> Option<MariaServer> {
+        Self::start_with(MariaOptions::default())
+    }
+
+    /// The server shared by every test of this binary, started on first use.
+    pub fn shared() -> Option<&'static MariaServer> {
+        static SHARED: OnceLock<Option<MariaServer>> = OnceLock::new();
+        SHARED.get_or_init(MariaServer::start).as_ref()
+    }
+
+    /// Start a fresh server with `opts`.
+    pub fn start_with(opts: MariaOptions) -> Option<MariaServer> {
+        let Some(bin) = MariaBin::find() else {
+            return skip(
+                "MariaDB (mariadbd, mariadb-install-db, mariadb)",
+                "mariadb-server",
+            );
+        };
+        let mut last_err = String::new();
+        for attempt in 0..2 {
+            let template = cached_template("maria", &bin.version, None, |staging| {
+                build_template(&bin, staging)
+            })
+            .unwrap_or_else(|e| panic!("cannot build the MariaDB template: {e}"));
+            match Self::from_template(&bin, &template, &opts) {
+                Ok(s) => return Some(s),
+                Err(e) if attempt == 0 && e.contains("template") => {
+                    discard_template(&template);
+                    last_err = e;
+                }
+                Err(e) => panic!("cannot start MariaDB: {e}"),
+            }
+        }
+        panic!("cannot start MariaDB: {last_err}")
+    }
+
+    fn from_template(
+        bin: &MariaBin,
+        template: &Path,
+        opts: &MariaOptions,
+    ) -> Result<MariaServer, String> {
+        let dir = server_dir("pw-maria-");
+        let reaper = Reaper::spawn(&dir, REAPER_SCRIPT);
+        copy_tree(&template.join("data"), &dir.join("data"))
+            .map_err(|e| format!("copy template: {e}"))?;
+        let password = std::fs::read_to_string(template.join("password"))
+            .map_err(|e| format!("read the template password: {e}"))?;
+        let mut server = MariaServer {
+            bin: bin.clone(),
+            dir,
+            port: 0,
+            password,
+            opts: opts.clone(),
+            child: Mutex::new(None),
+            reaper: Mutex::new(Some(reaper)),
+        };
+        let mut last = String::new();
+        for _ in 0..5 {
+            server.port = free_port();
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(e) if e.contains("Address already in use") || e.contains("bind") => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("error.log")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("mysql.sock")
+    }
+
+    fn spawn(&self) -> Result<(), String> {
+        let mut cmd = Command::new(&self.bin.server);
+        cmd.args(self.bin.common_args())
+            .arg(format!("--datadir={}", self.dir.join("data").display()))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.join("mariadb.pid").display()
+            ))
+            .arg(format!("--log-error={}", self.log_path().display()));
+        if let Some(n) = self.opts.max_connections {
+            cmd.arg(format!("--max-connections={n}"));
+        }
+        cmd.args(&self.opts.args);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn mariadbd: {e}"))?;
+        let port = self.port;
+        let ready = wait_for(Duration::from_secs(60), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(Err(format!("mariadbd exited ({status})")));
+            }
+            greeting(port).then_some(Ok(()))
+        });
+        match ready {
+            Some(Ok(())) => {
+                *self.child.lock().unwrap() = Some(child);
+                Ok(())
+            }
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_file(self.dir.join("mariadb.pid"));
+                Err(format!(
+                    "{}\n--- mariadb log ---\n{}",
+                    other
+                        .and_then(|r| r.err())
+                        .unwrap_or_else(|| "no greeting within 60s".into()),
+                    log_tail(&self.log_path(), 30)
+                ))
+            }
+        }
+    }
+
+    /// Stop the server (SIGTERM, then SIGKILL after 30 s). No-op when stopped.
+    pub fn stop(&self) {
+        if let Some(child) = self.child.lock().unwrap().take() {
+            terminate(child);
+            let _ = std::fs::remove_file(self.dir.join("mariadb.pid"));
+        }
+    }
+
+    /// Kill the server at once (SIGKILL), as in a crash. No-op when stopped.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(self.dir.join("mariadb.pid"));
+        }
+    }
+
+    /// Start again on the same port after [`stop`](Self::stop) / [`kill`](Self::kill).
+    pub fn start_again(&self) {
+        if self.child.lock().unwrap().is_some() {
+            return;
+        }
+        if let Err(e) = self.spawn() {
+            panic!("cannot restart MariaDB on port {}: {e}", self.port);
+        }
+    }
+
+    /// Stop and start again on the same port.
+    pub fn restart(&self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// The TCP port (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// [`MARIA_USER`]'s password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The server's directory (data, log, socket).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `mysql://pw_test:<password>@127.0.0.1:<port>/pw_test`.
+    pub fn url(&self) -> String {
+        format!(
+            "mysql://{MARIA_USER}:{}@127.0.0.1:{}/{MARIA_DB}",
+            self.password, self.port
+        )
+    }
+
+    /// [`MARIA_USER`]'s connection config.
+    pub fn config(&self) -> ConnectionConfig {
+        let mut c = ConnectionConfig::new("mysql", "127.0.0.1", self.port);
+        c.database = Some(MARIA_DB.into());
+        c.user = Some(MARIA_USER.into());
+        c.password = Some(Secret::new(self.password.clone()));
+        c
+    }
+
+    /// Run SQL as `root` over the Unix socket; returns the tab-separated output without
+    /// column names.
+    pub fn sql(&self, sql: &str) -> Result<String, String> {
+        run(Command::new(&self.bin.client)
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-uroot", "-N", "-B", "-e", sql]))
+    }
+
+    /// Create a user (all privileges, any host) with `password`; for tests that count
+    /// connections per user.
+    pub fn create_user(&self, user: &str, password: &str) {
+        self.sql(&format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'; \
+             GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%';"
+        ))
+        .unwrap_or_else(|e| panic!("create user {user}: {e}"));
+    }
+
+    /// A unique user name starting with `prefix` (at most 32 characters).
+    pub fn unique_user(prefix: &str) -> String {
+        let mut u = format!("{prefix}_{}", &random_hex()[..8]);
+        u.truncate(32);
+        u
+    }
+
+    /// Connections of `user` in the process list (the admin connection is `root`).
+    pub fn processlist_count(&self, user: &str) -> usize {
+        self.sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{user}'"
+        ))
+        .unwrap_or_else(|e| panic!("processlist: {e}"))
+        .trim()
+        .parse()
+        .expect("a count")
+    }
+}
+
+impl Drop for MariaServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            // Throwaway data: no need for a clean shutdown.
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(self.dir.join("mariadb.pid"));
+        }
+        drop(self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+/// Whether a MySQL-protocol server greets on `port` (any first packet counts).
+fn greeting(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut header = [0u8; 5];
+    s.read_exact(&mut header).is_ok()
+}
+
+/// SIGTERM, wait up to 30 s, then SIGKILL.
+fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let exited = wait_for(Duration::from_secs(30), || {
+        child.try_wait().ok().flatten().map(|_| ())
+    });
+    if exited.is_none() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+const REAPER_BOOT_SCRIPT: &str = r#"
+if [ -f "$D/boot.pid" ]; then kill -KILL "$(cat "$D/boot.pid")" 2>/dev/null; fi
+rm -rf "$D"
+"#;
+
+/// `mariadb-install-db` into `staging/data`, then start it once (socket only) to create
+/// [`MARIA_USER`] with a random password (kept in `staging/password`) and [`MARIA_DB`].
+fn build_template(bin: &MariaBin, staging: &Path) -> Result<(), String> {
+    let data = staging.join("data");
+    run(Command::new(&bin.install)
+        .args(bin.common_args())
+        .arg(format!("--datadir={}", data.display()))
+        .args(["--auth-root-authentication-method=normal", "--skip-test-db"]))?;
+    // A short socket path (sun_path is limited to 108 bytes).
+    let sockdir = server_dir("pw-maria-boot-");
+    let reaper = Reaper::spawn(&sockdir, REAPER_BOOT_SCRIPT);
+    let socket = sockdir.join("boot.sock");
+    let child = Command::new(&bin.server)
+        .args(bin.common_args())
+        .arg(format!("--datadir={}", data.display()))
+        .arg("--skip-networking")
+        .arg(format!("--socket={}", socket.display()))
+        .arg(format!("--pid-file={}", sockdir.join("boot.pid").display()))
+        .arg(format!(
+            "--log-error={}",
+            sockdir.join("boot.log").display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn mariadbd: {e}"))?;
+    let client = |sql: &str| {
+        run(Command::new(&bin.client)
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", socket.display()))
+            .args(["-uroot", "-N", "-B", "-e", sql]))
+    };
+    let up = wait_for(Duration::from_secs(60), || client("SELECT 1").ok());
+    let password = format!("pw-{}", random_hex());
+    let result = match up {
+        None => Err(format!(
+            "bootstrap server did not come up:\n{}",
+            log_tail(&sockdir.join("boot.log"), 30)
+        )),
+        Some(_) => client(&format!(
+            "CREATE USER '{MARIA_USER}'@'%' IDENTIFIED BY '{password}'; \
+             GRANT ALL PRIVILEGES ON *.* TO '{MARIA_USER}'@'%' WITH GRANT OPTION; \
+             CREATE DATABASE {MARIA_DB};"
+        ))
+        .map(drop),
+    };
+    terminate(child);
+    let _ = std::fs::remove_file(sockdir.join("boot.pid"));
+    drop(reaper); // deletes sockdir
+    result?;
+    std::fs::write(staging.join("password"), password).map_err(|e| e.to_string())
+}

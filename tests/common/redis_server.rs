@@ -1,0 +1,351 @@
+//! A throwaway Redis server, and a tiny synchronous RESP client for admin commands (so the
+//! harness needs no Redis driver).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use poolwarden::{ConnectionConfig, Secret};
+
+use super::{find_binary, free_port, log_tail, server_dir, skip, wait_for, Reaper};
+
+/// Settings of a [`RedisServer`] beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct RedisOptions {
+    /// `--requirepass` (the `default` user's password).
+    pub password: Option<String>,
+    /// Extra `redis-server` arguments, e.g. `["--maxclients", "10"]`.
+    pub args: Vec<String>,
+}
+
+const REAPER_SCRIPT: &str = r#"
+if [ -f "$D/redis.pid" ]; then kill -KILL "$(cat "$D/redis.pid")" 2>/dev/null; fi
+rm -rf "$D"
+"#;
+
+/// A Redis server on `127.0.0.1:<free port>`, without persistence. Killed and deleted on
+/// drop.
+pub struct RedisServer {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    opts: RedisOptions,
+    child: Mutex<Option<Child>>,
+    reaper: Mutex<Option<Reaper>>,
+}
+
+impl RedisServer {
+    /// Start a fresh server, or `None` (after `SKIP: …`) when Redis is not installed.
+    pub fn start() -> Option<RedisServer> {
+        Self::start_with(RedisOptions::default())
+    }
+
+    /// The server shared by every test of this binary, started on first use.
+    pub fn shared() -> Option<&'static RedisServer> {
+        static SHARED: OnceLock<Option<RedisServer>> = OnceLock::new();
+        SHARED.get_or_init(RedisServer::start).as_ref()
+    }
+
+    /// Start a fresh server with `opts`.
+    pub fn start_with(opts: RedisOptions) -> Option<RedisServer> {
+        let Some(bin) = find_binary(&["redis-server"], &[PathBuf::from("/usr/bin")]) else {
+            return skip("Redis (redis-server)", "redis-server");
+        };
+        let dir = server_dir("pw-redis-");
+        let reaper = Reaper::spawn(&dir, REAPER_SCRIPT);
+        let mut server = RedisServer {
+            bin,
+            dir,
+            port: 0,
+            opts,
+            child: Mutex::new(None),
+            reaper: Mutex::new(Some(reaper)),
+        };
+        let mut last = String::new();
+        for _ in 0..5 {
+            server.port = free_port();
+            match server.spawn() {
+                Ok(()) => return Some(server),
+                Err(e) if e.contains("Address already in use") => last = e,
+                Err(e) => panic!("cannot start Redis: {e}"),
+            }
+        }
+        panic!("cannot start Redis: {last}")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    fn spawn(&self) -> Result<(), String> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--protected-mode", "yes"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--pidfile")
+            .arg(self.dir.join("redis.pid"))
+            .arg("--logfile")
+            .arg(self.log_path());
+        if let Some(pw) = &self.opts.password {
+            cmd.arg("--requirepass").arg(pw);
+        }
+        cmd.args(&self.opts.args);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn redis-server: {e}"))?;
+        let ready = wait_for(Duration::from_secs(20), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(Err(format!("redis-server exited ({status})")));
+            }
+            match self.admin() {
+                Ok(mut c) => match c.command(&["PING"]) {
+                    Ok(_) => Some(Ok(())),
+                    Err(e) if e.contains("LOADING") => None,
+                    Err(e) => Some(Err(e)),
+                },
+                Err(_) => None,
+            }
+        });
+        match ready {
+            Some(Ok(())) => {
+                *self.child.lock().unwrap() = Some(child);
+                Ok(())
+            }
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_file(self.dir.join("redis.pid"));
+                Err(format!(
+                    "{}\n--- redis log ---\n{}",
+                    other
+                        .and_then(|r| r.err())
+                        .unwrap_or_else(|| "no PING answer within 20s".into()),
+                    log_tail(&self.log_path(), 20)
+                ))
+            }
+        }
+    }
+
+    /// Kill the server (SIGKILL: every connection drops at once). No-op when stopped.
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(self.dir.join("redis.pid"));
+        }
+    }
+
+    /// Start again on the same port after [`stop`](Self::stop); returns when PING answers.
+    pub fn start_again(&self) {
+        if self.child.lock().unwrap().is_some() {
+            return;
+        }
+        if let Err(e) = self.spawn() {
+            panic!("cannot restart Redis on port {}: {e}", self.port);
+        }
+    }
+
+    /// Kill and start again on the same port (the data set is lost: no persistence).
+    pub fn restart(&self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// The TCP port (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The password, if the server requires one.
+    pub fn password(&self) -> Option<&str> {
+        self.opts.password.as_deref()
+    }
+
+    /// The server's directory (log, pid file).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `redis://[:password@]127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        match &self.opts.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// A connection config for this server (password set when required).
+    pub fn config(&self) -> ConnectionConfig {
+        let mut c = ConnectionConfig::new("redis", "127.0.0.1", self.port);
+        c.password = self.opts.password.clone().map(Secret::new);
+        c
+    }
+
+    /// A synchronous admin connection (authenticated when the server has a password).
+    pub fn admin(&self) -> Result<RespConn, String> {
+        let mut c = RespConn::connect(self.port)?;
+        if let Some(pw) = &self.opts.password {
+            c.command(&["AUTH", pw])?;
+        }
+        Ok(c)
+    }
+
+    /// Run one command on a fresh admin connection.
+    pub fn command(&self, args: &[&str]) -> Result<Resp, String> {
+        self.admin()?.command(args)
+    }
+
+    /// Lines of `CLIENT LIST`, without the admin connection that asked.
+    pub fn client_list(&self) -> Vec<String> {
+        let mut c = self.admin().expect("redis admin connection");
+        let own = match c.command(&["CLIENT", "ID"]).expect("CLIENT ID") {
+            Resp::Int(id) => id,
+            other => panic!("CLIENT ID answered {other:?}"),
+        };
+        let list = c.command(&["CLIENT", "LIST"]).expect("CLIENT LIST");
+        list.text()
+            .lines()
+            .filter(|l| !l.starts_with(&format!("id={own} ")))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Connected clients, excluding the admin connection that counts them.
+    pub fn client_count(&self) -> usize {
+        self.client_list().len()
+    }
+
+    /// Connected clients whose `CLIENT SETNAME` is `name`.
+    pub fn client_count_named(&self, name: &str) -> usize {
+        let needle = format!(" name={name} ");
+        self.client_list()
+            .iter()
+            .filter(|l| l.contains(&needle))
+            .count()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(self.dir.join("redis.pid"));
+        }
+        drop(self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+/// A RESP reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resp {
+    /// `+OK`
+    Simple(String),
+    /// `:42`
+    Int(i64),
+    /// `$…` (None for the null bulk string)
+    Bulk(Option<Vec<u8>>),
+    /// `*…` (None for the null array)
+    Array(Option<Vec<Resp>>),
+}
+
+impl Resp {
+    /// The reply as text (bulk or simple string; empty otherwise).
+    pub fn text(&self) -> String {
+        match self {
+            Resp::Simple(s) => s.clone(),
+            Resp::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+            Resp::Int(i) => i.to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// A blocking RESP2 connection for admin commands. Error replies become `Err`.
+pub struct RespConn {
+    reader: BufReader<TcpStream>,
+}
+
+impl RespConn {
+    /// Connect to `127.0.0.1:port`.
+    pub fn connect(port: u16) -> Result<RespConn, String> {
+        let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        Ok(RespConn {
+            reader: BufReader::new(s),
+        })
+    }
+
+    /// Send one command and read its reply.
+    pub fn command(&mut self, args: &[&str]) -> Result<Resp, String> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        self.reader
+            .get_mut()
+            .write_all(&out)
+            .map_err(|e| e.to_string())?;
+        self.read_reply()
+    }
+
+    fn read_line(&mut self) -> Result<String, String> {
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        if line.is_empty() {
+            return Err("connection closed".into());
+        }
+        Ok(line.trim_end_matches("\r\n").to_string())
+    }
+
+    fn read_reply(&mut self) -> Result<Resp, String> {
+        let line = self.read_line()?;
+        let (kind, rest) = line.split_at(1);
+        let num = || {
+            rest.parse::<i64>()
+                .map_err(|e| format!("bad reply {line:?}: {e}"))
+        };
+        match kind {
+            "+" => Ok(Resp::Simple(rest.to_string())),
+            "-" => Err(rest.to_string()),
+            ":" => Ok(Resp::Int(num()?)),
+            "$" => {
+                let n = num()?;
+                if n < 0 {
+                    return Ok(Resp::Bulk(None));
+                }
+                let mut buf = vec![0; n as usize + 2];
+                self.reader
+                    .read_exact(&mut buf)
+                    .map_err(|e| e.to_string())?;
+                buf.truncate(n as usize);
+                Ok(Resp::Bulk(Some(buf)))
+            }
+            "*" => {
+                let n = num()?;
+                if n < 0 {
+                    return Ok(Resp::Array(None));
+                }
+                let items = (0..n)
+                    .map(|_| self.read_reply())
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Resp::Array(Some(items)))
+            }
+            _ => Err(format!("unexpected reply {line:?}")),
+        }
+    }
+}

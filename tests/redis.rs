@@ -1,0 +1,561 @@
+//! The Redis backend against real throwaway servers, through the real pool: acquire, use,
+//! release; reset of a transaction left open; a command future dropped mid-flight; a
+//! connection killed by the server; a server restart under load; wrong passwords and
+//! unreachable or silent servers. Every test ends by checking that the server sees exactly
+//! the connections the pool says are open.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, RedisOptions, RedisServer};
+use poolwarden::backends::redis::{RedisBackend, RedisConnection};
+use poolwarden::{
+    Backend, BackendErrorKind, BreakerConfig, ConnectionConfig, Error, Phase, PoolConfig,
+    PoolHandle, SupervisorConfig, SupervisorHandle,
+};
+use redis::AsyncCommands;
+use tokio::time::Instant;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// No warm-up, no idle timeout, no lifetime; a fast maintenance tick.
+fn pool_config() -> PoolConfig {
+    PoolConfig {
+        min_idle: 0,
+        max_size: 4,
+        acquire_timeout: secs(10),
+        connect_timeout: secs(2),
+        probe_timeout: secs(2),
+        idle_timeout: None,
+        max_lifetime: None,
+        lifetime_jitter: Duration::ZERO,
+        maintenance_interval: ms(20),
+        ..PoolConfig::default()
+    }
+}
+
+/// `server`'s config with a client name of its own, so tests sharing a server count only
+/// their own connections.
+fn named(server: &RedisServer, name: &str) -> ConnectionConfig {
+    let mut cfg = server.config();
+    cfg.application_name = Some(name.to_string());
+    cfg
+}
+
+async fn start_pool(cfg: ConnectionConfig, pool: PoolConfig) -> PoolHandle<RedisBackend> {
+    let sup = SupervisorHandle::start(RedisBackend::new(), SupervisorConfig::default()).unwrap();
+    sup.pool_with(cfg, pool).await.unwrap()
+}
+
+async fn client_id(conn: &mut RedisConnection) -> i64 {
+    redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// The server sees exactly the pool's open connections named `name` (bounded wait: closing
+/// a connection reaches the server asynchronously).
+async fn assert_server_matches_pool(
+    server: &RedisServer,
+    name: &str,
+    pool: &PoolHandle<RedisBackend>,
+) {
+    let settled = eventually(secs(5), || async {
+        let (server_side, live) = (server.client_count_named(name), pool.stats().live);
+        (server_side == live).then_some(live)
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "server has {} `{name}` clients, pool has {:?}",
+        server.client_count_named(name),
+        pool.stats()
+    );
+}
+
+/// How often `command` ran on the server (`INFO commandstats`).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let info = server
+        .command(&["INFO", "commandstats"])
+        .expect("INFO")
+        .text();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[actix::test]
+async fn acquire_query_release_reuses_one_connection_without_round_trips() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let name = "basic";
+    let pings_before = calls(&server, "ping"); // the harness pings while starting
+    let pool = start_pool(named(&server, name), pool_config()).await;
+
+    let mut conn = pool.acquire().await.unwrap();
+    let first = client_id(&mut conn).await;
+    let () = conn.set("greeting", "hello").await.unwrap();
+    let got: String = conn.get("greeting").await.unwrap();
+    assert_eq!(got, "hello");
+    assert!(!conn.in_transaction() && !conn.is_broken());
+    assert!(
+        !RedisBackend::new().needs_reset(&conn),
+        "clean: no reset step"
+    );
+    drop(conn);
+
+    // Returned synchronously (no reset task): idle at once.
+    let s = pool.stats();
+    assert_eq!((s.idle, s.in_use, s.live, s.served), (1, 0, 1, 1), "{s:?}");
+    let mut again = pool.acquire().await.unwrap();
+    assert_eq!(client_id(&mut again).await, first, "the same connection");
+    drop(again);
+
+    // Clean returns cost no round trip: nothing but the test's own commands and the
+    // connect handshake reached the server.
+    assert_eq!(calls(&server, "discard"), 0);
+    assert_eq!(calls(&server, "unwatch"), 0);
+    assert_eq!(calls(&server, "select"), 0);
+    assert_eq!(
+        calls(&server, "ping"),
+        pings_before,
+        "within the checkout bypass: no probe; CLIENT SETNAME, not PING, ends the connect"
+    );
+    assert_eq!(pool.stats().created, 1);
+    assert_server_matches_pool(&server, name, &pool).await;
+}
+
+#[actix::test]
+async fn a_transaction_left_open_is_discarded_before_reuse() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let name = "multi";
+    let pool = start_pool(named(&server, name), pool_config()).await;
+
+    let mut conn = pool.acquire().await.unwrap();
+    let id = client_id(&mut conn).await;
+    let () = redis::cmd("MULTI").query_async(&mut *conn).await.unwrap();
+    let queued: String = redis::cmd("SET")
+        .arg("k")
+        .arg("left-behind")
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(queued, "QUEUED");
+    assert!(conn.in_transaction());
+    assert!(RedisBackend::new().needs_reset(&conn));
+    drop(conn); // abandoned mid-transaction
+
+    // The reset runs in a task while the slot stays taken; wait until it is back.
+    let back = eventually(secs(5), || async { (pool.stats().idle == 1).then_some(()) }).await;
+    assert!(back.is_some(), "{:?}", pool.stats());
+    assert_eq!(calls(&server, "discard"), 1, "one DISCARD, nothing else");
+
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(
+        client_id(&mut conn).await,
+        id,
+        "reset and reused, not closed"
+    );
+    assert!(!conn.in_transaction());
+    // Not in MULTI: commands run at once instead of being queued, and EXEC has nothing.
+    let value: Option<String> = conn.get("k").await.unwrap();
+    assert_eq!(value, None, "the queued SET was discarded");
+    let exec: redis::RedisResult<redis::Value> = redis::cmd("EXEC").query_async(&mut *conn).await;
+    let err = exec.unwrap_err();
+    assert!(err.to_string().contains("EXEC without MULTI"), "{err}");
+
+    // A WATCH and a SELECT left behind are undone as well.
+    let () = redis::cmd("WATCH")
+        .arg("k")
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    let () = redis::cmd("SELECT")
+        .arg(3)
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    assert!(conn.is_watching());
+    drop(conn);
+    let back = eventually(secs(5), || async { (pool.stats().idle == 1).then_some(()) }).await;
+    assert!(back.is_some(), "{:?}", pool.stats());
+    assert_eq!(calls(&server, "unwatch"), 1);
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(client_id(&mut conn).await, id);
+    let () = conn.set("db-check", 1).await.unwrap();
+    drop(conn);
+    let in_db0 = server.command(&["EXISTS", "db-check"]).unwrap();
+    assert_eq!(in_db0.text(), "1", "SELECT 0 was restored before reuse");
+
+    assert_eq!(pool.stats().closed, 0);
+    assert_server_matches_pool(&server, name, &pool).await;
+}
+
+#[actix::test]
+async fn a_command_dropped_mid_flight_is_never_reused() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let name = "dropped";
+    let pool = start_pool(named(server, name), pool_config()).await;
+
+    let mut conn = pool.acquire().await.unwrap();
+    let id = client_id(&mut conn).await;
+    // BLPOP blocks on the server for 5 s; our side gives up after 50 ms.
+    let abandoned = tokio::time::timeout(
+        ms(50),
+        conn.blpop::<_, Option<(String, String)>>("never-pushed", 5.0),
+    )
+    .await;
+    assert!(abandoned.is_err(), "BLPOP should still be blocked");
+    assert!(conn.is_broken(), "a dropped command marks the connection");
+    assert!(RedisBackend::new().is_broken(&mut conn));
+    drop(conn);
+
+    let s = pool.stats();
+    assert_eq!(
+        (s.live, s.idle, s.closed),
+        (0, 0, 1),
+        "closed on release: {s:?}"
+    );
+
+    let mut conn = pool.acquire().await.unwrap();
+    let fresh = client_id(&mut conn).await;
+    assert_ne!(fresh, id, "a new connection, not the blocked one");
+    let pong: String = redis::cmd("PING").query_async(&mut *conn).await.unwrap();
+    assert_eq!(pong, "PONG");
+    drop(conn);
+
+    // The blocked client is gone from the server (not left waiting for its BLPOP).
+    let gone = eventually(secs(5), || async {
+        let ids = server.client_list();
+        (!ids.iter().any(|l| l.starts_with(&format!("id={id} ")))).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "client {id} still connected");
+    assert_server_matches_pool(server, name, &pool).await;
+}
+
+#[actix::test]
+async fn a_killed_idle_connection_is_detected_without_a_probe() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let name = "killed-idle";
+    // No test on checkout: only `is_broken` can keep the dead connection from being handed out.
+    let config = PoolConfig {
+        test_on_checkout: false,
+        ..pool_config()
+    };
+    let pool = start_pool(named(server, name), config).await;
+
+    let mut conn = pool.acquire().await.unwrap();
+    let id = client_id(&mut conn).await;
+    drop(conn);
+    assert_eq!(pool.stats().idle, 1);
+
+    let killed = server
+        .command(&["CLIENT", "KILL", "ID", &id.to_string()])
+        .unwrap();
+    assert_eq!(killed.text(), "1");
+
+    // The connection's driver task sees the socket close; maintenance then closes it.
+    let detected = eventually(secs(5), || async {
+        let s = pool.stats();
+        (s.closed == 1 && s.live == 0).then_some(())
+    })
+    .await;
+    assert!(detected.is_some(), "{:?}", pool.stats());
+
+    let mut conn = pool.acquire().await.unwrap();
+    assert_ne!(client_id(&mut conn).await, id);
+    drop(conn);
+    assert_server_matches_pool(server, name, &pool).await;
+}
+
+#[actix::test]
+async fn a_connection_killed_while_checked_out_is_closed_on_release() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let name = "killed-busy";
+    let pool = start_pool(named(server, name), pool_config()).await;
+
+    let mut conn = pool.acquire().await.unwrap();
+    let id = client_id(&mut conn).await;
+    server
+        .command(&["CLIENT", "KILL", "ID", &id.to_string()])
+        .unwrap();
+    let err = redis::cmd("PING")
+        .query_async::<String>(&mut *conn)
+        .await
+        .unwrap_err();
+    assert!(err.is_io_error() || err.is_connection_dropped(), "{err:?}");
+    assert!(conn.is_broken());
+    drop(conn);
+    let s = pool.stats();
+    assert_eq!((s.live, s.closed), (0, 1), "{s:?}");
+
+    let mut conn = pool.acquire().await.unwrap();
+    assert_ne!(client_id(&mut conn).await, id);
+    drop(conn);
+    assert_server_matches_pool(server, name, &pool).await;
+}
+
+#[actix::test]
+async fn a_server_restart_under_load_is_survived_with_bounded_errors() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let server = Arc::new(server);
+    let name = "restart";
+    let max_size = 4;
+    let pool = start_pool(
+        named(&server, name),
+        PoolConfig {
+            max_size,
+            backoff_initial: ms(10),
+            backoff_max: ms(100),
+            ..pool_config()
+        },
+    )
+    .await;
+
+    const WORKERS: usize = 8;
+    let ok = Arc::new(AtomicUsize::new(0));
+    let restarted = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + secs(30);
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (pool, ok, restarted) = (pool.clone(), ok.clone(), restarted.clone());
+            actix::spawn(async move {
+                let (mut command_errors, mut acquire_errors, mut ok_after) = (0usize, 0usize, 0);
+                let mut circuit_open = 0usize;
+                // Keep going until this worker has succeeded 20 times after the restart.
+                while ok_after < 20 && Instant::now() < deadline {
+                    let after = restarted.load(Ordering::Acquire);
+                    let mut conn = match pool.acquire().await {
+                        Ok(c) => c,
+                        // While the server is down the endpoint's breaker opens and
+                        // acquires fail at once; come back when it says.
+                        Err(Error::CircuitOpen { retry_in, .. }) => {
+                            circuit_open += 1;
+                            tokio::time::sleep(retry_in.max(ms(5))).await;
+                            continue;
+                        }
+                        Err(e) => {
+                            acquire_errors += 1;
+                            eprintln!("worker {w}: acquire failed: {e}");
+                            continue;
+                        }
+                    };
+                    match conn.incr::<_, _, i64>(format!("counter:{w}"), 1).await {
+                        Ok(_) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            if after {
+                                ok_after += 1;
+                            }
+                        }
+                        Err(_) => command_errors += 1,
+                    }
+                    drop(conn);
+                    tokio::task::yield_now().await;
+                }
+                (command_errors, acquire_errors, circuit_open, ok_after)
+            })
+        })
+        .collect();
+
+    // Restart once the load is running.
+    let running = eventually(secs(10), || async {
+        (ok.load(Ordering::Relaxed) >= 100).then_some(())
+    })
+    .await;
+    assert!(running.is_some(), "the load never got going");
+    let created_before = pool.stats().created;
+    let restart = {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || server.restart())
+    };
+    restart.await.unwrap();
+    restarted.store(true, Ordering::Release);
+
+    let mut total_command_errors = 0;
+    for w in workers {
+        let (command_errors, acquire_errors, circuit_open, ok_after) = w.await.unwrap();
+        assert_eq!(
+            acquire_errors, 0,
+            "no acquire failed but on the open breaker"
+        );
+        // Each breaker trip (1 s, doubling) costs a worker about one fast failure.
+        assert!(
+            circuit_open <= 20,
+            "{circuit_open} fast failures for one worker"
+        );
+        assert_eq!(ok_after, 20, "every worker recovered before the deadline");
+        total_command_errors += command_errors;
+    }
+    // Only the connections open at the restart can fail a command: each at most once,
+    // since a failed command breaks its connection.
+    assert!(
+        total_command_errors <= max_size as usize,
+        "{total_command_errors} command errors"
+    );
+    let s = pool.stats();
+    eprintln!("{total_command_errors} errors across the restart; {s:?}");
+    assert!(
+        s.created > created_before,
+        "the connections of the old server were replaced: {s:?}"
+    );
+    assert_eq!((s.in_use, s.waiters), (0, 0), "{s:?}");
+    assert!(s.live <= max_size as usize);
+    assert_server_matches_pool(&server, name, &pool).await;
+}
+
+#[actix::test]
+async fn a_wrong_password_is_a_clear_auth_error_not_a_timeout() {
+    let Some(server) = RedisServer::start_with(RedisOptions {
+        password: Some("right-horse".into()),
+        ..RedisOptions::default()
+    }) else {
+        return;
+    };
+    let sup = SupervisorHandle::start(RedisBackend::new(), SupervisorConfig::default()).unwrap();
+
+    for password in [Some("wrong-battery"), None] {
+        let mut cfg = named(&server, "auth");
+        cfg.password = password.map(poolwarden::Secret::new);
+        // Another database for each case, so each is a pool of its own.
+        cfg.database = Some(if password.is_some() { "1" } else { "0" }.into());
+        let pool = sup.pool_with(cfg, pool_config()).await.unwrap();
+        let t = Instant::now();
+        let err = pool.acquire().await.unwrap_err();
+        assert!(
+            t.elapsed() < secs(2),
+            "failed fast, not after the acquire timeout"
+        );
+        match &err {
+            Error::Backend {
+                phase: Phase::Connect,
+                source,
+                ..
+            } => {
+                assert_eq!(source.kind(), BackendErrorKind::Auth, "{source}");
+                assert!(!source.is_retryable());
+            }
+            other => panic!("expected an auth error, got {other:?}"),
+        }
+        let shown = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
+        assert!(!shown.contains("wrong-battery"), "{shown}");
+        assert_eq!(pool.stats().connect_errors, 1, "not retried");
+        assert_eq!(pool.stats().live, 0);
+    }
+
+    // The right password works.
+    let pool = sup
+        .pool_with(named(&server, "auth-ok"), pool_config())
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let () = conn.set("k", 1).await.unwrap();
+    drop(conn);
+    // No half-open connection left by the failed handshakes: this server's only client
+    // is the pool's.
+    let settled = eventually(secs(5), || async {
+        (server.client_count() == pool.stats().live).then_some(())
+    })
+    .await;
+    assert!(settled.is_some(), "{:?}", server.client_list());
+    assert_eq!(pool.stats().live, 1);
+}
+
+#[actix::test]
+async fn an_unreachable_port_fails_each_attempt_fast_and_the_acquire_in_time() {
+    let port = common::free_port(); // nothing listens here
+    let cfg = ConnectionConfig::new("redis", "127.0.0.1", port);
+
+    let t = Instant::now();
+    let err = RedisBackend::new().connect(&cfg).await.unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Connect, "{err}");
+    assert!(err.is_retryable());
+    assert!(t.elapsed() < secs(1), "refused at once");
+
+    let pool = start_pool(
+        cfg,
+        PoolConfig {
+            acquire_timeout: ms(600),
+            connect_timeout: ms(200),
+            // About the connect timeout, not the breaker (tests/breaker.rs): never trip it.
+            breaker: BreakerConfig {
+                failure_threshold: u32::MAX,
+                ..BreakerConfig::default()
+            },
+            ..pool_config()
+        },
+    )
+    .await;
+    let t = Instant::now();
+    let err = pool.acquire().await.unwrap_err();
+    let took = t.elapsed();
+    match &err {
+        Error::Timeout {
+            phase: Phase::Connect,
+            last_error: Some(last),
+            ..
+        } => assert_eq!(last.kind(), BackendErrorKind::Connect, "{last}"),
+        other => panic!("expected a connect timeout, got {other:?}"),
+    }
+    assert!(took >= ms(600) && took < ms(1500), "took {took:?}");
+    let s = pool.stats();
+    assert!(s.connect_errors >= 2, "retried with backoff: {s:?}");
+    assert_eq!(s.live, 0);
+}
+
+#[actix::test]
+async fn a_silent_server_is_bounded_by_the_connect_timeout() {
+    // Accepts TCP connections (the kernel does) but never answers a byte.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cfg = ConnectionConfig::new("redis", "127.0.0.1", port);
+    let pool = start_pool(
+        cfg,
+        PoolConfig {
+            acquire_timeout: secs(1),
+            connect_timeout: ms(300),
+            ..pool_config()
+        },
+    )
+    .await;
+    let t = Instant::now();
+    let err = pool.acquire().await.unwrap_err();
+    let took = t.elapsed();
+    match &err {
+        Error::Timeout {
+            phase: Phase::Connect,
+            last_error: Some(last),
+            ..
+        } => assert_eq!(last.kind(), BackendErrorKind::Timeout, "{last}"),
+        other => panic!("expected a connect timeout, got {other:?}"),
+    }
+    assert!(took >= secs(1) && took < secs(2), "took {took:?}");
+    assert!(pool.stats().connect_errors >= 2, "{:?}", pool.stats());
+    assert_eq!(pool.stats().live, 0);
+    drop(listener);
+}
