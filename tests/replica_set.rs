@@ -17,8 +17,8 @@ use poolwarden::backends::sim::{SimBackend, SimBehavior, SimRole, SimServer};
 use poolwarden::messages::{RoleChanged, Topology};
 use poolwarden::{
     BackendErrorKind, BreakerConfig, BreakerState, CausalityToken, ConnectionConfig, Error,
-    MemberInfo, Phase, PoolConfig, PoolKey, ReadOptions, ReplicaSetConfig, ReplicaSetHandle, Role,
-    Strategy, SupervisorConfig, SupervisorHandle,
+    HealthStatus, MemberInfo, Phase, PoolConfig, PoolKey, ReadOptions, ReplicaSetConfig,
+    ReplicaSetHandle, Role, Strategy, SupervisorConfig, SupervisorHandle,
 };
 use tokio::time::{sleep, Instant};
 
@@ -983,6 +983,38 @@ async fn members_can_be_added_and_removed_at_run_time() {
 // ---------------------------------------------------------------------------------------
 // Shutdown
 // ---------------------------------------------------------------------------------------
+
+#[actix::test]
+async fn supervisor_stats_and_health_cover_member_pools() {
+    let fx = start_set("observed", 2, |_| {}).await;
+    let plain = fx
+        .sup
+        .pool(ConnectionConfig::sim("plain-observed"))
+        .await
+        .unwrap();
+    drop(plain.acquire().await.unwrap());
+    let held = fx.set.read().await.unwrap();
+
+    let stats = fx.sup.stats().await.unwrap();
+    let mut keys: Vec<PoolKey> = stats.per_pool.iter().map(|p| p.key).collect();
+    let mut expected = fx.keys.clone();
+    expected.push(plain.key());
+    keys.sort();
+    expected.sort();
+    assert_eq!(keys, expected, "3 members and the plain pool");
+    assert_eq!(stats.pools, 4);
+    assert_eq!(stats.in_use, 1, "the held read: {stats:?}");
+    drop(held);
+
+    let report = fx.sup.health().await.unwrap();
+    assert_eq!(report.status, HealthStatus::Healthy, "{report:?}");
+    assert_eq!(report.healthy, 4);
+    fx.servers[2].go_down();
+    let report = fx.sup.health().await.unwrap();
+    assert_eq!(report.status, HealthStatus::Degraded, "{report:?}");
+    let unhealthy: Vec<PoolKey> = report.unhealthy.iter().map(|(k, _)| *k).collect();
+    assert_eq!(unhealthy, vec![fx.keys[2]], "the replica that went down");
+}
 
 #[actix::test]
 async fn shutdown_closes_every_member_pool() {

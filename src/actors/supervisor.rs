@@ -217,8 +217,36 @@ impl<B: Backend> Supervisor<B> {
         })
     }
 
+    /// The pools of every replica set's members (owned by the set actors, not by
+    /// `self.pools`, so never evicted or reaped on their own), for stats, health and
+    /// shutdown.
+    fn member_entries(&self) -> Vec<Entry<B>> {
+        let mut entries = Vec::new();
+        for set in self.sets.values() {
+            for m in set.handle.shared.members.read().iter() {
+                if let Some(addr) = m.pool_actor() {
+                    entries.push(Entry {
+                        addr,
+                        shared: Arc::clone(&m.pool),
+                    });
+                }
+            }
+        }
+        entries
+    }
+
+    /// Every pool: those keyed here and the replica sets' members.
+    fn all_pools(&self) -> Vec<Entry<B>> {
+        let mut entries = self.member_entries();
+        entries.extend(self.pools.values().map(|e| Entry {
+            addr: e.addr.clone(),
+            shared: Arc::clone(&e.shared),
+        }));
+        entries
+    }
+
     fn stats(&self) -> SupervisorStats {
-        let mut per_pool: Vec<_> = self.pools.values().map(|e| e.shared.stats()).collect();
+        let mut per_pool: Vec<_> = self.all_pools().iter().map(|e| e.shared.stats()).collect();
         per_pool.sort_by_key(|s| s.key);
         SupervisorStats {
             pools: per_pool.len(),
@@ -312,10 +340,10 @@ impl<B: Backend> Handler<HealthCheck> for Supervisor<B> {
     fn handle(&mut self, _: HealthCheck, _: &mut Self::Context) -> Self::Result {
         let timeout = self.config.health_timeout;
         let probes: Vec<_> = self
-            .pools
-            .iter()
-            .map(|(key, e)| {
-                let key = *key;
+            .all_pools()
+            .into_iter()
+            .map(|e| {
+                let key = e.shared.key;
                 let request = e.addr.send(Probe { timeout });
                 async move {
                     // The probe bounds itself; this bounds a stuck mailbox.
@@ -362,18 +390,11 @@ impl<B: Backend> Handler<Shutdown> for Supervisor<B> {
     type Result = ResponseFuture<ShutdownReport>;
     fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.accepting = false;
-        let mut entries: Vec<Entry<B>> = self.pools.drain().map(|(_, e)| e).collect();
         // Replica-set members are pools too: close them with the rest; their actors stop
         // when their set actor does.
+        let mut entries = self.member_entries();
+        entries.extend(self.pools.drain().map(|(_, e)| e));
         for (_, set) in self.sets.drain() {
-            for m in set.handle.shared.members.read().iter() {
-                if let Some(addr) = m.pool_actor() {
-                    entries.push(Entry {
-                        addr,
-                        shared: Arc::clone(&m.pool),
-                    });
-                }
-            }
             set.addr.do_send(Close);
         }
         self.destroyed += entries.len() as u64;
