@@ -61,21 +61,17 @@ use std::sync::Arc;
 
 use ::mobc::Manager;
 
-use super::support::{redact, ManagerCache};
+use super::support::{redact, Adapter, ManagerCache};
 use crate::backend::Backend;
 use crate::config::connection::ConnectionConfig;
 use crate::error::{BackendError, BackendErrorKind};
 use crate::key::PoolKey;
 
-/// Decides the kind of a manager error (`None`: the default kind).
-type Classifier<E> = dyn Fn(&E) -> Option<BackendErrorKind> + Send + Sync;
-
 /// A [`Backend`] running any [`mobc::Manager`].
 ///
 /// See the [module documentation](self).
 pub struct MobcBackend<M: Manager> {
-    managers: ManagerCache<M>,
-    classify: Option<Box<Classifier<M::Error>>>,
+    inner: Adapter<M, M::Error>,
 }
 
 impl<M: Manager> MobcBackend<M> {
@@ -88,16 +84,14 @@ impl<M: Manager> MobcBackend<M> {
         factory: impl Fn(&ConnectionConfig) -> Result<M, BackendError> + Send + Sync + 'static,
     ) -> Self {
         Self {
-            managers: ManagerCache::per_key(factory),
-            classify: None,
+            inner: Adapter::new(ManagerCache::per_key(factory)),
         }
     }
 
     /// A backend using `manager` for every pool, whatever its config.
     pub fn with_manager(manager: M) -> Self {
         Self {
-            managers: ManagerCache::fixed(manager),
-            classify: None,
+            inner: Adapter::new(ManagerCache::fixed(manager)),
         }
     }
 
@@ -108,30 +102,23 @@ impl<M: Manager> MobcBackend<M> {
         mut self,
         classify: impl Fn(&M::Error) -> Option<BackendErrorKind> + Send + Sync + 'static,
     ) -> Self {
-        self.classify = Some(Box::new(classify));
+        self.inner.set_classifier(classify);
         self
     }
 
     /// The manager serving `config` (built now if needed).
     pub fn manager(&self, config: &ConnectionConfig) -> Result<Arc<M>, BackendError> {
-        self.managers.get(config)
+        self.inner.managers.get(config)
     }
 
     /// Forget the cached manager of `key`. Returns whether one was cached.
     pub fn forget(&self, key: &PoolKey) -> bool {
-        self.managers.forget(key)
+        self.inner.managers.forget(key)
     }
 
     /// How many managers are cached (1 for [`with_manager`](Self::with_manager)).
     pub fn cached_managers(&self) -> usize {
-        self.managers.len()
-    }
-
-    fn kind(&self, err: &M::Error, default: BackendErrorKind) -> BackendErrorKind {
-        self.classify
-            .as_ref()
-            .and_then(|c| c(err))
-            .unwrap_or(default)
+        self.inner.managers.len()
     }
 }
 
@@ -139,7 +126,7 @@ impl<M: Manager> fmt::Debug for MobcBackend<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MobcBackend")
             .field("manager", &std::any::type_name::<M>())
-            .field("managers", &self.managers)
+            .field("managers", &self.inner.managers)
             .finish_non_exhaustive()
     }
 }
@@ -202,14 +189,14 @@ where
     type Connection = MobcConnection<M>;
 
     async fn connect(&self, config: &ConnectionConfig) -> Result<MobcConnection<M>, BackendError> {
-        let manager = self.managers.get(config)?;
+        let manager = self.inner.managers.get(config)?;
         match manager.connect().await {
             Ok(conn) => Ok(MobcConnection {
                 conn: Some(conn),
                 manager,
             }),
             Err(e) => {
-                let kind = self.kind(&e, BackendErrorKind::Connect);
+                let kind = self.inner.kind(&e, BackendErrorKind::Connect);
                 let text = redact(&e.to_string(), config.password.as_ref());
                 Err(BackendError::new(
                     kind,
@@ -237,7 +224,7 @@ where
                 Ok(())
             }
             Err(e) => {
-                let kind = self.kind(&e, BackendErrorKind::Query);
+                let kind = self.inner.kind(&e, BackendErrorKind::Query);
                 let text = redact(&e.to_string(), None);
                 Err(
                     BackendError::new(kind, format!("mobc manager's check failed: {text}"))

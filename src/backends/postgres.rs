@@ -281,6 +281,40 @@ pub struct PgConnection {
     session: Arc<Session>,
     reset: ResetMode,
     host: String,
+    /// Tells the connection task, on drop, how long it may still run (see [`Closer`]).
+    closer: Closer,
+}
+
+/// How long the connection task may outlive a dropped [`PgConnection`] when nothing is in
+/// flight: enough to write `Terminate` and close the socket cleanly.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Bounds the life of the connection task after its [`PgConnection`] is dropped.
+///
+/// tokio-postgres ends its connection task (sending `Terminate`, closing the socket) once
+/// the client is gone *and every request written has been answered*. A connection dropped
+/// with a request in flight on a link that no longer delivers (a blackholed or half-open
+/// socket: exactly the connections a pool closes after a probe or reset timed out) would
+/// keep its task, its socket and the server's backend alive forever, invisible to the
+/// pool. So on drop: with nothing in flight the task gets [`CLOSE_GRACE`] to close cleanly;
+/// with requests in flight (their answers have no reader any more) or a desynchronised tap
+/// it is stopped at once, which closes the socket.
+struct Closer {
+    tx: Option<tokio::sync::oneshot::Sender<Duration>>,
+}
+
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        if let Some(tx) = self.closer.tx.take() {
+            let abandoned =
+                self.session.in_flight() != 0 || self.session.desync.load(Ordering::Relaxed);
+            let _ = tx.send(if abandoned {
+                Duration::ZERO
+            } else {
+                CLOSE_GRACE
+            });
+        }
+    }
 }
 
 impl PgConnection {
@@ -641,9 +675,25 @@ async fn connect_host(
         )
     })?;
     let label = where_.clone();
+    let (closer, closing) = tokio::sync::oneshot::channel::<Duration>();
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(host = %label, error = %e, "postgres connection ended with an error");
+        let mut connection = std::pin::pin!(connection);
+        let ended = tokio::select! {
+            ended = &mut connection => Some(ended),
+            grace = closing => {
+                // The PgConnection was dropped: finish within the grace it allows.
+                let grace = grace.unwrap_or(Duration::ZERO);
+                tokio::time::timeout(grace, &mut connection).await.ok()
+            }
+        };
+        match ended {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::debug!(host = %label, error = %e, "postgres connection ended with an error")
+            }
+            None => {
+                tracing::debug!(host = %label, "postgres connection dropped with requests unanswered; socket closed")
+            }
         }
     });
 
@@ -652,6 +702,7 @@ async fn connect_host(
         session,
         reset: opts.reset,
         host: where_,
+        closer: Closer { tx: Some(closer) },
     };
     if opts.read_write {
         let rows = conn
