@@ -14,7 +14,7 @@ use common::{eventually, RedisOptions, RedisServer};
 use poolwarden::backends::redis::{RedisBackend, RedisConnection};
 use poolwarden::{
     Backend, BackendErrorKind, BreakerConfig, ConnectionConfig, Error, Phase, PoolConfig,
-    PoolHandle, SupervisorConfig, SupervisorHandle,
+    PoolHandle, PoolKey, ReadOptions, ReplicaSetConfig, Role, SupervisorConfig, SupervisorHandle,
 };
 use redis::AsyncCommands;
 use tokio::time::Instant;
@@ -558,4 +558,150 @@ async fn a_silent_server_is_bounded_by_the_connect_timeout() {
     assert!(pool.stats().connect_errors >= 2, "{:?}", pool.stats());
     assert_eq!(pool.stats().live, 0);
     drop(listener);
+}
+
+// ---------------------------------------------------------------------------------------
+// Replication: roles from ROLE, read-your-writes by offset, failover
+// ---------------------------------------------------------------------------------------
+
+/// A primary and a replica (`--replicaof`) with the replica's link up.
+fn replicated_pair() -> Option<(RedisServer, RedisServer)> {
+    let primary = RedisServer::start()?;
+    let replica = RedisServer::start_with(RedisOptions {
+        args: vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary.port().to_string(),
+        ],
+        ..RedisOptions::default()
+    })?;
+    Some((primary, replica))
+}
+
+/// `ROLE` as the admin connection sees it, its top-level fields as text
+/// (a replica: `slave host port state offset`).
+fn role_of(server: &RedisServer) -> String {
+    match server.command(&["ROLE"]).expect("ROLE") {
+        common::redis_server::Resp::Array(Some(items)) => {
+            items.iter().map(|r| r.text()).collect::<Vec<_>>().join(" ")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[actix::test]
+async fn a_redis_replica_set_routes_by_role_reads_its_writes_and_follows_a_promotion() {
+    let Some((primary, replica)) = replicated_pair() else {
+        return;
+    };
+    let linked = eventually(secs(10), || async {
+        role_of(&replica).contains(" connected ").then_some(())
+    })
+    .await;
+    assert!(
+        linked.is_some(),
+        "replica never linked: {}",
+        role_of(&replica)
+    );
+
+    // The backend reads roles and offsets off ROLE.
+    let backend = RedisBackend::new();
+    let mut p = backend.connect(&primary.config()).await.unwrap();
+    let mut r = backend.connect(&replica.config()).await.unwrap();
+    let ps = backend.status(&mut p).await.unwrap().unwrap();
+    let rs = backend.status(&mut r).await.unwrap().unwrap();
+    assert_eq!((ps.role, rs.role), (Role::Primary, Role::Replica));
+    assert!(
+        ps.position.is_some() && rs.position.is_some(),
+        "{ps:?} {rs:?}"
+    );
+    drop((p, r));
+
+    let name = "repl-set";
+    let mut config =
+        ReplicaSetConfig::new(name, named(&primary, name), vec![named(&replica, name)]);
+    config.topology_interval = ms(100);
+    config.pool = Some(pool_config());
+    let sup = SupervisorHandle::start(RedisBackend::new(), SupervisorConfig::default()).unwrap();
+    let set = sup.replica_set(config).await.unwrap();
+    let replica_key = PoolKey::of(&named(&replica, name));
+
+    // Read-your-writes: the token is the primary's offset after the write; a read with it
+    // lands only where that offset has been processed, and sees the value.
+    for i in 0..20 {
+        let mut w = set.write().await.unwrap();
+        let () = w.set(format!("ryw:{i}"), i).await.unwrap();
+        let token = set
+            .release_write(w)
+            .await
+            .unwrap()
+            .expect("Redis gives a token");
+        let mut read = set
+            .read_with(ReadOptions {
+                after: Some(token),
+                ..ReadOptions::default()
+            })
+            .await
+            .unwrap();
+        let seen: Option<i64> = read.get(format!("ryw:{i}")).await.unwrap();
+        assert_eq!(seen, Some(i), "read-your-writes, key {i}");
+    }
+    // Plain reads go to the replica.
+    let read = set.read().await.unwrap();
+    assert_eq!(read.key(), replica_key);
+    drop(read);
+
+    // Failover: the primary dies, the replica is promoted; writes follow within 2 s.
+    primary.stop();
+    replica.command(&["REPLICAOF", "NO", "ONE"]).unwrap();
+    let promoted_at = Instant::now();
+    // Until a topology probe sees the change, a write may still reach the dead primary
+    // and fail; the caller retries, as an application would.
+    let mut failed_writes = 0;
+    loop {
+        assert!(promoted_at.elapsed() < secs(5), "writes never moved");
+        let Ok(mut w) = set.write().await else {
+            failed_writes += 1;
+            continue;
+        };
+        match w.set::<_, _, ()>("after-failover", 1).await {
+            Ok(()) => {
+                assert_eq!(
+                    w.key(),
+                    replica_key,
+                    "the write landed on the promoted replica"
+                );
+                break;
+            }
+            Err(_) => failed_writes += 1,
+        }
+    }
+    eprintln!("{failed_writes} failed writes during the failover");
+    let took = promoted_at.elapsed();
+    assert!(took < secs(2), "writes moved in {took:?}");
+    let roles: Vec<(PoolKey, Role)> = set.topology().iter().map(|m| (m.key, m.role)).collect();
+    assert!(roles.contains(&(replica_key, Role::Primary)), "{roles:?}");
+
+    // Nothing leaked on the surviving server: its clients are the member pool's.
+    let matched = eventually(secs(5), || async {
+        let live = set.member(replica_key).map(|s| s.live);
+        (live == Some(replica.client_count_named(name))).then_some(())
+    })
+    .await;
+    assert!(
+        matched.is_some(),
+        "server has {} clients, pool {:?}",
+        replica.client_count_named(name),
+        set.member(replica_key)
+    );
+    sup.shutdown(secs(5)).await.unwrap();
+    let gone = eventually(secs(5), || async {
+        (replica.client_count_named(name) == 0).then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "{} clients left",
+        replica.client_count_named(name)
+    );
 }

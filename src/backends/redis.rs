@@ -93,9 +93,10 @@ use ::redis::{
 use tokio::net::TcpStream;
 
 use super::support::redact;
-use crate::backend::Backend;
+use crate::backend::{Backend, MemberStatus};
 use crate::config::connection::{ConnectionConfig, Host, SslMode};
 use crate::error::{BackendError, BackendErrorKind};
+use crate::router::Role;
 
 /// The Redis [`Backend`]. See the [module documentation](self).
 #[derive(Debug, Clone, Default)]
@@ -298,6 +299,59 @@ impl Backend for RedisBackend {
     fn is_broken(&self, conn: &mut RedisConnection) -> bool {
         conn.is_broken()
     }
+
+    /// `ROLE`: primary or replica, and the replication offset (a primary's
+    /// `master_repl_offset`, a replica's processed offset). Redis reports no replay lag in
+    /// time, so `lag` is `None`; read-your-writes compares offsets.
+    async fn status(
+        &self,
+        conn: &mut RedisConnection,
+    ) -> Result<Option<MemberStatus>, BackendError> {
+        let reply: Value = ::redis::cmd("ROLE")
+            .query_async(conn)
+            .await
+            .map_err(|e| command_error("ROLE", &e, conn))?;
+        parse_role(&reply)
+            .map(Some)
+            .map_err(|why| BackendError::new(BackendErrorKind::Query, format!("ROLE: {why}")))
+    }
+
+    /// After a write on a primary, its replication offset covers the write: a replica
+    /// that has processed that offset has seen it.
+    async fn write_position(
+        &self,
+        conn: &mut RedisConnection,
+    ) -> Result<Option<u64>, BackendError> {
+        Ok(self.status(conn).await?.and_then(|s| s.position))
+    }
+}
+
+/// Read a `ROLE` reply: `["master", offset, replicas]` or
+/// `["slave", host, port, state, offset]` (offset -1 before the first sync).
+fn parse_role(reply: &Value) -> Result<MemberStatus, String> {
+    let Value::Array(items) = reply else {
+        return Err(format!("expected an array, got {reply:?}"));
+    };
+    let text = |v: Option<&Value>| match v {
+        Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+        Some(Value::SimpleString(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let int = |v: Option<&Value>| match v {
+        Some(Value::Int(i)) => Some(*i),
+        other => text(other).and_then(|t| t.parse().ok()),
+    };
+    let (role, offset) = match text(items.first()).as_deref() {
+        Some("master") => (Role::Primary, int(items.get(1))),
+        Some("slave") => (Role::Replica, int(items.get(4))),
+        other => return Err(format!("unexpected role {other:?}")),
+    };
+    let offset = offset.ok_or_else(|| format!("no replication offset in {reply:?}"))?;
+    Ok(MemberStatus {
+        role,
+        lag: None,
+        position: u64::try_from(offset).ok(),
+    })
 }
 
 fn command_error(what: &str, e: &RedisError, conn: &RedisConnection) -> BackendError {
@@ -564,6 +618,56 @@ impl fmt::Debug for RedisConnection {
 mod tests {
     use super::*;
     use crate::secret::Secret;
+
+    #[test]
+    fn role_replies_are_read() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let primary = Value::Array(vec![
+            bulk("master"),
+            Value::Int(3129659),
+            Value::Array(vec![Value::Array(vec![
+                bulk("127.0.0.1"),
+                bulk("9001"),
+                bulk("3129242"),
+            ])]),
+        ]);
+        assert_eq!(
+            parse_role(&primary).unwrap(),
+            MemberStatus {
+                role: Role::Primary,
+                lag: None,
+                position: Some(3129659)
+            }
+        );
+        let replica = Value::Array(vec![
+            bulk("slave"),
+            bulk("127.0.0.1"),
+            Value::Int(9000),
+            bulk("connected"),
+            Value::Int(3167038),
+        ]);
+        let status = parse_role(&replica).unwrap();
+        assert_eq!(
+            (status.role, status.position),
+            (Role::Replica, Some(3167038))
+        );
+        // Before its first sync a replica's offset is -1: no position yet.
+        let syncing = Value::Array(vec![
+            bulk("slave"),
+            bulk("127.0.0.1"),
+            Value::Int(9000),
+            bulk("connect"),
+            Value::Int(-1),
+        ]);
+        assert_eq!(parse_role(&syncing).unwrap().position, None);
+        for bad in [
+            Value::Nil,
+            Value::Array(vec![bulk("sentinel"), Value::Array(vec![])]),
+            Value::Array(vec![bulk("master")]),
+        ] {
+            assert!(parse_role(&bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn tracked(cmds: &[&[&str]]) -> State {
         let mut s = State::default();
