@@ -279,6 +279,70 @@ async fn connections_returned_broken_open_the_breaker() {
     assert!(retry_in >= ms(500) && retry_in <= secs(1), "{retry_in:?}");
 }
 
+/// A connect cut short by the acquirer's own deadline (shorter than the connect timeout)
+/// says nothing against the server: it does not count toward opening the breaker.
+#[actix::test]
+async fn connects_cut_short_by_the_callers_deadline_do_not_count() {
+    let (f, recorder) = setup("impatient", config(), slow_connects()).await;
+    for _ in 0..2 * breaker().failure_threshold {
+        match f.pool.acquire_timeout(CONNECT / 2).await {
+            Err(Error::Timeout {
+                phase: Phase::Connect,
+                last_error: Some(e),
+                ..
+            }) => assert!(e.to_string().contains("cut short"), "{e}"),
+            other => panic!("expected a connect timeout, got {other:?}"),
+        }
+    }
+    assert_eq!(f.pool.stats().breaker, Closed);
+    assert!(seen(&recorder).await.is_empty());
+    assert!(f.pool.acquire().await.is_ok(), "a patient acquire connects");
+}
+
+/// Waiters queued for a slot when the breaker opens are answered `CircuitOpen` as they are
+/// woken, without one more connect each to the dead endpoint.
+#[actix::test]
+async fn waiters_woken_after_the_breaker_opened_do_not_connect() {
+    let config = PoolConfig {
+        max_size: 3,
+        ..config()
+    };
+    let (f, _recorder) = setup("woken", config, SimBehavior::default()).await;
+    let mut held: Vec<_> = Vec::new();
+    for _ in 0..3 {
+        held.push(f.pool.acquire().await.unwrap());
+    }
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let pool = f.pool.clone();
+            actix::spawn(async move { pool.acquire().await })
+        })
+        .collect();
+    tokio::time::sleep(ms(1)).await;
+    assert_eq!(f.pool.stats().waiters, 5);
+    // The server dies and kills the held connections; their return opens the breaker and
+    // frees the slots the waiters queue for.
+    for conn in &held {
+        assert!(f.server.kill_connection(conn.id()));
+    }
+    f.server.go_down();
+    let attempts = f.server.connect_attempts();
+    drop(held);
+    assert_eq!(f.pool.stats().breaker, Open);
+    for w in waiters {
+        match w.await.unwrap() {
+            Err(Error::CircuitOpen { key, .. }) => assert_eq!(key, f.pool.key()),
+            other => panic!("expected CircuitOpen, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        f.server.connect_attempts(),
+        attempts,
+        "no waiter connected to the dead endpoint"
+    );
+    assert_eq!(f.pool.stats().in_use, 0);
+}
+
 /// Idle connections the server dropped are the pool's to replace, as checkout does: a
 /// probe that finds one does not count it against a healthy server.
 #[actix::test]

@@ -886,10 +886,8 @@ async fn invalid_config_is_an_error_naming_the_field() {
     touch(&pool).await;
 }
 
-// Known bug in src/pool/core.rs (`PoolShared::probe`): with no idle connection it falls back
-// to `warm(1)`, which retries for up to `connect_timeout` (5s) whatever the probe's budget;
-// the supervisor then gives up at twice the budget with "no answer within 4s".
-
+/// With no idle connection to probe, the health check's probe opens one within its own
+/// budget, not the (longer) connect timeout.
 #[actix::test]
 async fn a_health_probe_stays_within_its_budget() {
     tokio::time::pause();

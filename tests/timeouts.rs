@@ -133,8 +133,10 @@ async fn stalled_connects_time_out_with_the_connect_phase_and_last_error() {
         "stalled attempts were dropped"
     );
     assert!(err.to_string().contains("timed out"), "{err}");
+    // The last attempt was cut short by the acquire deadline, not by the connect
+    // timeout: it says nothing against the server and is not counted as a connect error.
     let s = f.pool.stats();
-    assert_eq!((s.timeouts, s.connect_errors), (1, attempts), "{s:?}");
+    assert_eq!((s.timeouts, s.connect_errors), (1, attempts - 1), "{s:?}");
     f.assert_quiescent();
 }
 

@@ -124,7 +124,8 @@ impl<B: Backend> PoolActor<B> {
             let budget = shared.config.probe_timeout;
             ctx.spawn(
                 async move {
-                    if let Err(reason) = shared.probe(budget).await {
+                    let open_within = budget.max(shared.config.connect_timeout);
+                    if let Err(reason) = shared.probe(budget, open_within).await {
                         tracing::debug!(pool = %shared.key, %reason, "background probe failed");
                     }
                 }
@@ -226,7 +227,7 @@ impl<B: Backend> Handler<Probe> for PoolActor<B> {
     type Result = ResponseFuture<Result<(), String>>;
     fn handle(&mut self, msg: Probe, _ctx: &mut Self::Context) -> Self::Result {
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { shared.probe(msg.timeout).await })
+        Box::pin(async move { shared.probe(msg.timeout, msg.timeout).await })
     }
 }
 

@@ -237,14 +237,22 @@ impl<B: Backend> PoolShared<B> {
     ) -> Result<PooledConnection<B>, Error> {
         let start = Instant::now();
         self.check_open()?;
-        let trial = self.admit(start)?;
+        let mut trial = self.admit(start)?;
         let slot = match self.slots.try_acquire() {
             Ok(p) => {
                 p.forget();
                 Slot { pool: self }
             }
             Err(TryAcquireError::Closed) => return Err(self.closed_error()),
-            Err(TryAcquireError::NoPermits) => self.wait_for_slot(start, budget).await?,
+            Err(TryAcquireError::NoPermits) => {
+                let slot = self.wait_for_slot(start, budget).await?;
+                // The breaker may have opened while we queued: a waiter woken then must
+                // not make one more connect to a dead endpoint (the slot frees on `?`).
+                if trial.is_none() {
+                    trial = self.admit(Instant::now())?;
+                }
+                slot
+            }
         };
         // The pool may have failed or closed while we waited.
         self.check_open()?;
@@ -444,7 +452,8 @@ impl<B: Backend> PoolShared<B> {
                 Err(_) => continue, // the deadline check above reports the timeout
             };
             let now = Instant::now();
-            let limit = deadline.min(now + self.config.connect_timeout);
+            let own_limit = now + self.config.connect_timeout;
+            let limit = deadline.min(own_limit);
             self.connecting.fetch_add(1, Ordering::Relaxed);
             let _connecting = WaiterCount(&self.connecting);
             let attempt = AssertUnwindSafe(self.backend.connect(&self.connection)).catch_unwind();
@@ -457,11 +466,25 @@ impl<B: Backend> PoolShared<B> {
                 }
                 Ok(Ok(Err(e))) => e,
                 Ok(Err(payload)) => return Err(self.crashed(Phase::Connect, &*payload)),
+                Err(_) if limit < own_limit => {
+                    // The caller's deadline, not the endpoint, ended this attempt: it says
+                    // nothing against the server, so the breaker and health don't hear of
+                    // it. The timeout reported next carries an earlier attempt's error if
+                    // there was one.
+                    let waited = limit.saturating_duration_since(now);
+                    last.get_or_insert_with(|| {
+                        BackendError::new(
+                            BackendErrorKind::Timeout,
+                            format!("connect attempt cut short by the deadline after {waited:?}"),
+                        )
+                    });
+                    continue; // the deadline check above reports the timeout
+                }
                 Err(_) => BackendError::new(
                     BackendErrorKind::Timeout,
                     format!(
                         "connect attempt timed out after {:?}",
-                        self.config.connect_timeout
+                        limit.saturating_duration_since(now)
                     ),
                 ),
             };

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::core::{Conn, Pending, PoolShared, Slot};
 use crate::backend::Backend;
 use crate::breaker::{Admission, BreakerState, Change};
-use crate::error::{BackendError, BackendErrorKind, Error, Phase};
+use crate::error::{BackendError, Error};
 use crate::leak::{LeakEvent, Return};
 
 /// A half-open breaker's one trial. Dropped without an outcome (the acquire was cancelled
@@ -109,7 +109,16 @@ impl<B: Backend> PoolShared<B> {
     /// At most one probe runs at a time (a second caller is judged by history). While the
     /// breaker is open the probe is refused; once the open time has passed the probe is
     /// the half-open trial, so a pool with no traffic still heals.
-    pub(crate) async fn probe(&self, budget: Duration) -> Result<(), String> {
+    ///
+    /// `open_within` bounds opening a connection when none is idle to probe: a caller
+    /// waiting on a health check passes its budget; the background probe passes at least
+    /// the connect timeout, since a connect is judged by that, and a probe budget shorter
+    /// than a slow but working server's connect must not make it look dead.
+    pub(crate) async fn probe(
+        &self,
+        budget: Duration,
+        open_within: Duration,
+    ) -> Result<(), String> {
         if self.is_closed() {
             return Err(self.closed_error().to_string());
         }
@@ -146,18 +155,18 @@ impl<B: Backend> PoolShared<B> {
                 self.idle.lock().push_back(c);
             }
             r
-        } else if self.room() > 0 && self.open_one(deadline).await {
-            Ok(())
-        } else if self.slots.available_permits() == 0 || self.room() == 0 {
+        } else if self.connecting.load(Ordering::Relaxed) > 0 {
+            // A connect is under way (a warm-up, a refill, an acquire): its outcome is the
+            // verdict, and opening one more would leave the pool above what it wants.
             return self.judge_by_history();
+        } else if self.room() > 0 {
+            match self.open_one(start + open_within).await {
+                Ok(true) => Ok(()),
+                Ok(false) => return self.judge_by_history(),
+                Err(e) => Err(e),
+            }
         } else {
-            Err(Error::Backend {
-                key: self.key,
-                phase: Phase::Connect,
-                source: self.last_error.lock().clone().unwrap_or_else(|| {
-                    BackendError::new(BackendErrorKind::Connect, "connect failed")
-                }),
-            })
+            return self.judge_by_history();
         };
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
         result.map_err(|e| match e.source_backend() {

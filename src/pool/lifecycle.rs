@@ -8,7 +8,7 @@ use tokio::time::{timeout_at, Instant};
 
 use super::core::{CrashHook, PoolShared, Slot, WaiterCount, CLOSED, FAILED, OPEN, SHUTTING_DOWN};
 use crate::backend::Backend;
-use crate::error::Phase;
+use crate::error::{Error, Phase};
 
 impl<B: Backend> PoolShared<B> {
     /// When an acquire last started on this pool.
@@ -145,7 +145,14 @@ impl<B: Backend> PoolShared<B> {
     /// slots alone do not bound them. Returns how many were opened.
     pub(crate) async fn warm(&self, target: usize) -> usize {
         let target = target.min(self.max_size.load(Ordering::Relaxed) as usize);
-        let underway = self.idle.lock().len() + self.warming.load(Ordering::Relaxed);
+        // Not checked out by a user = idle, or briefly out of the deque for a probe or a
+        // reset and coming back: counting only the deque would open one too many while a
+        // probe runs.
+        let not_in_use = self
+            .live
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.in_use.load(Ordering::Relaxed));
+        let underway = not_in_use + self.warming.load(Ordering::Relaxed);
         let missing = target.saturating_sub(underway).min(self.room());
         self.warming.fetch_add(missing, Ordering::Relaxed);
         let opens = (0..missing).map(|_| {
@@ -159,7 +166,7 @@ impl<B: Backend> PoolShared<B> {
         futures::future::join_all(opens)
             .await
             .into_iter()
-            .filter(|ok| *ok)
+            .filter(|r| matches!(r, Ok(true)))
             .count()
     }
 
@@ -170,28 +177,25 @@ impl<B: Backend> PoolShared<B> {
         max_size.saturating_sub(open)
     }
 
-    pub(super) async fn open_one(&self, deadline: Instant) -> bool {
+    /// Open one connection into the idle deque on a free slot. `Ok(false)`: no free slot
+    /// (or the pool is closed), nothing was tried.
+    pub(super) async fn open_one(&self, deadline: Instant) -> Result<bool, Error> {
         if self.is_closed() {
-            return false;
+            return Ok(false);
         }
         let Ok(p) = self.slots.try_acquire() else {
-            return false;
+            return Ok(false);
         };
         p.forget();
-        let slot = Slot { pool: self };
-        let start = Instant::now();
-        let ok = match self.connect(start, deadline, Phase::Connect).await {
-            Ok(c) => {
-                self.idle.lock().push_back(c);
-                true
-            }
-            Err(e) => {
-                tracing::debug!(pool = %self.key, error = %e, "background connect failed");
-                false
-            }
-        };
-        drop(slot);
-        ok
+        let _slot = Slot { pool: self };
+        let conn = self
+            .connect(Instant::now(), deadline, Phase::Connect)
+            .await
+            .inspect_err(
+                |e| tracing::debug!(pool = %self.key, error = %e, "background connect failed"),
+            )?;
+        self.idle.lock().push_back(conn);
+        Ok(true)
     }
 
     /// Top up to `min_idle` (what the maintenance tick calls).

@@ -52,7 +52,7 @@ pub struct ProxyStats {
     pub resets: u64,
     /// Connections that reached the byte limit.
     pub stalled: u64,
-    /// Bytes forwarded (both ways).
+    /// Bytes forwarded (both ways), counted as each chunk is written on.
     pub forwarded: u64,
 }
 
@@ -211,8 +211,12 @@ async fn accept_loop(
             continue;
         };
         state.accepted.fetch_add(1, Ordering::Relaxed);
+        // Counted here, not in the task: a test reading `open` right after its client
+        // connected must see it.
+        state.open.fetch_add(1, Ordering::Relaxed);
+        let open = OpenCount(Arc::clone(&state));
         let (state, kick) = (Arc::clone(&state), kick.subscribe());
-        tokio::spawn(serve(client, target, state, kick));
+        tokio::spawn(serve(client, target, state, kick, open));
     }
 }
 
@@ -244,9 +248,8 @@ async fn serve(
     target: SocketAddr,
     state: Arc<State>,
     mut kick: watch::Receiver<u64>,
+    _open: OpenCount,
 ) {
-    state.open.fetch_add(1, Ordering::Relaxed);
-    let _open = OpenCount(Arc::clone(&state));
     let _ = client.set_nodelay(true);
     if state.reset.load(Ordering::Relaxed) {
         reset(&state, &[&client]);
@@ -295,6 +298,11 @@ async fn serve(
     };
     if was_reset {
         reset(&state, &[cr.as_ref(), ur.as_ref()]);
+        // Dropping a write half shuts it down (a FIN) before the socket closes; a reset
+        // must be a bare RST, so the write halves go without a shutdown and the sockets
+        // close (with zero linger: RST) when the read halves are dropped.
+        cw.forget();
+        uw.forget();
     }
     // Dropping the halves closes both sockets: a close on one side reaches the other.
 }
@@ -337,12 +345,14 @@ impl Link<'_> {
             if latency > 0 {
                 tokio::time::sleep(Duration::from_micros(latency)).await;
             }
-            if to.write_all(&buf[..allowed]).await.is_err() {
-                return;
-            }
+            // Counted before the write: once the receiver has the bytes, `forwarded`
+            // includes them (a test reads it right after a round trip).
             self.state
                 .forwarded
                 .fetch_add(allowed as u64, Ordering::Relaxed);
+            if to.write_all(&buf[..allowed]).await.is_err() {
+                return;
+            }
         }
     }
 }

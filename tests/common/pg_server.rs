@@ -318,6 +318,32 @@ impl PgServer {
         *running = false;
     }
 
+    /// Stop the server now with `pg_ctl -m <mode> stop` (`Fast` terminates every session
+    /// with `57P01` and checkpoints; `Immediate` is [`stop`](Self::stop)). Returns when the
+    /// server is down. No-op when already stopped.
+    pub fn stop_with(&self, mode: super::pg_replication::StopMode) {
+        use super::pg_replication::StopMode;
+        let mut running = self.running.lock().unwrap();
+        if !*running {
+            return;
+        }
+        let mode = match mode {
+            StopMode::Smart => "smart",
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        };
+        let result = run(self
+            .bin
+            .pg_ctl()
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", mode, "-w", "-t", "60", "stop"]));
+        if let Err(e) = result {
+            panic!("pg_ctl -m {mode} stop failed: {e}");
+        }
+        *running = false;
+    }
+
     /// Start the server again on the same port after [`stop`](Self::stop). Returns when it
     /// accepts connections.
     pub fn start_again(&self) {
