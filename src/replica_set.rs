@@ -38,10 +38,14 @@ pub(crate) struct MemberState<B: Backend> {
     role: AtomicU8,
     lag_ms: AtomicU64,
     position: AtomicU64,
+    primary_since: AtomicU64,
     reachable: AtomicBool,
     reads: AtomicU64,
     actor: Option<WeakAddr<PoolActor<B>>>,
 }
+
+/// Promotions seen by any set of this process, in order: a member's `primary_since`.
+static PROMOTIONS: AtomicU64 = AtomicU64::new(0);
 
 fn role_code(r: Role) -> u8 {
     match r {
@@ -57,6 +61,7 @@ impl<B: Backend> MemberState<B> {
             role: AtomicU8::new(role_code(role)),
             lag_ms: AtomicU64::new(UNKNOWN),
             position: AtomicU64::new(UNKNOWN),
+            primary_since: AtomicU64::new(0),
             reachable: AtomicBool::new(true),
             reads: AtomicU64::new(0),
             actor: None,
@@ -99,6 +104,10 @@ impl<B: Backend> MemberState<B> {
         } else {
             Role::Replica
         };
+        if was == Role::Replica && status.role == Role::Primary {
+            let seq = PROMOTIONS.fetch_add(1, Ordering::Relaxed) + 1;
+            self.primary_since.store(seq, Ordering::Relaxed);
+        }
         (was != status.role).then_some(was)
     }
 
@@ -116,6 +125,7 @@ impl<B: Backend> MemberState<B> {
             lag: opt(self.lag_ms.load(Ordering::Relaxed)).map(Duration::from_millis),
             load: self.pool.load(),
             replayed: opt(self.position.load(Ordering::Relaxed)),
+            primary_since: self.primary_since.load(Ordering::Relaxed),
         }
     }
 

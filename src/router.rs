@@ -43,6 +43,9 @@ pub struct Member {
     pub load: usize,
     /// Replay position (e.g. a WAL LSN), when known.
     pub replayed: Option<u64>,
+    /// When it was last seen to become primary, as an increasing sequence number (0:
+    /// primary by configuration, never seen promoted).
+    pub primary_since: u64,
 }
 
 /// What a read asks for.
@@ -66,13 +69,23 @@ pub struct Router {
     cursor: usize,
 }
 
-/// The index of the primary: the first usable one, else the first one (after a failover
-/// the old primary may still be listed as primary until it is seen again).
+/// The index of the primary: among the members that say they are primary, the usable
+/// one most recently seen promoted (ties: the first listed), else the most recently
+/// promoted of any. After a failover the old primary may come back still calling itself
+/// primary before anyone demotes it: it is the stale one, and writing to it would split
+/// the data.
 pub fn primary(members: &[Member]) -> Option<usize> {
-    members
-        .iter()
-        .position(|m| m.role == Role::Primary && m.usable)
-        .or_else(|| members.iter().position(|m| m.role == Role::Primary))
+    let newest = |usable_only: bool| {
+        members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.role == Role::Primary && (m.usable || !usable_only))
+            // `max_by_key` keeps the last of equals; reversed, the first listed wins ties.
+            .rev()
+            .max_by_key(|(_, m)| m.primary_since)
+            .map(|(i, _)| i)
+    };
+    newest(true).or_else(|| newest(false))
 }
 
 impl Router {
@@ -156,6 +169,7 @@ mod tests {
             lag: None,
             load: 0,
             replayed: Some(100),
+            primary_since: 0,
         }];
         v.extend((0..n_replicas).map(|_| Member {
             role: Role::Replica,
@@ -163,8 +177,36 @@ mod tests {
             lag: Some(Duration::ZERO),
             load: 0,
             replayed: Some(100),
+            primary_since: 0,
         }));
         v
+    }
+
+    #[test]
+    fn the_most_recently_promoted_primary_takes_the_writes() {
+        let mut m = set(2);
+        assert_eq!(primary(&m), Some(0));
+        // r1 promoted while the old primary was down; the old one comes back still
+        // calling itself primary.
+        m[1].role = Role::Primary;
+        m[1].primary_since = 1;
+        assert_eq!(primary(&m), Some(1), "the stale primary is not written to");
+        m[1].usable = false;
+        assert_eq!(
+            primary(&m),
+            Some(0),
+            "a usable primary beats an unusable one"
+        );
+        m[0].usable = false;
+        assert_eq!(primary(&m), Some(1), "none usable: the newest");
+        // Two never seen promoted (both configured): the first listed.
+        let mut m = set(1);
+        m[1].role = Role::Primary;
+        assert_eq!(primary(&m), Some(0));
+        m[1].role = Role::Replica;
+        m[1].usable = false;
+        m[0].role = Role::Replica;
+        assert_eq!(primary(&m), None);
     }
 
     fn req(strategy: Strategy) -> ReadRequest {
