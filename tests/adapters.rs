@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, RedisOptions, RedisServer};
+use common::{ms, secs};
 use parking_lot::Mutex;
 use poolwarden::backends::bb8::Bb8Backend;
 use poolwarden::backends::mobc::MobcBackend;
@@ -24,14 +25,6 @@ use poolwarden::{
     PoolHandle, Secret, SupervisorConfig, SupervisorHandle,
 };
 use redis::AsyncCommands;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 fn pool_config() -> PoolConfig {
     PoolConfig {

@@ -7,7 +7,7 @@ mod support_pool;
 use std::task::Poll;
 
 use poolwarden::backends::sim::SimBehavior;
-use poolwarden::{Error, Phase, PoolConfig};
+use poolwarden::{Error, PoolConfig};
 use support_pool::*;
 
 const MAX: usize = 3;
@@ -35,16 +35,7 @@ impl Fixture {
             held.push(conn);
         }
         let err = self.pool.acquire_timeout(ms(50)).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Timeout {
-                    phase: Phase::Wait,
-                    ..
-                }
-            ),
-            "more than max_size slots: {err:?}"
-        );
+        assert!(is_wait_timeout(&err), "more than max_size slots: {err:?}");
         assert_eq!(self.server.open_connections(), MAX);
         drop(held);
         self.assert_quiescent();
@@ -54,10 +45,7 @@ impl Fixture {
 #[actix::test]
 async fn aborting_a_task_waiting_for_a_slot() {
     let f = start("abortwait", config(), SimBehavior::default()).await;
-    let mut held = Vec::new();
-    for _ in 0..MAX {
-        held.push(f.pool.acquire().await.unwrap());
-    }
+    let held = f.hold(MAX).await;
     let waiter = {
         let pool = f.pool.clone();
         tokio::spawn(async move { pool.acquire().await })
@@ -74,10 +62,7 @@ async fn aborting_a_task_waiting_for_a_slot() {
 #[actix::test]
 async fn timing_out_around_an_acquire_waiting_for_a_slot() {
     let f = start("timeoutwait", config(), SimBehavior::default()).await;
-    let mut held = Vec::new();
-    for _ in 0..MAX {
-        held.push(f.pool.acquire().await.unwrap());
-    }
+    let held = f.hold(MAX).await;
     for _ in 0..5 {
         let r = tokio::time::timeout(ms(100), f.pool.acquire()).await;
         assert!(r.is_err(), "should still be waiting");
@@ -92,10 +77,7 @@ async fn timing_out_around_an_acquire_waiting_for_a_slot() {
 #[actix::test]
 async fn dropping_a_waiter_that_was_just_handed_a_slot() {
     let f = start("handoff", config(), SimBehavior::default()).await;
-    let mut held = Vec::new();
-    for _ in 0..MAX {
-        held.push(f.pool.acquire().await.unwrap());
-    }
+    let mut held = f.hold(MAX).await;
     let mut waiter = Box::pin(f.pool.acquire());
     assert!(matches!(futures::poll!(&mut waiter), Poll::Pending));
     assert_eq!(f.pool.stats().waiters, 1);

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use poolwarden::backends::sim::{SimBackend, SimBehavior, SimConnection};
 use poolwarden::{
     Backend, BackendError, BackendErrorKind, BreakerConfig, BreakerState, ConnectionConfig, Error,
-    Phase, PoolConfig, SupervisorConfig, SupervisorHandle,
+    PoolConfig, SupervisorConfig, SupervisorHandle,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -274,13 +274,7 @@ async fn run_case(case: Case, seed: u64) {
     }
     let err = pool.acquire_timeout(ms(50)).await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                phase: Phase::Wait,
-                ..
-            }
-        ),
+        is_wait_timeout(&err),
         "{case:?}: more than {CAPACITY} slots: {err:?}"
     );
     assert_eq!(server.open_connections(), CAPACITY, "{case:?}");

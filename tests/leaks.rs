@@ -229,13 +229,7 @@ async fn time_spent_waiting_for_a_slot_is_not_counted_as_holding() {
     assert_eq!((s.leaks_reported, s.leaks_reclaimed), (1, 0), "{s:?}");
     let err = f.pool.acquire_timeout(ms(100)).await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                phase: Phase::Wait,
-                ..
-            }
-        ),
+        is_wait_timeout(&err),
         "the slot of a connection in use was given away: {err:?}"
     );
     assert_eq!(f.server.open_connections(), 1);
@@ -304,13 +298,7 @@ async fn a_leak_past_reclaim_after_frees_its_slot_and_its_late_return_is_harmles
     );
     let err = f.pool.acquire_timeout(ms(100)).await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                phase: Phase::Wait,
-                ..
-            }
-        ),
+        is_wait_timeout(&err),
         "a second slot appeared on a max_size 1 pool: {err:?}"
     );
 
@@ -377,16 +365,7 @@ async fn an_exhausted_pool_times_out_at_the_acquire_timeout_and_the_leak_detecto
     // The same through the supervisor's Acquire message.
     let t = Instant::now();
     let err = f.sup.acquire(f.pool.key()).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                phase: Phase::Wait,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(is_wait_timeout(&err), "{err:?}");
     assert!(within(t.elapsed()), "{:?}", t.elapsed());
     let s = f.pool.stats();
     assert_eq!((s.timeouts, s.waiters, s.in_use), (2, 0, 2), "{s:?}");

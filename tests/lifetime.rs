@@ -11,10 +11,7 @@ use support_pool::*;
 
 /// Check out `n` connections at once and return them all, leaving `n` idle.
 async fn open_idle(f: &Fixture, n: usize) {
-    let mut held = Vec::new();
-    for _ in 0..n {
-        held.push(f.pool.acquire().await.unwrap());
-    }
+    let held = f.hold(n).await;
     drop(held);
     assert_eq!(f.pool.stats().idle, n);
 }

@@ -6,11 +6,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::load::{unexpected_acquire_errors, Load, Pace, Tally};
 use common::{eventually, MariaServer};
+use common::{ms, secs};
 use mysql_async::prelude::Queryable;
 use poolwarden::backends::mysql::{MysqlBackend, MysqlConnection};
 use poolwarden::{
@@ -18,14 +19,6 @@ use poolwarden::{
     PoolHandle, Secret, SupervisorConfig, SupervisorHandle,
 };
 use tokio::time::Instant;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// No warm-up, no idle timeout, no lifetime; a fast maintenance tick.
 fn pool_config() -> PoolConfig {
@@ -305,86 +298,58 @@ async fn a_server_restart_under_load_is_survived_with_bounded_errors() {
     .await;
 
     const WORKERS: usize = 8;
-    let ok = Arc::new(AtomicUsize::new(0));
-    let restarted = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + secs(60);
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|w| {
-            let (pool, ok, restarted) = (pool.clone(), ok.clone(), restarted.clone());
-            actix::spawn(async move {
-                let (mut query_errors, mut acquire_errors, mut ok_after) = (0usize, 0usize, 0);
-                let mut circuit_open = 0usize;
-                while ok_after < 10 && Instant::now() < deadline {
-                    let after = restarted.load(Ordering::Acquire);
-                    let mut conn = match pool.acquire().await {
-                        Ok(c) => c,
-                        // While the server is down the endpoint's breaker opens and
-                        // acquires fail at once; come back when it says.
-                        Err(Error::CircuitOpen { retry_in, .. }) => {
-                            circuit_open += 1;
-                            tokio::time::sleep(retry_in.max(ms(5))).await;
-                            continue;
-                        }
-                        Err(e) => {
-                            acquire_errors += 1;
-                            eprintln!("worker {w}: acquire failed: {e}");
-                            continue;
-                        }
-                    };
-                    match conn.query_first::<i64, _>("SELECT 1").await {
-                        Ok(Some(1)) => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                            if after {
-                                ok_after += 1;
-                            }
-                        }
-                        other => {
-                            eprintln!("worker {w}: query failed: {other:?}");
-                            query_errors += 1;
-                        }
-                    }
-                    drop(conn);
-                    tokio::task::yield_now().await;
-                }
-                (query_errors, acquire_errors, circuit_open, ok_after)
-            })
-        })
-        .collect();
+    // While the server is down the endpoint's breaker opens and acquires fail at once;
+    // workers come back when it says.
+    let load = Load::start(
+        &pool,
+        WORKERS,
+        Pace::retry_in(ms(5)),
+        |_, mut conn| async move {
+            match conn.query_first::<i64, _>("SELECT 1").await {
+                Ok(Some(1)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
 
-    let running = eventually(secs(10), || async {
-        (ok.load(Ordering::Relaxed) >= 50).then_some(())
-    })
-    .await;
-    assert!(running.is_some(), "the load never got going");
+    assert!(load.reached(50, secs(10)).await, "the load never got going");
     let created_before = pool.stats().created;
     let restart = {
         let server = server.clone();
         tokio::task::spawn_blocking(move || server.restart())
     };
     restart.await.unwrap();
-    restarted.store(true, Ordering::Release);
+    load.mark();
 
-    let mut total_query_errors = 0;
-    for w in workers {
-        let (query_errors, acquire_errors, circuit_open, ok_after) = w.await.unwrap();
-        assert_eq!(
-            acquire_errors, 0,
-            "no acquire failed but on the open breaker"
-        );
+    // Every worker succeeds 10 times after the restart.
+    let recovered = load
+        .each_worker_ok_after_mark(10, deadline.saturating_duration_since(Instant::now()))
+        .await;
+    let ops = load.finish(secs(10)).await;
+    assert!(recovered, "every worker recovered before the deadline");
+    let failed = unexpected_acquire_errors(&ops, |e| matches!(e, Error::CircuitOpen { .. }));
+    assert!(
+        failed.is_empty(),
+        "no acquire failed but on the open breaker: {failed:?}"
+    );
+    for (w, t) in Tally::per_worker(&ops, WORKERS).iter().enumerate() {
         // Each breaker trip (1 s, doubling) costs a worker about one fast failure.
         assert!(
-            circuit_open <= 20,
-            "{circuit_open} fast failures for one worker"
+            t.circuit_open <= 20,
+            "{} fast failures for worker {w}",
+            t.circuit_open
         );
-        assert_eq!(ok_after, 10, "every worker recovered before the deadline");
-        total_query_errors += query_errors;
     }
+    let t = Tally::of(&ops);
+    let total_query_errors = t.op_errors;
     // A used connection is rolled back on return, which fails on a dead connection: it is
     // closed. So each connection alive during the shutdown fails at most one statement;
     // fresh connections opened while the server shut down may add as many.
     assert!(
         total_query_errors <= 2 * max_size as usize,
-        "{total_query_errors} query errors"
+        "{total_query_errors} query errors, e.g. {:?}",
+        t.first_op_error
     );
     let s = pool.stats();
     eprintln!("{total_query_errors} errors across the restart; {s:?}");

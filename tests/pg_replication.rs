@@ -19,6 +19,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use common::pg_replication::{PgCluster, PgNode, StopMode};
 use common::PgServer;
+use common::{ms, secs};
 use poolwarden::backends::postgres::PostgresBackend;
 use poolwarden::messages::RoleChanged;
 use poolwarden::{
@@ -28,14 +29,6 @@ use poolwarden::{
 use tokio::time::{sleep, timeout, Instant};
 
 type Pg = PostgresBackend;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// How often the set reads each member's status.
 const TOPOLOGY: Duration = Duration::from_millis(200);

@@ -21,8 +21,10 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use common::fault_proxy::FaultProxy;
+use common::load::{self, unexpected_acquire_errors, Load, Pace, Tally};
 use common::pg_replication::StopMode;
 use common::pg_server::PG_USER;
+use common::{ms, secs};
 use common::{PgOptions, PgServer};
 use poolwarden::backends::postgres::{PgConnection, PostgresBackend};
 use poolwarden::messages::BreakerTransition;
@@ -32,14 +34,6 @@ use poolwarden::{
 };
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// Room for scheduling on a 2-core machine shared with builds.
 const SLACK: Duration = Duration::from_millis(250);
@@ -236,171 +230,22 @@ fn via(proxy: &FaultProxy, mut cfg: ConnectionConfig) -> ConnectionConfig {
 /// After an error a worker waits this long, as a client backing off would.
 const CLIENT_BACKOFF: Duration = Duration::from_millis(10);
 
-#[derive(Debug, Clone)]
-enum Outcome {
-    Ok,
-    /// The acquire failed.
-    Acquire(Error),
-    /// The connection was handed out but the query failed (or ran out of the caller's
-    /// budget).
-    Query(String),
-}
-
-#[derive(Debug, Clone)]
-struct Op {
-    started: Instant,
-    ended: Instant,
-    outcome: Outcome,
-}
-
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    ops: Arc<parking_lot::Mutex<Vec<Op>>>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    /// `workers` tasks, each acquiring and running `SELECT 1` (within `query_budget`) until
-    /// stopped.
-    fn start(pool: &PoolHandle<Gauged>, workers: usize, query_budget: Duration) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let ops = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let workers = (0..workers)
-            .map(|_| {
-                let (pool, stop, ok, ops) = (pool.clone(), stop.clone(), ok.clone(), ops.clone());
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        let started = Instant::now();
-                        let outcome = match pool.acquire().await {
-                            Ok(conn) => {
-                                match timeout(query_budget, conn.query_one("SELECT 1", &[])).await {
-                                    Ok(Ok(_)) => Outcome::Ok,
-                                    Ok(Err(e)) => Outcome::Query(e.to_string()),
-                                    Err(_) => Outcome::Query(format!(
-                                        "no answer within the caller's {query_budget:?}"
-                                    )),
-                                }
-                            }
-                            Err(e) => Outcome::Acquire(e),
-                        };
-                        let failed = !matches!(outcome, Outcome::Ok);
-                        if !failed {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        ops.lock().push(Op {
-                            started,
-                            ended: Instant::now(),
-                            outcome,
-                        });
-                        if failed {
-                            tokio::time::sleep(CLIENT_BACKOFF).await;
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            ops,
-            workers,
+/// `workers` tasks, each acquiring and running `SELECT 1` (within `query_budget`) until
+/// stopped.
+fn select_load(pool: &PoolHandle<Gauged>, workers: usize, query_budget: Duration) -> Load {
+    let pace = Pace::backoff(CLIENT_BACKOFF);
+    Load::start(pool, workers, pace, move |_, conn| async move {
+        match timeout(query_budget, conn.query_one("SELECT 1", &[])).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within the caller's {query_budget:?}")),
         }
-    }
-
-    fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    /// Wait until `n` more queries than now have succeeded.
-    async fn more_ok(&self, n: u64, within: Duration) -> bool {
-        let target = self.ok() + n;
-        common::eventually(within, || async { (self.ok() >= target).then_some(()) })
-            .await
-            .is_some()
-    }
-
-    /// The first successful query that ended after `after`.
-    fn first_ok_after(&self, after: Instant) -> Option<Instant> {
-        self.ops
-            .lock()
-            .iter()
-            .filter(|o| matches!(o.outcome, Outcome::Ok) && o.ended > after)
-            .map(|o| o.ended)
-            .min()
-    }
-
-    /// Stop the workers; each must finish within `within` (no hang). Answers every op.
-    async fn finish(self, within: Duration) -> Vec<Op> {
-        self.stop.store(true, Ordering::Relaxed);
-        for w in self.workers {
-            timeout(within, w)
-                .await
-                .expect("a worker hung")
-                .expect("a worker panicked");
-        }
-        std::mem::take(&mut *self.ops.lock())
-    }
+    })
 }
 
 /// An acquire error caused by the server being down, starting up or cut off.
 fn is_outage(err: &Error) -> bool {
-    let kind = match err {
-        Error::Backend {
-            phase: Phase::Connect | Phase::Probe,
-            source,
-            ..
-        } => Some(source.kind()),
-        Error::Timeout {
-            phase: Phase::Connect | Phase::Probe,
-            last_error,
-            ..
-        }
-        | Error::CircuitOpen { last_error, .. } => last_error.as_ref().map(BackendError::kind),
-        _ => return false,
-    };
-    matches!(
-        kind,
-        None | Some(
-            BackendErrorKind::Connect | BackendErrorKind::Closed | BackendErrorKind::Timeout
-        )
-    )
-}
-
-/// Tallies of a finished workload.
-#[derive(Debug, Default)]
-struct Tally {
-    ok: usize,
-    acquire_errors: usize,
-    query_errors: usize,
-    /// Acquire errors that are not an outage.
-    unexpected: Vec<String>,
-    /// The longest op (acquire + query).
-    longest: Duration,
-    /// The first query error, for messages.
-    first_query_error: Option<String>,
-}
-
-fn tally(ops: &[Op]) -> Tally {
-    let mut t = Tally::default();
-    for op in ops {
-        t.longest = t.longest.max(op.ended - op.started);
-        match &op.outcome {
-            Outcome::Ok => t.ok += 1,
-            Outcome::Acquire(e) => {
-                t.acquire_errors += 1;
-                if !is_outage(e) {
-                    t.unexpected.push(e.to_string());
-                }
-            }
-            Outcome::Query(e) => {
-                t.query_errors += 1;
-                t.first_query_error.get_or_insert_with(|| e.clone());
-            }
-        }
-    }
-    t
+    load::is_outage(err, &[Phase::Connect, Phase::Probe])
 }
 
 // ---------------------------------------------------------------------------------------
@@ -485,7 +330,7 @@ async fn restart_under_load(mode: StopMode) {
     let app = PgServer::unique_app(&format!("restart-{mode:?}").to_lowercase());
     let config = restart_config();
     let mut fx = start_pool(pg.config_for(&app), config.clone()).await;
-    let load = Load::start(&fx.pool, RESTART_WORKERS, QUERY_BUDGET);
+    let load = select_load(&fx.pool, RESTART_WORKERS, QUERY_BUDGET);
     assert!(
         load.more_ok(200, secs(20)).await,
         "the load never got going"
@@ -531,7 +376,7 @@ async fn restart_under_load(mode: StopMode) {
     );
     assert!(load.more_ok(300, secs(20)).await, "{mode:?}: stalled");
     let ops = load.finish(secs(10)).await;
-    let t = tally(&ops);
+    let t = Tally::of(&ops);
     let s = fx.pool.stats();
     for e in fx.all_events() {
         let at = if e.at >= ready {
@@ -551,8 +396,8 @@ async fn restart_under_load(mode: StopMode) {
         stopped - stopping,
         ready - stopped,
         t.ok,
-        t.acquire_errors,
-        t.query_errors,
+        t.all_acquire_errors(),
+        t.op_errors,
         t.longest,
         fx.gauge.peak()
     );
@@ -567,10 +412,10 @@ async fn restart_under_load(mode: StopMode) {
         "{mode:?}: an op took {:?}",
         t.longest
     );
+    let unexpected = unexpected_acquire_errors(&ops, is_outage);
     assert!(
-        t.unexpected.is_empty(),
-        "{mode:?}: acquire errors other than the outage: {:?}",
-        t.unexpected
+        unexpected.is_empty(),
+        "{mode:?}: acquire errors other than the outage: {unexpected:?}"
     );
     // Errors are bounded by the outage, in time and in kind. Their number is not the
     // measure: while the server is down an acquire fails at once (the breaker is open), so
@@ -581,13 +426,13 @@ async fn restart_under_load(mode: StopMode) {
     // - nobody fails once service is back: no error in an op started after
     //   `ready + RECOVERY_BOUND`.
     assert!(
-        t.query_errors <= config.max_size as usize,
+        t.op_errors <= config.max_size as usize,
         "{mode:?}: {} query errors",
-        t.query_errors
+        t.op_errors
     );
     let late: Vec<_> = ops
         .iter()
-        .filter(|o| !matches!(o.outcome, Outcome::Ok) && o.started > ready + RECOVERY_BOUND)
+        .filter(|o| !o.is_ok() && o.started > ready + RECOVERY_BOUND)
         .collect();
     assert!(
         late.is_empty(),
@@ -670,10 +515,10 @@ async fn added_latency_slows_queries_but_fails_nothing() {
 
     let latency = ms(40);
     proxy.set_latency(latency);
-    let load = Load::start(&fx.pool, 2, QUERY_BUDGET);
+    let load = select_load(&fx.pool, 2, QUERY_BUDGET);
     assert!(load.more_ok(20, secs(20)).await, "no progress with latency");
     let ops = load.finish(secs(10)).await;
-    let t = tally(&ops);
+    let t = Tally::of(&ops);
     // Each op is a checkout probe and a query that prepares then executes: at least three
     // round trips, each crossing the proxy twice.
     let fastest = ops.iter().map(|o| o.ended - o.started).min().expect("ops");
@@ -683,7 +528,7 @@ async fn added_latency_slows_queries_but_fails_nothing() {
         t.longest,
         fx.pool.stats()
     );
-    assert_eq!((t.acquire_errors, t.query_errors), (0, 0), "{t:?}");
+    assert_eq!((t.all_acquire_errors(), t.op_errors), (0, 0), "{t:?}");
     assert!(fastest >= latency * 6, "latency applied: {fastest:?}");
     let s = fx.pool.stats();
     assert_eq!(
@@ -808,7 +653,7 @@ async fn reset_connections_are_replaced_with_at_most_one_error_each() {
     let app = PgServer::unique_app("reset");
     let config = proxy_config();
     let fx = start_pool(via(&proxy, pg.config_for(&app)), config.clone()).await;
-    let load = Load::start(&fx.pool, 4, QUERY_BUDGET);
+    let load = select_load(&fx.pool, 4, QUERY_BUDGET);
     assert!(
         load.more_ok(100, secs(20)).await,
         "the load never got going"
@@ -824,23 +669,30 @@ async fn reset_connections_are_replaced_with_at_most_one_error_each() {
         fx.pool.stats()
     );
     let ops = load.finish(secs(10)).await;
-    let t = tally(&ops);
+    let t = Tally::of(&ops);
     let s = fx.pool.stats();
     println!(
         "reset {open} connections under load: {} ok, {} query errors, {} acquire errors; {s:?}",
-        t.ok, t.query_errors, t.acquire_errors
+        t.ok,
+        t.op_errors,
+        t.all_acquire_errors()
     );
     assert_eq!(proxy.stats().resets, open as u64, "{:?}", proxy.stats());
     // A reset connection fails at most one query (the one in flight, or the next one if
     // it is handed out before its client noticed); then it is broken and closed.
     assert!(
-        t.query_errors <= open,
+        t.op_errors <= open,
         "{} query errors for {open} reset connections",
-        t.query_errors
+        t.op_errors
     );
     // New connects go through: nobody fails to acquire, and `open` breakages (fewer than
     // the failure threshold) do not open the breaker.
-    assert_eq!(t.acquire_errors, 0, "{:?}", t.unexpected);
+    assert_eq!(
+        t.all_acquire_errors(),
+        0,
+        "{:?}",
+        unexpected_acquire_errors(&ops, is_outage)
+    );
     assert_eq!(s.breaker, BreakerState::Closed);
     assert!(
         s.created > before.created && s.closed >= open as u64,
@@ -1051,7 +903,7 @@ async fn a_byte_limited_half_open_link_is_reclaimed_by_timeouts() {
     };
     let fx = start_pool(via(&proxy, pg.config_for(&app)), config.clone()).await;
     let budget = ms(400);
-    let load = Load::start(&fx.pool, 3, budget);
+    let load = select_load(&fx.pool, 3, budget);
     let stalled = common::eventually(secs(30), || async {
         (proxy.stats().stalled >= 6).then_some(())
     })
@@ -1063,13 +915,13 @@ async fn a_byte_limited_half_open_link_is_reclaimed_by_timeouts() {
         fx.pool.stats()
     );
     let ops = load.finish(secs(10)).await;
-    let t = tally(&ops);
+    let t = Tally::of(&ops);
     println!(
         "half-open links (startup {startup} B, SELECT 1 {query} B): {} ok, {} query errors, {} \
          acquire errors, longest op {:?}; {:?}; {:?}",
         t.ok,
-        t.query_errors,
-        t.acquire_errors,
+        t.op_errors,
+        t.all_acquire_errors(),
         t.longest,
         proxy.stats(),
         fx.pool.stats()
@@ -1081,7 +933,7 @@ async fn a_byte_limited_half_open_link_is_reclaimed_by_timeouts() {
         "an op took {:?}",
         t.longest
     );
-    assert!(t.query_errors > 0, "some queries hit a stalled link");
+    assert!(t.op_errors > 0, "some queries hit a stalled link");
 
     // Reclaimed: nothing checked out, and every connection the pool let go of is closed
     // for real, at both ends.

@@ -9,11 +9,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use common::load::{is_outage, unexpected_acquire_errors, Load, Pace, Tally};
 use common::pg_server::PG_USER;
+use common::{ms, secs};
 use common::{PgOptions, PgServer, PgTls, TestCa};
 use poolwarden::backends::postgres::{PgConnection, PostgresBackend, TransactionStatus};
 use poolwarden::{
@@ -23,14 +24,6 @@ use poolwarden::{
 use tokio::time::Instant;
 
 type Pg = PostgresBackend;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// A pool that opens nothing in the background and never expires connections, so the
 /// figures depend on the test only.
@@ -728,40 +721,6 @@ async fn a_server_that_never_answers_hits_the_connect_timeout() {
     drop(silent);
 }
 
-/// What a worker of the load test saw.
-#[derive(Default)]
-struct Tally {
-    ok: AtomicUsize,
-    query_errors: AtomicUsize,
-    acquire_errors: AtomicUsize,
-    /// Acquire errors that do not describe an unreachable or restarting server.
-    unexpected: parking_lot::Mutex<Vec<String>>,
-}
-
-/// An acquire error caused by the server being down or starting up.
-fn is_outage(err: &Error) -> bool {
-    let kind = match err {
-        Error::Backend {
-            phase: Phase::Connect,
-            source,
-            ..
-        } => Some(source.kind()),
-        Error::Timeout {
-            phase: Phase::Connect,
-            last_error,
-            ..
-        }
-        | Error::CircuitOpen { last_error, .. } => last_error.as_ref().map(BackendError::kind),
-        _ => return false,
-    };
-    matches!(
-        kind,
-        None | Some(
-            BackendErrorKind::Connect | BackendErrorKind::Closed | BackendErrorKind::Timeout
-        )
-    )
-}
-
 #[actix::test]
 async fn server_restart_under_load_recovers_without_hanging() {
     let Some(pg) = PgServer::start() else { return };
@@ -775,93 +734,52 @@ async fn server_restart_under_load_recovers_without_hanging() {
     };
     let (_sup, pool) = start_pool(pg.config_for(app), config).await;
 
-    let tally = Arc::new(Tally::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let (pool, tally, stop) = (pool.clone(), tally.clone(), stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    match pool.acquire().await {
-                        Ok(conn) => match conn.query_one("SELECT 1", &[]).await {
-                            Ok(_) => {
-                                tally.ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(_) => {
-                                tally.query_errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                        },
-                        Err(e) => {
-                            tally.acquire_errors.fetch_add(1, Ordering::Relaxed);
-                            if !is_outage(&e) {
-                                tally.unexpected.lock().push(e.to_string());
-                            }
-                            // A client backs off instead of spinning on a failing pool.
-                            tokio::time::sleep(ms(10)).await;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-
-    let reached = |n: usize| {
-        let tally = tally.clone();
-        async move {
-            common::eventually(secs(30), || {
-                let tally = tally.clone();
-                async move { (tally.ok.load(Ordering::Relaxed) >= n).then_some(()) }
-            })
+    // A client backs off instead of spinning on a failing pool.
+    let load = Load::start(&pool, 8, Pace::backoff(ms(10)), |_, conn| async move {
+        conn.query_one("SELECT 1", &[])
             .await
-            .is_some()
-        }
-    };
-    assert!(reached(200).await, "the load never got going");
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    assert!(
+        load.reached(200, secs(30)).await,
+        "the load never got going"
+    );
     let restart = {
         let pg = Arc::clone(&pg);
         tokio::task::spawn_blocking(move || pg.restart())
     };
     restart.await.expect("restart");
-    let after_restart = tally.ok.load(Ordering::Relaxed);
     assert!(
-        reached(after_restart + 200).await,
+        load.more_ok(200, secs(30)).await,
         "no recovery after the restart: {:?}",
         pool.stats()
     );
     // Recovered: from here on nothing fails.
-    let errors_at_recovery = (
-        tally.acquire_errors.load(Ordering::Relaxed),
-        tally.query_errors.load(Ordering::Relaxed),
-    );
-    let recovered = tally.ok.load(Ordering::Relaxed);
-    assert!(reached(recovered + 500).await, "stalled after recovering");
-    let errors_after = (
-        tally.acquire_errors.load(Ordering::Relaxed),
-        tally.query_errors.load(Ordering::Relaxed),
+    let errors_at_recovery = load.errors();
+    assert!(
+        load.more_ok(500, secs(30)).await,
+        "stalled after recovering"
     );
     assert_eq!(
-        errors_after, errors_at_recovery,
+        load.errors(),
+        errors_at_recovery,
         "errors after the recovery"
     );
 
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        tokio::time::timeout(secs(15), w)
-            .await
-            .expect("a worker hung")
-            .expect("a worker panicked");
-    }
+    let ops = load.finish(secs(15)).await;
+    let t = Tally::of(&ops);
     let s = pool.stats();
+    let unexpected = unexpected_acquire_errors(&ops, |e| is_outage(e, &[Phase::Connect]));
     assert!(
-        tally.unexpected.lock().is_empty(),
-        "acquire errors other than the outage: {:?}",
-        tally.unexpected.lock()
+        unexpected.is_empty(),
+        "acquire errors other than the outage: {unexpected:?}"
     );
     // Only the connections open when the server died can fail a query, once each.
-    let query_errors = tally.query_errors.load(Ordering::Relaxed);
     assert!(
-        query_errors <= max_size as usize,
-        "{query_errors} query errors; {s:?}"
+        t.op_errors <= max_size as usize,
+        "{} query errors; {s:?}",
+        t.op_errors
     );
     assert!(
         s.created > u64::from(max_size),
@@ -869,9 +787,10 @@ async fn server_restart_under_load_recovers_without_hanging() {
     );
     assert_eq!(s.in_use, 0);
     println!(
-        "restart under load: {} ok, {} acquire errors (outage), {query_errors} query errors; {s:?}",
-        tally.ok.load(Ordering::Relaxed),
-        tally.acquire_errors.load(Ordering::Relaxed)
+        "restart under load: {} ok, {} acquire errors (outage), {} query errors; {s:?}",
+        t.ok,
+        t.all_acquire_errors(),
+        t.op_errors
     );
     assert_server_count_matches(&pg, app, &pool).await;
 }

@@ -6,11 +6,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::load::{unexpected_acquire_errors, Load, Pace, Tally};
 use common::{eventually, RedisOptions, RedisServer};
+use common::{ms, secs};
 use poolwarden::backends::redis::{RedisBackend, RedisConnection};
 use poolwarden::{
     Backend, BackendErrorKind, BreakerConfig, ConnectionConfig, Error, Phase, PoolConfig,
@@ -18,14 +19,6 @@ use poolwarden::{
 };
 use redis::AsyncCommands;
 use tokio::time::Instant;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
 
 /// No warm-up, no idle timeout, no lifetime; a fast maintenance tick.
 fn pool_config() -> PoolConfig {
@@ -339,81 +332,56 @@ async fn a_server_restart_under_load_is_survived_with_bounded_errors() {
     .await;
 
     const WORKERS: usize = 8;
-    let ok = Arc::new(AtomicUsize::new(0));
-    let restarted = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + secs(30);
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|w| {
-            let (pool, ok, restarted) = (pool.clone(), ok.clone(), restarted.clone());
-            actix::spawn(async move {
-                let (mut command_errors, mut acquire_errors, mut ok_after) = (0usize, 0usize, 0);
-                let mut circuit_open = 0usize;
-                // Keep going until this worker has succeeded 20 times after the restart.
-                while ok_after < 20 && Instant::now() < deadline {
-                    let after = restarted.load(Ordering::Acquire);
-                    let mut conn = match pool.acquire().await {
-                        Ok(c) => c,
-                        // While the server is down the endpoint's breaker opens and
-                        // acquires fail at once; come back when it says.
-                        Err(Error::CircuitOpen { retry_in, .. }) => {
-                            circuit_open += 1;
-                            tokio::time::sleep(retry_in.max(ms(5))).await;
-                            continue;
-                        }
-                        Err(e) => {
-                            acquire_errors += 1;
-                            eprintln!("worker {w}: acquire failed: {e}");
-                            continue;
-                        }
-                    };
-                    match conn.incr::<_, _, i64>(format!("counter:{w}"), 1).await {
-                        Ok(_) => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                            if after {
-                                ok_after += 1;
-                            }
-                        }
-                        Err(_) => command_errors += 1,
-                    }
-                    drop(conn);
-                    tokio::task::yield_now().await;
-                }
-                (command_errors, acquire_errors, circuit_open, ok_after)
-            })
-        })
-        .collect();
+    // While the server is down the endpoint's breaker opens and acquires fail at once;
+    // workers come back when it says.
+    let load = Load::start(
+        &pool,
+        WORKERS,
+        Pace::retry_in(ms(5)),
+        |w, mut conn| async move {
+            conn.incr::<_, _, i64>(format!("counter:{w}"), 1)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    );
 
     // Restart once the load is running.
-    let running = eventually(secs(10), || async {
-        (ok.load(Ordering::Relaxed) >= 100).then_some(())
-    })
-    .await;
-    assert!(running.is_some(), "the load never got going");
+    assert!(
+        load.reached(100, secs(10)).await,
+        "the load never got going"
+    );
     let created_before = pool.stats().created;
     let restart = {
         let server = server.clone();
         tokio::task::spawn_blocking(move || server.restart())
     };
     restart.await.unwrap();
-    restarted.store(true, Ordering::Release);
+    load.mark();
 
-    let mut total_command_errors = 0;
-    for w in workers {
-        let (command_errors, acquire_errors, circuit_open, ok_after) = w.await.unwrap();
-        assert_eq!(
-            acquire_errors, 0,
-            "no acquire failed but on the open breaker"
-        );
+    // Every worker succeeds 20 times after the restart.
+    let recovered = load
+        .each_worker_ok_after_mark(20, deadline.saturating_duration_since(Instant::now()))
+        .await;
+    let ops = load.finish(secs(10)).await;
+    assert!(recovered, "every worker recovered before the deadline");
+    let failed = unexpected_acquire_errors(&ops, |e| matches!(e, Error::CircuitOpen { .. }));
+    assert!(
+        failed.is_empty(),
+        "no acquire failed but on the open breaker: {failed:?}"
+    );
+    for (w, t) in Tally::per_worker(&ops, WORKERS).iter().enumerate() {
         // Each breaker trip (1 s, doubling) costs a worker about one fast failure.
         assert!(
-            circuit_open <= 20,
-            "{circuit_open} fast failures for one worker"
+            t.circuit_open <= 20,
+            "{} fast failures for worker {w}",
+            t.circuit_open
         );
-        assert_eq!(ok_after, 20, "every worker recovered before the deadline");
-        total_command_errors += command_errors;
     }
     // Only the connections open at the restart can fail a command: each at most once,
     // since a failed command breaks its connection.
+    let total_command_errors = Tally::of(&ops).op_errors;
     assert!(
         total_command_errors <= max_size as usize,
         "{total_command_errors} command errors"

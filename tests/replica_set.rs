@@ -1085,3 +1085,30 @@ async fn every_member_connection_is_returned_after_mixed_traffic() {
         assert_eq!(s.open_connections(), info.idle, "{info:?} vs {s:?}");
     }
 }
+
+#[actix::test]
+async fn an_old_primary_back_before_it_is_demoted_gets_no_writes() {
+    let fx = start_set("splitbrain", 2, |_| {}).await;
+    let k = fx.keys.clone();
+    fx.primary().go_down();
+    fx.servers[1].promote();
+    fx.servers[2].replicate_from(&fx.servers[1]);
+    within(INTERVAL + PROBE, "the set sees r1 as its primary", || {
+        fx.info(1).role == Role::Primary && fx.usable(1)
+    })
+    .await;
+    // The old primary restarts as it was, still a primary, before anyone repoints it.
+    fx.primary().come_up();
+    within(INTERVAL * 3, "the old primary is reachable again", || {
+        fx.usable(0)
+    })
+    .await;
+    assert_eq!(fx.info(0).role, Role::Primary, "it still says so");
+    for _ in 0..5 {
+        assert_eq!(
+            fx.write().await.0,
+            k[1],
+            "writes stay on the promoted member"
+        );
+    }
+}

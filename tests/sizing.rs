@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use poolwarden::backends::sim::SimBehavior;
-use poolwarden::{Error, Phase, PoolConfig};
+use poolwarden::{Error, PoolConfig};
 use support_pool::*;
 
 fn latency(connect: u64, query: u64) -> SimBehavior {
@@ -236,23 +236,11 @@ async fn overflow_connections_are_closed_on_release() {
         SimBehavior::default(),
     )
     .await;
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(f.pool.acquire().await.expect("max_size + max_overflow fit"));
-    }
+    let mut held = f.hold(4).await;
     assert_eq!(f.server.open_connections(), 4);
     // Capacity is max_size + max_overflow: a fifth waits and times out.
     let err = f.pool.acquire_timeout(ms(100)).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                phase: Phase::Wait,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(is_wait_timeout(&err), "{err:?}");
 
     // The first two returned are above max_size: closed, not kept idle.
     held.pop();
@@ -326,16 +314,7 @@ async fn without_overflow_max_size_is_the_capacity() {
     let a = f.pool.acquire().await.unwrap();
     let b = f.pool.acquire().await.unwrap();
     let err = f.pool.acquire_timeout(ms(100)).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                phase: Phase::Wait,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(is_wait_timeout(&err), "{err:?}");
     assert_eq!(f.server.open_connections(), 2);
     drop((a, b));
     assert_eq!(f.pool.stats().idle, 2);
@@ -399,16 +378,7 @@ async fn resize_grow_admits_more_and_serves_a_queued_waiter() {
     assert_eq!(f.pool.stats().max_size, 4);
     assert_eq!(f.server.open_connections(), 4);
     let err = f.pool.acquire_timeout(ms(100)).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                phase: Phase::Wait,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(is_wait_timeout(&err), "{err:?}");
     drop((a, b, c, w));
     f.assert_quiescent();
 }
@@ -432,16 +402,7 @@ async fn resize_shrink_closes_idle_surplus_now() {
     let a = f.pool.acquire().await.unwrap();
     let b = f.pool.acquire().await.unwrap();
     let err = f.pool.acquire_timeout(ms(100)).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                phase: Phase::Wait,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(is_wait_timeout(&err), "{err:?}");
     assert_eq!(
         f.server.connects(),
         4,
@@ -462,10 +423,7 @@ async fn resize_shrink_closes_checked_out_surplus_as_it_returns() {
         SimBehavior::default(),
     )
     .await;
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(f.pool.acquire().await.unwrap());
-    }
+    let mut held = f.hold(4).await;
     f.pool.resize(2, 0).await.unwrap();
     // Checked out connections are not taken away from their users.
     assert_eq!(f.server.open_connections(), 4);
@@ -490,16 +448,7 @@ async fn resize_shrink_closes_checked_out_surplus_as_it_returns() {
     let a = f.pool.acquire().await.unwrap();
     let b = f.pool.acquire().await.unwrap();
     let err = f.pool.acquire_timeout(ms(100)).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                phase: Phase::Wait,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(is_wait_timeout(&err), "{err:?}");
     drop((a, b));
     assert_eq!(f.server.connects(), 4);
     f.assert_quiescent();
@@ -554,10 +503,7 @@ async fn resize_grow_after_shrink_cancels_pending_shrinkage() {
         SimBehavior::default(),
     )
     .await;
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(f.pool.acquire().await.unwrap());
-    }
+    let mut held = f.hold(4).await;
     f.pool.resize(2, 0).await.unwrap();
     f.pool.resize(4, 0).await.unwrap();
     held.clear();
@@ -573,16 +519,7 @@ async fn resize_grow_after_shrink_cancels_pending_shrinkage() {
         );
     }
     let err = f.pool.acquire_timeout(ms(100)).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Timeout {
-                phase: Phase::Wait,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(is_wait_timeout(&err), "{err:?}");
     drop(again);
     assert_eq!(f.server.connects(), 4);
     f.assert_quiescent();

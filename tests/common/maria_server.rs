@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use poolwarden::{ConnectionConfig, Secret};
 
+use super::process::{kill, on_free_port, pidfile_reaper_script, start_from_template, Spawn};
 use super::{
-    cached_template, copy_tree, discard_template, find_binary, free_port, is_root, log_tail,
-    random_hex, run, server_dir, skip, wait_for, Reaper,
+    copy_tree, find_binary, is_root, log_tail, random_hex, run, server_dir, skip, wait_for, Reaper,
 };
 
 /// The user every harness server has, with all privileges (password:
@@ -77,11 +77,6 @@ impl MariaBin {
     }
 }
 
-const REAPER_SCRIPT: &str = r#"
-if [ -f "$D/mariadb.pid" ]; then kill -KILL "$(cat "$D/mariadb.pid")" 2>/dev/null; fi
-rm -rf "$D"
-"#;
-
 /// A MariaDB server on `127.0.0.1:<free port>` with the user [`MARIA_USER`] (password
 /// authentication). Stopped and deleted on drop.
 pub struct MariaServer {
@@ -114,22 +109,14 @@ impl MariaServer {
                 "mariadb-server",
             );
         };
-        let mut last_err = String::new();
-        for attempt in 0..2 {
-            let template = cached_template("maria", &bin.version, None, |staging| {
-                build_template(&bin, staging)
-            })
-            .unwrap_or_else(|e| panic!("cannot build the MariaDB template: {e}"));
-            match Self::from_template(&bin, &template, &opts) {
-                Ok(s) => return Some(s),
-                Err(e) if attempt == 0 && e.contains("template") => {
-                    discard_template(&template);
-                    last_err = e;
-                }
-                Err(e) => panic!("cannot start MariaDB: {e}"),
-            }
-        }
-        panic!("cannot start MariaDB: {last_err}")
+        let server = start_from_template(
+            "maria",
+            &bin.version,
+            None,
+            |staging| build_template(&bin, staging),
+            |template| Self::from_template(&bin, template, &opts),
+        );
+        Some(server.unwrap_or_else(|e| panic!("cannot start MariaDB: {e}")))
     }
 
     fn from_template(
@@ -138,7 +125,7 @@ impl MariaServer {
         opts: &MariaOptions,
     ) -> Result<MariaServer, String> {
         let dir = server_dir("pw-maria-");
-        let reaper = Reaper::spawn(&dir, REAPER_SCRIPT);
+        let reaper = Reaper::spawn(&dir, &pidfile_reaper_script("mariadb.pid"));
         copy_tree(&template.join("data"), &dir.join("data"))
             .map_err(|e| format!("copy template: {e}"))?;
         let password = std::fs::read_to_string(template.join("password"))
@@ -152,16 +139,15 @@ impl MariaServer {
             child: Mutex::new(None),
             reaper: Mutex::new(Some(reaper)),
         };
-        let mut last = String::new();
-        for _ in 0..5 {
-            server.port = free_port();
-            match server.spawn() {
-                Ok(()) => return Ok(server),
-                Err(e) if e.contains("Address already in use") || e.contains("bind") => last = e,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
+        on_free_port(|port| {
+            server.port = port;
+            server.spawn()
+        })?;
+        Ok(server)
+    }
+
+    fn pidfile(&self) -> PathBuf {
+        self.dir.join("mariadb.pid")
     }
 
     fn log_path(&self) -> PathBuf {
@@ -179,62 +165,37 @@ impl MariaServer {
             .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", self.socket().display()))
-            .arg(format!(
-                "--pid-file={}",
-                self.dir.join("mariadb.pid").display()
-            ))
+            .arg(format!("--pid-file={}", self.pidfile().display()))
             .arg(format!("--log-error={}", self.log_path().display()));
         if let Some(n) = self.opts.max_connections {
             cmd.arg(format!("--max-connections={n}"));
         }
         cmd.args(&self.opts.args);
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("spawn mariadbd: {e}"))?;
         let port = self.port;
-        let ready = wait_for(Duration::from_secs(60), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(Err(format!("mariadbd exited ({status})")));
-            }
-            greeting(port).then_some(Ok(()))
-        });
-        match ready {
-            Some(Ok(())) => {
-                *self.child.lock().unwrap() = Some(child);
-                Ok(())
-            }
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = std::fs::remove_file(self.dir.join("mariadb.pid"));
-                Err(format!(
-                    "{}\n--- mariadb log ---\n{}",
-                    other
-                        .and_then(|r| r.err())
-                        .unwrap_or_else(|| "no greeting within 60s".into()),
-                    log_tail(&self.log_path(), 30)
-                ))
-            }
-        }
+        let spawn = Spawn {
+            name: "mariadbd",
+            pidfile: &self.pidfile(),
+            log: &self.log_path(),
+            log_lines: 30,
+            within: Duration::from_secs(60),
+        };
+        let child = spawn.run(&mut cmd, || greeting(port).then_some(Ok(())))?;
+        *self.child.lock().unwrap() = Some(child);
+        Ok(())
     }
 
     /// Stop the server (SIGTERM, then SIGKILL after 30 s). No-op when stopped.
     pub fn stop(&self) {
         if let Some(child) = self.child.lock().unwrap().take() {
             terminate(child);
-            let _ = std::fs::remove_file(self.dir.join("mariadb.pid"));
+            let _ = std::fs::remove_file(self.pidfile());
         }
     }
 
     /// Kill the server at once (SIGKILL), as in a crash. No-op when stopped.
     pub fn kill(&self) {
-        if let Some(mut child) = self.child.lock().unwrap().take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_file(self.dir.join("mariadb.pid"));
+        if let Some(child) = self.child.lock().unwrap().take() {
+            kill(child, &self.pidfile());
         }
     }
 
@@ -326,11 +287,9 @@ impl MariaServer {
 
 impl Drop for MariaServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
             // Throwaway data: no need for a clean shutdown.
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_file(self.dir.join("mariadb.pid"));
+            kill(child, &self.pidfile());
         }
         drop(self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
@@ -361,11 +320,6 @@ fn terminate(mut child: Child) {
     let _ = child.wait();
 }
 
-const REAPER_BOOT_SCRIPT: &str = r#"
-if [ -f "$D/boot.pid" ]; then kill -KILL "$(cat "$D/boot.pid")" 2>/dev/null; fi
-rm -rf "$D"
-"#;
-
 /// `mariadb-install-db` into `staging/data`, then start it once (socket only) to create
 /// [`MARIA_USER`] with a random password (kept in `staging/password`) and [`MARIA_DB`].
 fn build_template(bin: &MariaBin, staging: &Path) -> Result<(), String> {
@@ -376,7 +330,7 @@ fn build_template(bin: &MariaBin, staging: &Path) -> Result<(), String> {
         .args(["--auth-root-authentication-method=normal", "--skip-test-db"]))?;
     // A short socket path (sun_path is limited to 108 bytes).
     let sockdir = server_dir("pw-maria-boot-");
-    let reaper = Reaper::spawn(&sockdir, REAPER_BOOT_SCRIPT);
+    let reaper = Reaper::spawn(&sockdir, &pidfile_reaper_script("boot.pid"));
     let socket = sockdir.join("boot.sock");
     let child = Command::new(&bin.server)
         .args(bin.common_args())

@@ -55,9 +55,11 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod load;
 pub mod maria_server;
 pub mod pg_replication;
 pub mod pg_server;
+pub mod process;
 pub mod redis_server;
 pub mod tls;
 
@@ -77,6 +79,16 @@ pub use pg_server::{PgOptions, PgServer, PgTls};
 pub use redis_server::{RedisOptions, RedisServer};
 #[allow(unused_imports)]
 pub use tls::TestCa;
+
+/// `n` milliseconds.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// `n` seconds.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
 
 /// Report a missing prerequisite: panic on CI (naming the Debian package), else print
 /// `SKIP: …` to stderr and return `None`.

@@ -39,10 +39,11 @@ use poolwarden::{ConnectionConfig, Secret};
 
 #[cfg(feature = "postgres")]
 use super::pg_server::count_backends;
-use super::pg_server::{PG_ADMIN_APP, PG_USER};
+use super::pg_server::{PG_ADMIN_APP, PG_USER, REAPER_SCRIPT};
+use super::process::{command_as, on_free_port};
 use super::{
-    chown_to, find_binary, free_port, is_root, log_tail, random_hex, run, server_dir, skip,
-    PgOptions, PgServer, Reaper,
+    chown_to, find_binary, is_root, log_tail, random_hex, run, server_dir, skip, PgOptions,
+    PgServer, Reaper,
 };
 
 /// The role replicas stream as (`REPLICATION LOGIN`, password authentication).
@@ -116,14 +117,7 @@ impl Tools {
     }
 
     fn cmd(&self, program: &Path) -> Command {
-        match self.as_user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(program);
-                c
-            }
-            None => Command::new(program),
-        }
+        command_as(self.as_user, program)
     }
 
     fn pg_ctl(&self, data: &Path) -> Command {
@@ -159,18 +153,6 @@ fn tools() -> Option<Tools> {
         ),
     }
 }
-
-/// Kill the postmaster (immediate shutdown), wait for it, delete the directory.
-const REAPER_SCRIPT: &str = r#"
-if [ -f "$D/data/postmaster.pid" ]; then
-  pid=$(head -n 1 "$D/data/postmaster.pid")
-  kill -QUIT "$pid" 2>/dev/null
-  i=0
-  while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
-  kill -KILL "$pid" 2>/dev/null
-fi
-rm -rf "$D"
-"#;
 
 /// What every harness PostgreSQL node offers, primary ([`PgServer`]) or [`PgReplica`].
 #[allow(async_fn_in_trait)]
@@ -523,23 +505,13 @@ impl PgCluster {
             running: Mutex::new(false),
             reaper: Mutex::new(Some(reaper)),
         };
-        // A free port can be taken between probing and binding: retry a few times.
-        let mut last = String::new();
-        for _ in 0..5 {
-            replica.port = free_port();
+        on_free_port(|port| {
+            replica.port = port;
             self.write_replica_settings(&replica)?;
-            match tools.start(&replica.data, &replica.dir.join("postgres.log")) {
-                Ok(()) => {
-                    *replica.running.lock().unwrap() = true;
-                    return Ok(replica);
-                }
-                Err(e) if e.contains("Address already in use") || e.contains("could not bind") => {
-                    last = e
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
+            tools.start(&replica.data, &replica.dir.join("postgres.log"))
+        })?;
+        *replica.running.lock().unwrap() = true;
+        Ok(replica)
     }
 
     /// The primary's `postgresql.auto.conf` (copied by `pg_basebackup`) with this replica's

@@ -6,9 +6,11 @@ use std::sync::{Mutex, OnceLock};
 
 use poolwarden::{ConnectionConfig, Secret};
 
+#[cfg(feature = "postgres")]
+use super::pg_replication::PgNode;
+use super::process::{command_as, on_free_port, start_from_template};
 use super::{
-    cached_template, chown_to, copy_tree, discard_template, find_binary, free_port, is_root,
-    log_tail, random_hex, run, server_dir, skip, Reaper,
+    chown_to, copy_tree, find_binary, is_root, log_tail, random_hex, run, server_dir, skip, Reaper,
 };
 
 /// The superuser every harness server has (its password is [`PgServer::password`]).
@@ -90,14 +92,7 @@ impl PgBin {
     }
 
     fn cmd(&self, program: &Path) -> Command {
-        match self.as_user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(program);
-                c
-            }
-            None => Command::new(program),
-        }
+        command_as(self.as_user, program)
     }
 
     fn pg_ctl(&self) -> Command {
@@ -112,7 +107,7 @@ fn os_user_exists(name: &str) -> bool {
 }
 
 /// Kill the postmaster (immediate shutdown), wait for it, delete the directory.
-const REAPER_SCRIPT: &str = r#"
+pub(crate) const REAPER_SCRIPT: &str = r#"
 if [ -f "$D/data/postmaster.pid" ]; then
   pid=$(head -n 1 "$D/data/postmaster.pid")
   kill -QUIT "$pid" 2>/dev/null
@@ -161,22 +156,14 @@ impl PgServer {
                 );
             }
         }
-        let mut last_err = String::new();
-        for attempt in 0..2 {
-            let template = cached_template("pg", &bin.version, bin.as_user, |staging| {
-                build_template(&bin, staging)
-            })
-            .unwrap_or_else(|e| panic!("cannot build the PostgreSQL template: {e}"));
-            match Self::from_template(&bin, &template, &opts) {
-                Ok(server) => return Some(server),
-                Err(e) if attempt == 0 && e.contains("template") => {
-                    discard_template(&template);
-                    last_err = e;
-                }
-                Err(e) => panic!("cannot start PostgreSQL: {e}"),
-            }
-        }
-        panic!("cannot start PostgreSQL: {last_err}")
+        let server = start_from_template(
+            "pg",
+            &bin.version,
+            bin.as_user,
+            |staging| build_template(&bin, staging),
+            |template| Self::from_template(&bin, template, &opts),
+        );
+        Some(server.unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}")))
     }
 
     fn from_template(bin: &PgBin, template: &Path, opts: &PgOptions) -> Result<PgServer, String> {
@@ -216,20 +203,12 @@ impl PgServer {
             running: Mutex::new(false),
             reaper: Mutex::new(Some(reaper)),
         };
-        // A free port can be taken between probing and binding: retry a few times.
-        let mut last = String::new();
-        for _ in 0..5 {
-            server.port = free_port();
+        on_free_port(|port| {
+            server.port = port;
             server.write_settings(opts)?;
-            match server.pg_ctl_start() {
-                Ok(()) => return Ok(server),
-                Err(e) if e.contains("Address already in use") || e.contains("could not bind") => {
-                    last = e
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
+            server.pg_ctl_start()
+        })?;
+        Ok(server)
     }
 
     fn write_settings(&self, opts: &PgOptions) -> Result<(), String> {
@@ -423,28 +402,13 @@ impl PgServer {
     /// An admin connection (superuser, over the Unix socket, `application_name =
     /// pw_harness_admin`) whose connection task runs on the current tokio runtime.
     pub async fn superuser_client(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::Config::new()
-            .host_path(&self.dir)
-            .port(self.port)
-            .user(PG_USER)
-            .password(&self.password)
-            .dbname("postgres")
-            .application_name(PG_ADMIN_APP)
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .connect(tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("harness admin connection to port {}: {e}", self.port));
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        client
+        PgNode::superuser_client(self).await
     }
 
     /// Server backends whose `application_name` is `app` (the admin connection has its own
     /// name, so it is never counted).
     pub async fn backend_connections(&self, app: &str) -> i64 {
-        let admin = self.superuser_client().await;
-        count_backends(&admin, app).await
+        PgNode::backend_connections(self, app).await
     }
 
     /// Poll [`backend_connections`](Self::backend_connections) until it equals `expected`
@@ -455,15 +419,7 @@ impl PgServer {
         expected: i64,
         timeout: std::time::Duration,
     ) -> i64 {
-        let admin = self.superuser_client().await;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let n = count_backends(&admin, app).await;
-            if n == expected || tokio::time::Instant::now() >= deadline {
-                return n;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        PgNode::wait_backend_connections(self, app, expected, timeout).await
     }
 
     /// Process ids of the backends of `app`.

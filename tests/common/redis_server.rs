@@ -4,13 +4,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use poolwarden::{ConnectionConfig, Secret};
 
-use super::{find_binary, free_port, log_tail, server_dir, skip, wait_for, Reaper};
+use super::process::{kill, on_free_port, pidfile_reaper_script, Spawn};
+use super::{find_binary, server_dir, skip, Reaper};
 
 /// Settings of a [`RedisServer`] beyond the defaults.
 #[derive(Clone, Debug, Default)]
@@ -20,11 +21,6 @@ pub struct RedisOptions {
     /// Extra `redis-server` arguments, e.g. `["--maxclients", "10"]`.
     pub args: Vec<String>,
 }
-
-const REAPER_SCRIPT: &str = r#"
-if [ -f "$D/redis.pid" ]; then kill -KILL "$(cat "$D/redis.pid")" 2>/dev/null; fi
-rm -rf "$D"
-"#;
 
 /// A Redis server on `127.0.0.1:<free port>`, without persistence. Killed and deleted on
 /// drop.
@@ -55,7 +51,7 @@ impl RedisServer {
             return skip("Redis (redis-server)", "redis-server");
         };
         let dir = server_dir("pw-redis-");
-        let reaper = Reaper::spawn(&dir, REAPER_SCRIPT);
+        let reaper = Reaper::spawn(&dir, &pidfile_reaper_script("redis.pid"));
         let mut server = RedisServer {
             bin,
             dir,
@@ -64,16 +60,16 @@ impl RedisServer {
             child: Mutex::new(None),
             reaper: Mutex::new(Some(reaper)),
         };
-        let mut last = String::new();
-        for _ in 0..5 {
-            server.port = free_port();
-            match server.spawn() {
-                Ok(()) => return Some(server),
-                Err(e) if e.contains("Address already in use") => last = e,
-                Err(e) => panic!("cannot start Redis: {e}"),
-            }
-        }
-        panic!("cannot start Redis: {last}")
+        on_free_port(|port| {
+            server.port = port;
+            server.spawn()
+        })
+        .unwrap_or_else(|e| panic!("cannot start Redis: {e}"));
+        Some(server)
+    }
+
+    fn pidfile(&self) -> PathBuf {
+        self.dir.join("redis.pid")
     }
 
     fn log_path(&self) -> PathBuf {
@@ -89,58 +85,36 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .arg("--pidfile")
-            .arg(self.dir.join("redis.pid"))
+            .arg(self.pidfile())
             .arg("--logfile")
             .arg(self.log_path());
         if let Some(pw) = &self.opts.password {
             cmd.arg("--requirepass").arg(pw);
         }
         cmd.args(&self.opts.args);
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("spawn redis-server: {e}"))?;
-        let ready = wait_for(Duration::from_secs(20), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(Err(format!("redis-server exited ({status})")));
-            }
-            match self.admin() {
-                Ok(mut c) => match c.command(&["PING"]) {
-                    Ok(_) => Some(Ok(())),
-                    Err(e) if e.contains("LOADING") => None,
-                    Err(e) => Some(Err(e)),
-                },
-                Err(_) => None,
-            }
-        });
-        match ready {
-            Some(Ok(())) => {
-                *self.child.lock().unwrap() = Some(child);
-                Ok(())
-            }
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = std::fs::remove_file(self.dir.join("redis.pid"));
-                Err(format!(
-                    "{}\n--- redis log ---\n{}",
-                    other
-                        .and_then(|r| r.err())
-                        .unwrap_or_else(|| "no PING answer within 20s".into()),
-                    log_tail(&self.log_path(), 20)
-                ))
-            }
-        }
+        let spawn = Spawn {
+            name: "redis-server",
+            pidfile: &self.pidfile(),
+            log: &self.log_path(),
+            log_lines: 20,
+            within: Duration::from_secs(20),
+        };
+        let child = spawn.run(&mut cmd, || match self.admin() {
+            Ok(mut c) => match c.command(&["PING"]) {
+                Ok(_) => Some(Ok(())),
+                Err(e) if e.contains("LOADING") => None,
+                Err(e) => Some(Err(e)),
+            },
+            Err(_) => None,
+        })?;
+        *self.child.lock().unwrap() = Some(child);
+        Ok(())
     }
 
     /// Kill the server (SIGKILL: every connection drops at once). No-op when stopped.
     pub fn stop(&self) {
-        if let Some(mut child) = self.child.lock().unwrap().take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_file(self.dir.join("redis.pid"));
+        if let Some(child) = self.child.lock().unwrap().take() {
+            kill(child, &self.pidfile());
         }
     }
 
@@ -236,10 +210,8 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_file(self.dir.join("redis.pid"));
+        if let Some(child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            kill(child, &self.pidfile());
         }
         drop(self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take());
     }

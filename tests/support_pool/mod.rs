@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use poolwarden::backends::sim::{SimBackend, SimBehavior, SimServer};
 use poolwarden::{
-    BreakerConfig, ConnectionConfig, PoolConfig, PoolHandle, SupervisorConfig, SupervisorHandle,
+    BreakerConfig, ConnectionConfig, Error, Phase, PoolConfig, PoolHandle, PooledConnection,
+    SupervisorConfig, SupervisorHandle,
 };
 
 pub fn ms(n: u64) -> Duration {
@@ -118,7 +119,28 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     }
 }
 
+/// `err` is a timeout waiting for a free slot (`Timeout { phase: Wait }`).
+pub fn is_wait_timeout(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Timeout {
+            phase: Phase::Wait,
+            ..
+        }
+    )
+}
+
 impl Fixture {
+    /// Check out `n` connections and keep them (each acquire must succeed).
+    pub async fn hold(&self, n: usize) -> Vec<PooledConnection<SimBackend>> {
+        let mut held = Vec::with_capacity(n);
+        for i in 0..n {
+            let conn = self.pool.acquire().await;
+            held.push(conn.unwrap_or_else(|e| panic!("checkout {} of {n}: {e:?}", i + 1)));
+        }
+        held
+    }
+
     /// The pool's books agree with the server: nothing checked out, nobody waiting or
     /// connecting, and the server has exactly the connections the pool counts as live.
     pub fn assert_quiescent(&self) {
