@@ -182,7 +182,10 @@ pub struct EmbeddedSupervisor<B: Backend> {
 impl<B: Backend> EmbeddedSupervisor<B> {
     /// Start an actix System on a new thread named `poolwarden` and a supervisor in it.
     pub fn spawn(backend: B, config: SupervisorConfig) -> Result<Self, ConfigError> {
-        let supervisor = Supervisor::new(backend, config)?;
+        // Called from the application's runtime (as is usual), the pools' own connects
+        // run there rather than on the supervisor's thread.
+        let supervisor =
+            Supervisor::new(backend, config)?.with_home(tokio::runtime::Handle::try_current().ok());
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (exit_tx, exited) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()

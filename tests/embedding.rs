@@ -8,6 +8,10 @@ use poolwarden::{
     ConnectionConfig, EmbeddedSupervisor, Error, PoolConfig, PoolKey, SupervisorConfig,
 };
 
+/// Tests that start an embedded supervisor take turns: one counts the process's
+/// `poolwarden` threads.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Threads of this process named `name` (Linux only; elsewhere `None`).
 fn threads_named(name: &str) -> Option<usize> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
@@ -21,6 +25,7 @@ fn threads_named(name: &str) -> Option<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_supervisor_serves_plain_tokio_tasks() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     assert!(
         actix::System::try_current().is_none(),
         "no actix System here"
@@ -134,4 +139,62 @@ async fn an_invalid_config_is_refused_before_any_thread_starts() {
         Err(e) => assert_eq!(e.field, "supervisor.max_pools"),
         Ok(_) => panic!("an invalid config was accepted"),
     }
+}
+
+/// Records the name of the thread each connect runs on.
+#[derive(Clone, Default)]
+struct ThreadRecorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl poolwarden::Backend for ThreadRecorder {
+    type Connection = ();
+
+    async fn connect(&self, _: &ConnectionConfig) -> Result<(), poolwarden::BackendError> {
+        let name = std::thread::current().name().unwrap_or("?").to_string();
+        self.0.lock().unwrap().push(name);
+        Ok(())
+    }
+
+    async fn probe(&self, _: &mut ()) -> Result<(), poolwarden::BackendError> {
+        Ok(())
+    }
+}
+
+/// Connections the pool opens by itself (warm-up to `min_idle`) are opened on the
+/// application's runtime, where per-connection driver tasks (tokio-postgres') then run
+/// beside the callers, not on the supervisor's thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pools_own_connects_run_on_the_application_runtime() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let recorder = ThreadRecorder::default();
+    let sup = EmbeddedSupervisor::spawn(
+        recorder.clone(),
+        SupervisorConfig {
+            default_pool: PoolConfig {
+                min_idle: 3,
+                max_size: 4,
+                ..PoolConfig::default()
+            },
+            ..SupervisorConfig::default()
+        },
+    )
+    .unwrap();
+    let pool = sup
+        .handle()
+        .pool(ConnectionConfig::sim("home"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while pool.stats().idle < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "never warmed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let threads = recorder.0.lock().unwrap().clone();
+    assert_eq!(threads.len(), 3, "{threads:?}");
+    // The test runtime's workers (tokio names them `tokio-rt-worker`), not the
+    // supervisor's `poolwarden` thread.
+    assert!(
+        threads.iter().all(|t| t.starts_with("tokio-")),
+        "warm-up connects ran on {threads:?}"
+    );
+    sup.shutdown(Duration::from_secs(1)).await.unwrap();
 }

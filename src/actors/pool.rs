@@ -15,6 +15,7 @@ use crate::error::{ConfigError, Error};
 use crate::key::PoolKey;
 use crate::messages::pool::{Close, Crashed, GetPoolStats, Probe, Release, Resize, Revive, Warm};
 use crate::pool::core::{EventSink, PoolShared};
+use crate::pool::home::Home;
 use crate::stats::PoolStats;
 
 /// How often a pool actor may be restarted before its pool is marked failed.
@@ -30,6 +31,7 @@ pub(crate) struct PoolFactory<B: Backend> {
     pub(crate) backend: Arc<B>,
     pub(crate) events: EventSink,
     pub(crate) policy: RestartPolicy,
+    pub(crate) home: Arc<Home>,
 }
 
 impl<B: Backend> Clone for PoolFactory<B> {
@@ -38,6 +40,7 @@ impl<B: Backend> Clone for PoolFactory<B> {
             backend: Arc::clone(&self.backend),
             events: Arc::clone(&self.events),
             policy: self.policy,
+            home: Arc::clone(&self.home),
         }
     }
 }
@@ -56,6 +59,7 @@ impl<B: Backend> PoolFactory<B> {
             connection,
             config,
             Some(Arc::clone(&self.events)),
+            Arc::clone(&self.home),
         ));
         let for_actor = Arc::clone(&shared);
         let policy = self.policy;

@@ -28,6 +28,7 @@ use crate::messages::supervisor::{
 };
 use crate::pool::core::{EventSink, PoolShared};
 use crate::pool::handle::PoolHandle;
+use crate::pool::home::Home;
 use crate::replica_set::{MemberState, ReplicaSetHandle, SetShared};
 use crate::router::Role;
 use crate::stats::{HealthReport, HealthStatus, ShutdownReport, SupervisorStats};
@@ -77,6 +78,7 @@ pub struct Supervisor<B: Backend> {
     subscribers: Arc<Mutex<Vec<Recipient<BreakerTransition>>>>,
     role_subscribers: RoleSubscribers,
     sets: HashMap<String, SetEntry<B>>,
+    home: Arc<Home>,
 }
 
 struct SetEntry<B: Backend> {
@@ -100,7 +102,16 @@ impl<B: Backend> Supervisor<B> {
             subscribers: Arc::default(),
             role_subscribers: Arc::default(),
             sets: HashMap::new(),
+            home: Arc::default(),
         })
+    }
+
+    /// Run the pools' own connects (warm-up, refills, probes with nothing idle) on
+    /// `runtime`, where the callers are, instead of the supervisor's thread: see
+    /// `pool/home.rs`. Without it, the runtime of the first acquire is used.
+    pub(crate) fn with_home(mut self, runtime: Option<tokio::runtime::Handle>) -> Self {
+        self.home = Arc::new(Home::new(runtime));
+        self
     }
 
     fn get_or_create(
@@ -188,6 +199,7 @@ impl<B: Backend> Supervisor<B> {
         PoolFactory {
             backend: Arc::clone(&self.backend),
             events: self.event_sink(),
+            home: Arc::clone(&self.home),
             policy: RestartPolicy {
                 max_restarts: self.config.max_restarts,
                 window: self.config.restart_window,

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, Semaphore, TryAcquireError};
 use tokio::time::{timeout_at, Instant};
 
 use super::guard::PooledConnection;
+use super::home::Home;
 use crate::backend::Backend;
 use crate::backoff::Backoff;
 use crate::breaker::{Change, CircuitBreaker};
@@ -71,6 +72,8 @@ pub(crate) struct PoolShared<B: Backend> {
     /// The pool stopped serving (failed, closed): wakes acquires queued for a slot, which
     /// a failed pool would otherwise leave waiting out their whole acquire timeout.
     pub(super) state_changed: Notify,
+    /// Where the pool's own connects run (see `pool/home.rs`).
+    pub(super) home: Arc<Home>,
     pub(super) epoch: Instant,
     pub(super) last_used_ms: AtomicU64,
     pub(super) live: AtomicUsize,
@@ -158,9 +161,11 @@ impl<B: Backend> PoolShared<B> {
         connection: ConnectionConfig,
         config: PoolConfig,
         events: Option<EventSink>,
+        home: Arc<Home>,
     ) -> Self {
         let now = Instant::now();
         Self {
+            home,
             breaker: Mutex::new(CircuitBreaker::new(config.breaker.clone(), now)),
             breaker_tripped: AtomicBool::new(false),
             events,
@@ -237,6 +242,7 @@ impl<B: Backend> PoolShared<B> {
     ) -> Result<PooledConnection<B>, Error> {
         let start = Instant::now();
         self.check_open()?;
+        self.home.learn();
         let mut trial = self.admit(start)?;
         let slot = match self.slots.try_acquire() {
             Ok(p) => {

@@ -2,6 +2,7 @@
 //! bookkeeping. The breaker and leak tracker themselves are pure modules; this is the glue.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -115,7 +116,7 @@ impl<B: Backend> PoolShared<B> {
     /// the connect timeout, since a connect is judged by that, and a probe budget shorter
     /// than a slow but working server's connect must not make it look dead.
     pub(crate) async fn probe(
-        &self,
+        self: &Arc<Self>,
         budget: Duration,
         open_within: Duration,
     ) -> Result<(), String> {

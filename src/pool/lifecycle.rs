@@ -2,6 +2,7 @@
 //! resizing, generations and restart intensity.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{timeout_at, Instant};
@@ -143,7 +144,7 @@ impl<B: Backend> PoolShared<B> {
     /// Open connections until `target` are idle, using only free slots (never taking one
     /// a waiter needs) and never past `max_size`: idle connections hold no slot, so the
     /// slots alone do not bound them. Returns how many were opened.
-    pub(crate) async fn warm(&self, target: usize) -> usize {
+    pub(crate) async fn warm(self: &Arc<Self>, target: usize) -> usize {
         let target = target.min(self.max_size.load(Ordering::Relaxed) as usize);
         // Not checked out by a user = idle, or briefly out of the deque for a probe or a
         // reset and coming back: counting only the deque would open one too many while a
@@ -177,9 +178,27 @@ impl<B: Backend> PoolShared<B> {
         max_size.saturating_sub(open)
     }
 
-    /// Open one connection into the idle deque on a free slot. `Ok(false)`: no free slot
-    /// (or the pool is closed), nothing was tried.
-    pub(super) async fn open_one(&self, deadline: Instant) -> Result<bool, Error> {
+    /// Open one connection into the idle deque on a free slot, on the home runtime when
+    /// one is known (`pool/home.rs`). `Ok(false)`: no free slot (or the pool is closed),
+    /// nothing was tried. Cancellation safe: the work is a task of its own that holds the
+    /// slot, so dropping this future leaves it to finish and file the connection.
+    pub(super) async fn open_one(self: &Arc<Self>, deadline: Instant) -> Result<bool, Error> {
+        if let Some(home) = self.home.get() {
+            let pool = Arc::clone(self);
+            match home
+                .spawn(async move { pool.open_here(deadline).await })
+                .await
+            {
+                Ok(opened) => return opened,
+                // That runtime has shut down: open here instead.
+                Err(e) if e.is_cancelled() => self.home.forget(),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        self.open_here(deadline).await
+    }
+
+    async fn open_here(&self, deadline: Instant) -> Result<bool, Error> {
         if self.is_closed() {
             return Ok(false);
         }
@@ -200,7 +219,7 @@ impl<B: Backend> PoolShared<B> {
 
     /// Top up to `min_idle` (what the maintenance tick calls).
     /// While the breaker is not closed, probes do the trials and refills wait.
-    pub(crate) async fn refill(&self) -> usize {
+    pub(crate) async fn refill(self: &Arc<Self>) -> usize {
         if self.breaker_tripped.load(Ordering::Relaxed) {
             return 0;
         }

@@ -4,4 +4,5 @@ pub(crate) mod core;
 pub mod guard;
 pub mod handle;
 mod health;
+pub(crate) mod home;
 mod lifecycle;
