@@ -14,8 +14,8 @@ use common::{eventually, RedisOptions, RedisServer};
 use common::{ms, secs};
 use poolwarden::backends::redis::{RedisBackend, RedisConnection};
 use poolwarden::{
-    Backend, BackendErrorKind, BreakerConfig, ConnectionConfig, Error, Phase, PoolConfig,
-    PoolHandle, PoolKey, ReadOptions, ReplicaSetConfig, Role, SupervisorConfig, SupervisorHandle,
+    Backend, BackendErrorKind, ConnectionConfig, Error, Phase, PoolConfig, PoolHandle, PoolKey,
+    ReadOptions, ReplicaSetConfig, Role, SupervisorConfig, SupervisorHandle,
 };
 use redis::AsyncCommands;
 use tokio::time::Instant;
@@ -470,30 +470,13 @@ async fn an_unreachable_port_fails_each_attempt_fast_and_the_acquire_in_time() {
         PoolConfig {
             acquire_timeout: ms(600),
             connect_timeout: ms(200),
-            // About the connect timeout, not the breaker (tests/breaker.rs): never trip it.
-            breaker: BreakerConfig {
-                failure_threshold: u32::MAX,
-                ..BreakerConfig::default()
-            },
+            // About the connect timeout, not the breaker: never trip it.
+            breaker: common::unbreakable(),
             ..pool_config()
         },
     )
     .await;
-    let t = Instant::now();
-    let err = pool.acquire().await.unwrap_err();
-    let took = t.elapsed();
-    match &err {
-        Error::Timeout {
-            phase: Phase::Connect,
-            last_error: Some(last),
-            ..
-        } => assert_eq!(last.kind(), BackendErrorKind::Connect, "{last}"),
-        other => panic!("expected a connect timeout, got {other:?}"),
-    }
-    assert!(took >= ms(600) && took < ms(1500), "took {took:?}");
-    let s = pool.stats();
-    assert!(s.connect_errors >= 2, "retried with backoff: {s:?}");
-    assert_eq!(s.live, 0);
+    common::assert_connect_timeout(&pool, BackendErrorKind::Connect, ms(600), ms(1500)).await;
 }
 
 #[actix::test]
@@ -511,20 +494,7 @@ async fn a_silent_server_is_bounded_by_the_connect_timeout() {
         },
     )
     .await;
-    let t = Instant::now();
-    let err = pool.acquire().await.unwrap_err();
-    let took = t.elapsed();
-    match &err {
-        Error::Timeout {
-            phase: Phase::Connect,
-            last_error: Some(last),
-            ..
-        } => assert_eq!(last.kind(), BackendErrorKind::Timeout, "{last}"),
-        other => panic!("expected a connect timeout, got {other:?}"),
-    }
-    assert!(took >= secs(1) && took < secs(2), "took {took:?}");
-    assert!(pool.stats().connect_errors >= 2, "{:?}", pool.stats());
-    assert_eq!(pool.stats().live, 0);
+    common::assert_connect_timeout(&pool, BackendErrorKind::Timeout, secs(1), secs(2)).await;
     drop(listener);
 }
 

@@ -318,3 +318,38 @@ pub fn discard_template(dir: &Path) {
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), String> {
     run(Command::new("cp").arg("-a").arg(src).arg(dst)).map(drop)
 }
+
+/// A breaker that never opens, for tests about timeouts and retries rather than the
+/// breaker (tests/breaker.rs covers it).
+pub fn unbreakable() -> poolwarden::BreakerConfig {
+    poolwarden::BreakerConfig {
+        failure_threshold: u32::MAX,
+        ..poolwarden::BreakerConfig::default()
+    }
+}
+
+/// Acquire from a pool whose every connect fails: the acquire must end in a
+/// `Timeout { phase: Connect }` carrying a last error of `kind`, after at least `min` and
+/// before `max`, having retried (at least two connect errors) and holding nothing.
+pub async fn assert_connect_timeout<B: poolwarden::Backend>(
+    pool: &poolwarden::PoolHandle<B>,
+    kind: poolwarden::BackendErrorKind,
+    min: Duration,
+    max: Duration,
+) {
+    let t = tokio::time::Instant::now();
+    let err = pool.acquire().await.err().expect("every connect fails");
+    let took = t.elapsed();
+    match &err {
+        poolwarden::Error::Timeout {
+            phase: poolwarden::Phase::Connect,
+            last_error: Some(last),
+            ..
+        } => assert_eq!(last.kind(), kind, "{last}"),
+        other => panic!("expected a connect timeout, got {other:?}"),
+    }
+    assert!(took >= min && took < max, "took {took:?}");
+    let s = pool.stats();
+    assert!(s.connect_errors >= 2, "retried with backoff: {s:?}");
+    assert_eq!(s.live, 0, "{s:?}");
+}
