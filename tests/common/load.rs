@@ -311,6 +311,44 @@ impl Load {
             .min()
     }
 
+    /// The restart-under-load check the Redis and MySQL tests share: once `ready` ops have
+    /// succeeded, run the blocking `restart`, then require every worker to succeed
+    /// `ok_each` times afterwards within `within`, no acquire to fail but on the open
+    /// breaker, and no worker to be refused by it more than 20 times (each trip, 1 s and
+    /// doubling, costs a worker about one fast failure). Answers every op and what
+    /// `restart` answered.
+    pub async fn across_restart<R: Send + 'static>(
+        self,
+        ready: u64,
+        restart: impl FnOnce() -> R + Send + 'static,
+        ok_each: usize,
+        within: Duration,
+    ) -> (Vec<Op>, R) {
+        assert!(
+            self.reached(ready, Duration::from_secs(10)).await,
+            "the load never got going"
+        );
+        let answer = tokio::task::spawn_blocking(restart).await.unwrap();
+        self.mark();
+        let recovered = self.each_worker_ok_after_mark(ok_each, within).await;
+        let workers = self.workers.len();
+        let ops = self.finish(Duration::from_secs(10)).await;
+        assert!(recovered, "every worker recovered before the deadline");
+        let failed = unexpected_acquire_errors(&ops, |e| matches!(e, Error::CircuitOpen { .. }));
+        assert!(
+            failed.is_empty(),
+            "no acquire failed but on the open breaker: {failed:?}"
+        );
+        for (w, t) in Tally::per_worker(&ops, workers).iter().enumerate() {
+            assert!(
+                t.circuit_open <= 20,
+                "{} fast failures for worker {w}",
+                t.circuit_open
+            );
+        }
+        (ops, answer)
+    }
+
     /// Stop the workers; each must finish within `within` (a hung worker fails the test).
     /// Answers every op, in the order they ended.
     pub async fn finish(mut self, within: Duration) -> Vec<Op> {
