@@ -15,7 +15,7 @@ use crate::chart;
 use crate::hist::{self, fmt_dur};
 use crate::peers::{Floor, Op};
 use crate::report::{ratio, thousands, Section, Table, Target};
-use crate::runner::{closed_loop, open_loop, Closed};
+use crate::runner::{closed_loop, closed_table, open_loop, Closed};
 use crate::{Ctx, PgTarget};
 
 const SQL: &str = "SELECT 1";
@@ -206,45 +206,13 @@ pub async fn closed(
         let pw_stats = p.pw.stats();
         p.close().await;
 
-        let mut table = Table::new(
-            format!("{workers} workers on {size} connections"),
-            &[
-                "pool",
-                "ops/s",
-                "vs poolwarden",
-                "p50",
-                "p99",
-                "p99.9",
-                "max",
-                "worker ops min / median",
-                "errors",
-            ],
-        );
+        let table = closed_table(ctx, workers, size, &PEERS, &res);
         let pw_tp = res[0].throughput();
-        let mut curves = Vec::new();
-        for (name, r) in PEERS.iter().zip(&res) {
-            let s = hist::summary(&r.hist);
-            let (min, med) = r.fairness();
-            ctx.progress(&format!(
-                "  {workers}/{size} {name}: {} ops/s, p50 {}, p99 {}, max {}",
-                thousands(r.throughput()),
-                fmt_dur(s.p50),
-                fmt_dur(s.p99),
-                fmt_dur(s.max)
-            ));
-            table.row(vec![
-                name.to_string(),
-                thousands(r.throughput()),
-                ratio(r.throughput() / pw_tp),
-                fmt_dur(s.p50),
-                fmt_dur(s.p99),
-                fmt_dur(s.p999),
-                fmt_dur(s.max),
-                format!("{} / {}", thousands(min as f64), thousands(med as f64)),
-                r.errors.to_string(),
-            ]);
-            curves.push((name.to_string(), hist::percentile_curve(&r.hist)));
-        }
+        let curves: Vec<_> = PEERS
+            .iter()
+            .zip(&res)
+            .map(|(name, r)| (name.to_string(), hist::percentile_curve(&r.hist)))
+            .collect();
         section.tables.push(table);
         section.notes.push(format!(
             "poolwarden at {workers}/{size}: {} connections opened, {} served, {} timeouts.",

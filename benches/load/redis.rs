@@ -8,10 +8,10 @@ use poolwarden::{EmbeddedSupervisor, PoolConfig, PoolHandle, SupervisorConfig};
 use tokio::time::Instant;
 
 use crate::chart;
-use crate::hist::{self, fmt_dur};
+
 use crate::peers::Op;
-use crate::report::{ratio, thousands, Section, Table, Target};
-use crate::runner::{closed_loop, Closed};
+use crate::report::{Section, Target};
+use crate::runner::{closed_loop, closed_table, Closed};
 use crate::{Ctx, RedisTarget};
 
 type Bb8Redis = bb8::Pool<RedisConnectionManager>;
@@ -116,39 +116,8 @@ pub async fn run(ctx: &Ctx, redis_target: &RedisTarget, _targets: &mut Vec<Targe
             res[2].merge(closed_loop(&bb_off, workers, warmup, window).await);
             res[3].merge(closed_loop(&dp, workers, warmup, window).await);
         }
-        let mut table = Table::new(
-            format!("{workers} workers on {size} connections"),
-            &[
-                "pool",
-                "ops/s",
-                "vs poolwarden",
-                "p50",
-                "p99",
-                "p99.9",
-                "max",
-                "worker ops min / median",
-            ],
-        );
-        let pw_tp = res[0].throughput();
+        let table = closed_table(ctx, workers, size, &PEERS, &res);
         for (i, (name, r)) in PEERS.iter().zip(&res).enumerate() {
-            let s = hist::summary(&r.hist);
-            let (min, med) = r.fairness();
-            ctx.progress(&format!(
-                "  {workers}/{size} {name}: {} ops/s, p50 {}, p99 {}",
-                thousands(r.throughput()),
-                fmt_dur(s.p50),
-                fmt_dur(s.p99)
-            ));
-            table.row(vec![
-                name.to_string(),
-                thousands(r.throughput()),
-                ratio(r.throughput() / pw_tp),
-                fmt_dur(s.p50),
-                fmt_dur(s.p99),
-                fmt_dur(s.p999),
-                fmt_dur(s.max),
-                format!("{} / {}", thousands(min as f64), thousands(med as f64)),
-            ]);
             bars.push((format!("{workers}/{size}  {name}"), i, r.throughput()));
         }
         section.tables.push(table);

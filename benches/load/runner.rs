@@ -221,3 +221,54 @@ pub async fn open_loop<P: Op>(op: &P, rate: f64, duration: Duration, drain: Dura
         errors,
     }
 }
+
+/// The table of a closed-loop comparison, one row per pool (the first is poolwarden, the
+/// reference of the ratio column), with a progress line per pool.
+pub fn closed_table(
+    ctx: &crate::Ctx,
+    workers: usize,
+    size: u32,
+    names: &[&str],
+    res: &[Closed],
+) -> crate::report::Table {
+    use crate::hist::fmt_dur;
+    use crate::report::{ratio, thousands, Table};
+    let mut table = Table::new(
+        format!("{workers} workers on {size} connections"),
+        &[
+            "pool",
+            "ops/s",
+            "vs poolwarden",
+            "p50",
+            "p99",
+            "p99.9",
+            "max",
+            "worker ops min / median",
+            "errors",
+        ],
+    );
+    let pw_tp = res[0].throughput();
+    for (name, r) in names.iter().zip(res) {
+        let s = hist::summary(&r.hist);
+        let (min, med) = r.fairness();
+        ctx.progress(&format!(
+            "  {workers}/{size} {name}: {} ops/s, p50 {}, p99 {}, max {}",
+            thousands(r.throughput()),
+            fmt_dur(s.p50),
+            fmt_dur(s.p99),
+            fmt_dur(s.max)
+        ));
+        table.row(vec![
+            name.to_string(),
+            thousands(r.throughput()),
+            ratio(r.throughput() / pw_tp),
+            fmt_dur(s.p50),
+            fmt_dur(s.p99),
+            fmt_dur(s.p999),
+            fmt_dur(s.max),
+            format!("{} / {}", thousands(min as f64), thousands(med as f64)),
+            r.errors.to_string(),
+        ]);
+    }
+    table
+}
