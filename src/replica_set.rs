@@ -19,10 +19,10 @@ use crate::actors::pool::PoolActor;
 use crate::actors::replica_set::ReplicaSetActor;
 use crate::backend::{Backend, MemberStatus};
 use crate::config::connection::ConnectionConfig;
-use crate::error::{BackendError, Error, Phase};
+use crate::error::{Error, Phase};
 use crate::key::PoolKey;
 use crate::messages::replica_set::{AddMember, RemoveMember};
-use crate::pool::core::PoolShared;
+use crate::pool::core::{panic_message, PoolShared};
 use crate::pool::guard::PooledConnection;
 use crate::router::{self, Member, ReadRequest, Role, Router, Strategy};
 
@@ -196,6 +196,14 @@ impl<B: Backend> SetShared<B> {
         }
     }
 
+    /// A caller is here: teach the supervisor's pools this runtime (`pool/home.rs`; every
+    /// member shares the supervisor's `Home`).
+    fn learn_home(&self) {
+        if let Some(m) = self.members.read().first() {
+            m.pool.home.learn();
+        }
+    }
+
     fn snapshot(&self) -> (Vec<Arc<MemberState<B>>>, Vec<Member>) {
         let members = self.members.read().clone();
         let views = members.iter().map(|m| m.view()).collect();
@@ -235,16 +243,6 @@ impl<B: Backend> Clone for ReplicaSetHandle<B> {
 const WRITE_RETRY: Duration = Duration::from_millis(50);
 
 /// The backend error behind a failed acquire, if any.
-fn last_backend_error(e: &Error) -> Option<BackendError> {
-    match e {
-        Error::Backend { source, .. } => Some(source.clone()),
-        Error::Timeout { last_error, .. } | Error::CircuitOpen { last_error, .. } => {
-            last_error.clone()
-        }
-        _ => None,
-    }
-}
-
 /// Errors worth a second try on another member.
 fn worth_retrying(e: &Error) -> bool {
     matches!(
@@ -276,6 +274,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
     /// instead of failing. Past the deadline it fails with a [`Timeout`](Error::Timeout)
     /// carrying the last connect error.
     pub async fn write(&self) -> Result<PooledConnection<B>, Error> {
+        self.shared.learn_home();
         let start = Instant::now();
         let mut budget = None;
         loop {
@@ -303,7 +302,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
                         key: member.pool.key,
                         phase: Phase::Connect,
                         elapsed: start.elapsed(),
-                        last_error: last_backend_error(&other),
+                        last_error: other.source_backend().cloned(),
                     },
                 });
             }
@@ -329,11 +328,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
                 })
             }
             Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".into());
+                let message = panic_message(&*panic);
                 let key = conn.key();
                 conn.discard();
                 return Err(Error::BackendPanic {
@@ -357,6 +352,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
     /// member could serve it, the first member gets one connect attempt (no backoff
     /// retries), so the retry has time left.
     pub async fn read_with(&self, options: ReadOptions) -> Result<PooledConnection<B>, Error> {
+        self.shared.learn_home();
         let start = Instant::now();
         let (members, views) = self.shared.snapshot();
         let mut request = ReadRequest {

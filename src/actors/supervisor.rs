@@ -331,10 +331,12 @@ impl<B: Backend> Handler<Acquire<B>> for Supervisor<B> {
     fn handle(&mut self, msg: Acquire<B>, _: &mut Self::Context) -> Self::Result {
         let handle = self.resolve(msg.pool);
         Box::pin(async move {
-            let handle = handle?;
+            // This runs on the supervisor's thread, not the caller's: go straight to the
+            // pool so it does not learn this runtime as the callers' (`pool/home.rs`).
+            let shared = handle?.shared;
             match msg.timeout {
-                Some(t) => handle.acquire_timeout(t).await,
-                None => handle.acquire().await,
+                Some(t) => shared.acquire_within(t).await,
+                None => shared.acquire().await,
             }
         })
     }

@@ -16,6 +16,7 @@ pub mod redis;
     feature = "bb8",
     feature = "mobc",
     feature = "mysql",
+    feature = "postgres",
     feature = "redis"
 ))]
 mod support;

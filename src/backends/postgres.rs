@@ -203,6 +203,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::support::redact;
 use crate::backend::{Backend, MemberStatus};
 use crate::config::connection::{ConnectionConfig, Host, SslMode, TlsConfig};
 use crate::error::{BackendError, BackendErrorKind};
@@ -1480,10 +1481,7 @@ fn pg_error(
     password: Option<&Secret>,
 ) -> BackendError {
     let kind = classify(&e, stage);
-    let mut message = format!("{what}: {}", describe(&e));
-    if let Some(pw) = password.map(Secret::expose).filter(|p| !p.is_empty()) {
-        message = message.replace(pw, "***");
-    }
+    let message = redact(&format!("{what}: {}", describe(&e)), password);
     BackendError::new(kind, message).with_source(e)
 }
 

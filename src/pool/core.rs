@@ -73,7 +73,7 @@ pub(crate) struct PoolShared<B: Backend> {
     /// a failed pool would otherwise leave waiting out their whole acquire timeout.
     pub(super) state_changed: Notify,
     /// Where the pool's own connects run (see `pool/home.rs`).
-    pub(super) home: Arc<Home>,
+    pub(crate) home: Arc<Home>,
     pub(super) epoch: Instant,
     pub(super) last_used_ms: AtomicU64,
     pub(super) live: AtomicUsize,
@@ -105,7 +105,7 @@ pub(crate) struct PoolShared<B: Backend> {
     pub(super) restart_log: Mutex<VecDeque<Instant>>,
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -242,7 +242,6 @@ impl<B: Backend> PoolShared<B> {
     ) -> Result<PooledConnection<B>, Error> {
         let start = Instant::now();
         self.check_open()?;
-        self.home.learn();
         let mut trial = self.admit(start)?;
         let slot = match self.slots.try_acquire() {
             Ok(p) => {
@@ -335,17 +334,7 @@ impl<B: Backend> PoolShared<B> {
         must_check: bool,
         retry_connect: bool,
     ) -> Result<Conn<B::Connection>, Error> {
-        let generation = self.generation.load(Ordering::Relaxed);
-        loop {
-            let next = self.idle.lock().pop_back();
-            let Some(mut conn) = next else { break };
-            if conn.generation != generation
-                || conn.expires.is_some_and(|e| e <= start)
-                || self.backend.is_broken(&mut conn.raw)
-            {
-                self.close_conn(conn);
-                continue;
-            }
+        while let Some(conn) = self.pop_reusable(start) {
             let due = must_check
                 || (self.config.test_on_checkout
                     && start.saturating_duration_since(conn.last_used)
@@ -743,10 +732,14 @@ impl<B: Backend> PoolShared<B> {
 }
 
 impl Error {
-    pub(super) fn source_backend(&self) -> Option<&BackendError> {
+    /// The backend error behind this one, if any (the last one, for a timeout or an open
+    /// breaker).
+    pub(crate) fn source_backend(&self) -> Option<&BackendError> {
         match self {
             Error::Backend { source, .. } => Some(source),
-            Error::Timeout { last_error, .. } => last_error.as_ref(),
+            Error::Timeout { last_error, .. } | Error::CircuitOpen { last_error, .. } => {
+                last_error.as_ref()
+            }
             _ => None,
         }
     }

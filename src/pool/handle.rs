@@ -44,11 +44,13 @@ impl<B: Backend> PoolHandle<B> {
     /// Check out a connection within the pool's acquire timeout. Cancellation safe:
     /// dropping the future never leaks a slot or a connection.
     pub async fn acquire(&self) -> Result<PooledConnection<B>, Error> {
+        self.shared.home.learn();
         self.shared.acquire().await
     }
 
     /// Check out a connection within `timeout` instead of the pool's own.
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<PooledConnection<B>, Error> {
+        self.shared.home.learn();
         self.shared.acquire_within(timeout).await
     }
 

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::core::{Conn, Pending, PoolShared, Slot};
 use crate::backend::Backend;
-use crate::breaker::{Admission, BreakerState, Change};
+use crate::breaker::{Admission, BreakerState, Change, CircuitBreaker};
 use crate::error::{BackendError, Error};
 use crate::leak::{LeakEvent, Return};
 
@@ -46,27 +46,31 @@ impl<B: Backend> PoolShared<B> {
         if !self.breaker_tripped.load(Ordering::Acquire) {
             return Ok(None);
         }
-        let (admission, last_error) = {
+        let change = {
             let mut b = self.breaker.lock();
-            (b.admit(now), b.last_error().cloned())
-        };
-        match admission {
-            Admission::Allowed => Ok(None),
-            Admission::Trial(change) => {
-                self.publish(change);
-                Ok(Some(TrialGuard { pool: self }))
+            match b.admit(now) {
+                Admission::Allowed => return Ok(None),
+                Admission::Trial(change) => change,
+                Admission::Rejected { .. } => return Err(self.open_error(&b, now, None)),
             }
-            Admission::Rejected { retry_at } => Err(Error::CircuitOpen {
-                key: self.key,
-                retry_in: retry_at.saturating_duration_since(now),
-                last_error,
-            }),
-        }
+        };
+        self.publish(change);
+        Ok(Some(TrialGuard { pool: self }))
     }
 
     /// The error for an acquire refused or stopped by an open breaker.
     pub(super) fn circuit_open(&self, now: Instant, last_error: Option<BackendError>) -> Error {
-        let b = self.breaker.lock();
+        self.open_error(&self.breaker.lock(), now, last_error)
+    }
+
+    /// [`circuit_open`](Self::circuit_open) with the breaker already locked; without
+    /// `last_error`, the breaker's own.
+    fn open_error(
+        &self,
+        b: &CircuitBreaker,
+        now: Instant,
+        last_error: Option<BackendError>,
+    ) -> Error {
         Error::CircuitOpen {
             key: self.key,
             retry_in: b.retry_at().saturating_duration_since(now),
@@ -130,7 +134,7 @@ impl<B: Backend> PoolShared<B> {
         let start = Instant::now();
         let deadline = start + budget;
         let _trial = self.admit(start).map_err(|e| e.to_string())?;
-        let next = self.pop_probeable(start);
+        let next = self.pop_reusable(start);
         let result = if let Some(conn) = next {
             let Ok(p) = self.slots.try_acquire() else {
                 // Every slot is busy: put it back and judge by recent history.
@@ -170,17 +174,18 @@ impl<B: Backend> PoolShared<B> {
             return self.judge_by_history();
         };
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
-        result.map_err(|e| match e.source_backend() {
-            Some(b) => format!("{e}: {b}"),
-            None => e.to_string(),
+        result.map_err(|e| match &e {
+            // "… failed" says not why; the others show their last error already.
+            Error::Backend { source, .. } => format!("{e}: {source}"),
+            _ => e.to_string(),
         })
     }
 
-    /// The most recently used idle connection worth probing. Those of an older
-    /// generation, expired or known broken (the server dropped them) are closed on the
-    /// way, as checkout does: the pool replaces them, and they say nothing about the
-    /// server, so they must not count against it.
-    fn pop_probeable(&self, now: Instant) -> Option<Conn<B::Connection>> {
+    /// The most recently used idle connection fit to reuse (checkout) or probe. Those of
+    /// an older generation, expired or known broken (the server dropped them) are closed
+    /// on the way: the pool replaces them, and they say nothing about the server, so they
+    /// must not count against it.
+    pub(super) fn pop_reusable(&self, now: Instant) -> Option<Conn<B::Connection>> {
         let generation = self.generation.load(Ordering::Relaxed);
         loop {
             let mut conn = self.idle.lock().pop_back()?;
@@ -201,12 +206,7 @@ impl<B: Backend> PoolShared<B> {
         if self.breaker_tripped.load(Ordering::Acquire) {
             let b = self.breaker.lock();
             if b.state() == BreakerState::Open {
-                return Err(Error::CircuitOpen {
-                    key: self.key,
-                    retry_in: b.retry_at().saturating_duration_since(Instant::now()),
-                    last_error: b.last_error().cloned(),
-                }
-                .to_string());
+                return Err(self.open_error(&b, Instant::now(), None).to_string());
             }
         }
         match (
