@@ -257,3 +257,17 @@ impl Error {
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The backend error behind this one, if any (the last one, for a timeout or an open
+    /// breaker).
+    pub(crate) fn source_backend(&self) -> Option<&BackendError> {
+        match self {
+            Error::Backend { source, .. } => Some(source),
+            Error::Timeout { last_error, .. } | Error::CircuitOpen { last_error, .. } => {
+                last_error.as_ref()
+            }
+            _ => None,
+        }
+    }
+}

@@ -30,40 +30,34 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod actors;
-mod backend;
 pub mod backends;
-mod backoff;
-pub mod breaker;
-mod config;
+mod connection;
 mod error;
-mod handle;
 mod key;
-pub mod leak;
-pub mod lru;
 pub mod messages;
+mod policy;
 mod pool;
 mod replica_set;
-pub mod router;
 mod secret;
-mod stats;
+mod supervisor;
 
-pub use actors::pool::PoolActor;
-pub use actors::replica_set::ReplicaSetActor;
-pub use actors::supervisor::Supervisor;
-pub use backend::{Backend, MemberStatus};
-pub use backoff::Backoff;
-pub use breaker::{BreakerConfig, BreakerState};
-pub use config::connection::{ConnectionConfig, Host, SslMode, TlsConfig};
-pub use config::pool::{PoolConfig, Profile};
-pub use config::replica_set::ReplicaSetConfig;
-pub use config::supervisor::SupervisorConfig;
+pub use backends::{Backend, MemberStatus, Role};
+pub use connection::{ConnectionConfig, Host, SslMode, TlsConfig};
 pub use error::{BackendError, BackendErrorKind, ConfigError, Error, Phase, Result};
-pub use handle::{EmbeddedSupervisor, SupervisorHandle};
 pub use key::PoolKey;
+pub use policy::breaker::{BreakerConfig, BreakerState};
+pub use pool::actor::PoolActor;
+pub use pool::config::{PoolConfig, Profile};
 pub use pool::guard::PooledConnection;
 pub use pool::handle::PoolHandle;
-pub use replica_set::{CausalityToken, MemberInfo, ReadOptions, ReplicaSetHandle};
-pub use router::{Role, Strategy};
+pub use pool::stats::PoolStats;
+pub use replica_set::actor::ReplicaSetActor;
+pub use replica_set::config::ReplicaSetConfig;
+pub use replica_set::handle::{CausalityToken, ReadOptions, ReplicaSetHandle};
+pub use replica_set::members::MemberInfo;
+pub use replica_set::router::Strategy;
 pub use secret::Secret;
-pub use stats::{HealthReport, HealthStatus, PoolStats, ShutdownReport, SupervisorStats};
+pub use supervisor::actor::Supervisor;
+pub use supervisor::config::SupervisorConfig;
+pub use supervisor::handle::{EmbeddedSupervisor, SupervisorHandle};
+pub use supervisor::stats::{HealthReport, HealthStatus, ShutdownReport, SupervisorStats};

@@ -1,17 +1,19 @@
-//! The protocol: every message the supervisor and the pool actors answer.
+//! The protocol on one page: every message the supervisor, the pool actors and the
+//! replica-set actors answer, and the events they publish. Each is defined beside the
+//! actor that handles it (`supervisor/messages.rs`, `pool/messages.rs`,
+//! `replica_set/messages.rs`, `supervisor/events.rs`); this module only re-exports them.
+//!
+//! | to | messages |
+//! |---|---|
+//! | [`Supervisor`](crate::Supervisor) | [`GetPool`], [`Register`], [`Lookup`], [`Acquire`], [`GetStats`], [`HealthCheck`], [`ReapIdle`], [`RevivePool`], [`Shutdown`], [`Subscribe`], [`RegisterReplicaSet`], [`LookupReplicaSet`], [`SubscribeTopology`] |
+//! | [`PoolActor`](crate::PoolActor) | [`Warm`], [`Resize`], [`GetPoolStats`], [`Probe`], [`Release`], [`Revive`], [`Close`] |
+//! | [`ReplicaSetActor`](crate::ReplicaSetActor) | [`Topology`], [`AddMember`], [`RemoveMember`], [`Close`] |
+//! | subscribers | [`BreakerTransition`], [`RoleChanged`] |
 
-pub mod events;
-pub mod pool;
-pub mod replica_set;
-pub mod supervisor;
-
-pub use events::{BreakerTransition, Subscribe};
-pub use pool::{Close, GetPoolStats, Probe, Release, Resize, Revive, Warm};
-pub use replica_set::{
-    AddMember, LookupReplicaSet, RegisterReplicaSet, RemoveMember, RoleChanged, SubscribeTopology,
-    Topology,
-};
-pub use supervisor::{
-    Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, RevivePool,
-    Shutdown,
+pub use crate::pool::messages::{Close, GetPoolStats, Probe, Release, Resize, Revive, Warm};
+pub use crate::replica_set::messages::{AddMember, RemoveMember, RoleChanged, Topology};
+pub use crate::supervisor::events::{BreakerTransition, Subscribe};
+pub use crate::supervisor::messages::{
+    Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
+    RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
 };

@@ -74,8 +74,8 @@ use std::sync::Arc;
 use ::bb8::ManageConnection;
 
 use super::support::{redact, Adapter, ManagerCache};
-use crate::backend::Backend;
-use crate::config::connection::ConnectionConfig;
+use crate::backends::Backend;
+use crate::connection::ConnectionConfig;
 use crate::error::{BackendError, BackendErrorKind};
 use crate::key::PoolKey;
 

@@ -62,8 +62,8 @@ use std::sync::Arc;
 use ::mobc::Manager;
 
 use super::support::{redact, Adapter, ManagerCache};
-use crate::backend::Backend;
-use crate::config::connection::ConnectionConfig;
+use crate::backends::Backend;
+use crate::connection::ConnectionConfig;
 use crate::error::{BackendError, BackendErrorKind};
 use crate::key::PoolKey;
 

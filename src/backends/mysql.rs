@@ -93,8 +93,8 @@ use ::mysql_async::prelude::Queryable;
 use ::mysql_async::{Conn, DriverError, Error as MyError, OptsBuilder};
 
 use super::support::redact;
-use crate::backend::Backend;
-use crate::config::connection::{ConnectionConfig, Host, SslMode};
+use crate::backends::Backend;
+use crate::connection::{ConnectionConfig, Host, SslMode};
 use crate::error::{BackendError, BackendErrorKind};
 
 /// How a returned connection is cleaned.

@@ -204,10 +204,10 @@ use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream}
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::support::redact;
-use crate::backend::{Backend, MemberStatus};
-use crate::config::connection::{ConnectionConfig, Host, SslMode, TlsConfig};
+use crate::backends::Role;
+use crate::backends::{Backend, MemberStatus};
+use crate::connection::{ConnectionConfig, Host, SslMode, TlsConfig};
 use crate::error::{BackendError, BackendErrorKind};
-use crate::router::Role;
 use crate::secret::Secret;
 
 // ---------------------------------------------------------------------------------------

@@ -93,10 +93,10 @@ use ::redis::{
 use tokio::net::TcpStream;
 
 use super::support::redact;
-use crate::backend::{Backend, MemberStatus};
-use crate::config::connection::{ConnectionConfig, Host, SslMode};
+use crate::backends::Role;
+use crate::backends::{Backend, MemberStatus};
+use crate::connection::{ConnectionConfig, Host, SslMode};
 use crate::error::{BackendError, BackendErrorKind};
-use crate::router::Role;
 
 /// The Redis [`Backend`]. See the [module documentation](self).
 #[derive(Debug, Clone, Default)]

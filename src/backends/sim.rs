@@ -63,10 +63,10 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::backend::{Backend, MemberStatus};
-use crate::config::connection::ConnectionConfig;
+use crate::backends::Role;
+use crate::backends::{Backend, MemberStatus};
+use crate::connection::ConnectionConfig;
 use crate::error::{BackendError, BackendErrorKind};
-use crate::router::Role;
 use crate::secret::Secret;
 
 const RELAXED: Ordering = Ordering::Relaxed;

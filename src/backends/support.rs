@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::config::connection::ConnectionConfig;
+use crate::connection::ConnectionConfig;
 use crate::error::{BackendError, BackendErrorKind};
 use crate::key::PoolKey;
 use crate::secret::Secret;

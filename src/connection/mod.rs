@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::ConfigError;
 use crate::secret::Secret;
 
+mod identity;
+
 /// TLS negotiation mode, with libpq's `sslmode` meanings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -36,11 +36,6 @@ impl Backoff {
         let nanos = ceiling.as_nanos().min(u64::MAX as u128) as u64;
         Duration::from_nanos(rng.random_range(0..=nanos))
     }
-
-    /// Retries done so far.
-    pub fn attempts(&self) -> u32 {
-        self.attempt
-    }
 }
 
 #[cfg(test)]

@@ -162,6 +162,7 @@ impl CircuitBreaker {
     }
 
     /// Consecutive trips so far (reset when it closes).
+    #[cfg(test)]
     pub fn trips(&self) -> u32 {
         self.trips
     }

@@ -95,6 +95,7 @@ impl LeakTracker {
     }
 
     /// Checkouts still open.
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.entries.len()
     }

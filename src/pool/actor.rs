@@ -8,65 +8,17 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::backend::Backend;
-use crate::config::connection::ConnectionConfig;
-use crate::config::pool::PoolConfig;
+use super::messages::{Close, Crashed, GetPoolStats, Probe, Release, Resize, Revive, Warm};
+use super::shared::PoolShared;
+use super::stats::PoolStats;
+use crate::backends::Backend;
 use crate::error::{ConfigError, Error};
-use crate::key::PoolKey;
-use crate::messages::pool::{Close, Crashed, GetPoolStats, Probe, Release, Resize, Revive, Warm};
-use crate::pool::core::{EventSink, PoolShared};
-use crate::pool::home::Home;
-use crate::stats::PoolStats;
 
 /// How often a pool actor may be restarted before its pool is marked failed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RestartPolicy {
     pub(crate) max_restarts: u32,
     pub(crate) window: Duration,
-}
-
-/// Builds pools: shared state plus a pool actor under `actix::Supervisor`, with the
-/// supervisor's event sink and restart policy. Used by the supervisor and replica sets.
-pub(crate) struct PoolFactory<B: Backend> {
-    pub(crate) backend: Arc<B>,
-    pub(crate) events: EventSink,
-    pub(crate) policy: RestartPolicy,
-    pub(crate) home: Arc<Home>,
-}
-
-impl<B: Backend> Clone for PoolFactory<B> {
-    fn clone(&self) -> Self {
-        Self {
-            backend: Arc::clone(&self.backend),
-            events: Arc::clone(&self.events),
-            policy: self.policy,
-            home: Arc::clone(&self.home),
-        }
-    }
-}
-
-impl<B: Backend> PoolFactory<B> {
-    /// Start a pool on the current arbiter. The caller holds the only strong address.
-    pub(crate) fn spawn(
-        &self,
-        connection: ConnectionConfig,
-        config: PoolConfig,
-    ) -> (Addr<PoolActor<B>>, Arc<PoolShared<B>>) {
-        let key = PoolKey::of(&connection);
-        let shared = Arc::new(PoolShared::new(
-            key,
-            Arc::clone(&self.backend),
-            connection,
-            config,
-            Some(Arc::clone(&self.events)),
-            Arc::clone(&self.home),
-        ));
-        let for_actor = Arc::clone(&shared);
-        let policy = self.policy;
-        let addr = actix::Supervisor::start(move |_| PoolActor::new(for_actor, policy));
-        tracing::debug!(pool = %key, backend = %shared.connection.backend, "pool created");
-        (addr, shared)
-    }
 }
 
 /// Supervises one pool. Started by the [`Supervisor`](crate::Supervisor).

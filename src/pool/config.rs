@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::breaker::BreakerConfig;
 use crate::error::ConfigError;
+use crate::policy::breaker::BreakerConfig;
 
 /// Settings of one pool. Every field has a default (see [`PoolConfig::default`]), so a TOML
 /// table may set only what it changes.

@@ -5,8 +5,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::core::{Conn, PoolShared};
-use crate::backend::Backend;
+use super::conn::Conn;
+use super::shared::PoolShared;
+use crate::backends::Backend;
 use crate::key::PoolKey;
 
 /// A connection checked out of a pool. Dropping it returns the connection (after the

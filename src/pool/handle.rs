@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use actix::{Addr, WeakAddr};
 
-use super::core::PoolShared;
+use super::actor::PoolActor;
 use super::guard::PooledConnection;
-use crate::actors::pool::PoolActor;
-use crate::backend::Backend;
+use super::messages::{Resize, Warm};
+use super::shared::PoolShared;
+use super::stats::PoolStats;
+use crate::backends::Backend;
 use crate::error::Error;
 use crate::key::PoolKey;
-use crate::messages::pool::{Resize, Warm};
-use crate::stats::PoolStats;
 
 /// A handle to one pool. Resolve it once (from the [`Supervisor`](crate::Supervisor)) and
 /// acquire from it as often as you like; it is cheap to clone and `Send`.

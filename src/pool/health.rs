@@ -1,51 +1,90 @@
-//! The pool's health: circuit-breaker admission and outcome reports, probes, and leak
-//! bookkeeping. The breaker and leak tracker themselves are pure modules; this is the glue.
+//! The pool's health: its circuit breaker (admission, outcome reports, transitions
+//! published to the supervisor's subscribers), whether its last probe or connect
+//! succeeded, and its last connect error. The breaker itself is a pure state machine in
+//! `policy/breaker.rs`; this is the glue. The probes that feed it are in `probe.rs`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::core::{Conn, Pending, PoolShared, Slot};
-use crate::backend::Backend;
-use crate::breaker::{Admission, BreakerState, Change, CircuitBreaker};
 use crate::error::{BackendError, Error};
-use crate::leak::{LeakEvent, Return};
+use crate::key::PoolKey;
+use crate::policy::breaker::{Admission, BreakerConfig, BreakerState, Change, CircuitBreaker};
+
+/// Called on every circuit-breaker transition.
+pub(crate) type EventSink = Arc<dyn Fn(PoolKey, Change) + Send + Sync>;
+
+pub(crate) struct Health {
+    key: PoolKey,
+    breaker: Mutex<CircuitBreaker>,
+    /// Mirrors `breaker.state() != Closed`, so a closed breaker costs one load.
+    tripped: AtomicBool,
+    /// The last probe or connect succeeded.
+    healthy: AtomicBool,
+    last_error: Mutex<Option<BackendError>>,
+    probing: AtomicBool,
+    events: Option<EventSink>,
+}
 
 /// A half-open breaker's one trial. Dropped without an outcome (the acquire was cancelled
 /// or failed before probing or connecting), it frees the trial for someone else.
-pub(crate) struct TrialGuard<'a, B: Backend> {
-    pool: &'a PoolShared<B>,
+pub(crate) struct TrialGuard<'a> {
+    health: &'a Health,
 }
 
-impl<B: Backend> TrialGuard<'_, B> {
+impl TrialGuard<'_> {
     /// The outcome was reported; nothing to undo.
     pub(crate) fn resolved(self) {
         std::mem::forget(self);
     }
 }
 
-impl<B: Backend> Drop for TrialGuard<'_, B> {
+impl Drop for TrialGuard<'_> {
     fn drop(&mut self) {
-        self.pool.breaker.lock().trial_abandoned();
+        self.health.breaker.lock().trial_abandoned();
     }
 }
 
-struct Flag<'a>(&'a AtomicBool);
+/// The one probe running; dropped, it lets the next one start.
+pub(super) struct Probing<'a>(&'a AtomicBool);
 
-impl Drop for Flag<'_> {
+impl Drop for Probing<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
 }
 
-impl<B: Backend> PoolShared<B> {
+impl Health {
+    pub(super) fn new(
+        key: PoolKey,
+        config: BreakerConfig,
+        events: Option<EventSink>,
+        now: Instant,
+    ) -> Self {
+        Self {
+            key,
+            breaker: Mutex::new(CircuitBreaker::new(config, now)),
+            tripped: AtomicBool::new(false),
+            healthy: AtomicBool::new(true),
+            last_error: Mutex::new(None),
+            probing: AtomicBool::new(false),
+            events,
+        }
+    }
+
     /// May an acquire go ahead? A closed breaker costs one atomic load.
-    pub(super) fn admit(&self, now: Instant) -> Result<Option<TrialGuard<'_, B>>, Error> {
-        if !self.breaker_tripped.load(Ordering::Acquire) {
+    #[inline]
+    pub(super) fn admit(&self, now: Instant) -> Result<Option<TrialGuard<'_>>, Error> {
+        if !self.tripped() {
             return Ok(None);
         }
+        self.admit_tripped(now)
+    }
+
+    #[cold]
+    fn admit_tripped(&self, now: Instant) -> Result<Option<TrialGuard<'_>>, Error> {
         let change = {
             let mut b = self.breaker.lock();
             match b.admit(now) {
@@ -55,7 +94,17 @@ impl<B: Backend> PoolShared<B> {
             }
         };
         self.publish(change);
-        Ok(Some(TrialGuard { pool: self }))
+        Ok(Some(TrialGuard { health: self }))
+    }
+
+    /// The breaker is not closed.
+    #[inline]
+    pub(super) fn tripped(&self) -> bool {
+        self.tripped.load(Ordering::Acquire)
+    }
+
+    pub(super) fn state(&self) -> BreakerState {
+        self.breaker.lock().state()
     }
 
     /// The error for an acquire refused or stopped by an open breaker.
@@ -93,7 +142,7 @@ impl<B: Backend> PoolShared<B> {
 
     fn publish(&self, change: Option<Change>) {
         let Some(change) = change else { return };
-        self.breaker_tripped
+        self.tripped
             .store(change.to != BreakerState::Closed, Ordering::Release);
         match change.to {
             BreakerState::Open => {
@@ -108,102 +157,42 @@ impl<B: Backend> PoolShared<B> {
         }
     }
 
-    /// Probe the endpoint: an idle connection if there is one, else a fresh one if a slot is
-    /// free; a pool whose slots are all busy is judged by its last connect.
-    ///
-    /// At most one probe runs at a time (a second caller is judged by history). While the
-    /// breaker is open the probe is refused; once the open time has passed the probe is
-    /// the half-open trial, so a pool with no traffic still heals.
-    ///
-    /// `open_within` bounds opening a connection when none is idle to probe: a caller
-    /// waiting on a health check passes its budget; the background probe passes at least
-    /// the connect timeout, since a connect is judged by that, and a probe budget shorter
-    /// than a slow but working server's connect must not make it look dead.
-    pub(crate) async fn probe(
-        self: &Arc<Self>,
-        budget: Duration,
-        open_within: Duration,
-    ) -> Result<(), String> {
-        if self.is_closed() {
-            return Err(self.closed_error().to_string());
-        }
-        if self.probing.swap(true, Ordering::AcqRel) {
-            return self.judge_by_history();
-        }
-        let _probing = Flag(&self.probing);
-        let start = Instant::now();
-        let deadline = start + budget;
-        let _trial = self.admit(start).map_err(|e| e.to_string())?;
-        let next = self.pop_reusable(start);
-        let result = if let Some(conn) = next {
-            let Ok(p) = self.slots.try_acquire() else {
-                // Every slot is busy: put it back and judge by recent history.
-                self.idle.lock().push_back(conn);
-                return self.judge_by_history();
-            };
-            p.forget();
-            let _slot = Slot { pool: self };
-            let mut pending = Pending {
-                pool: self,
-                conn: Some(conn),
-            };
-            let r = self
-                .probe_raw(
-                    &mut pending.conn.as_mut().expect("set above").raw,
-                    deadline,
-                    start,
-                )
-                .await;
-            if r.is_ok() {
-                let mut c = pending.conn.take().expect("set above");
-                c.last_used = Instant::now();
-                self.idle.lock().push_back(c);
-            }
-            r
-        } else if self.connecting.load(Ordering::Relaxed) > 0 {
-            // A connect is under way (a warm-up, a refill, an acquire): its outcome is the
-            // verdict, and opening one more would leave the pool above what it wants.
-            return self.judge_by_history();
-        } else if self.room() > 0 {
-            match self.open_one(start + open_within).await {
-                Ok(true) => Ok(()),
-                Ok(false) => return self.judge_by_history(),
-                Err(e) => Err(e),
-            }
-        } else {
-            return self.judge_by_history();
-        };
-        self.healthy.store(result.is_ok(), Ordering::Relaxed);
-        result.map_err(|e| match &e {
-            // "… failed" says not why; the others show their last error already.
-            Error::Backend { source, .. } => format!("{e}: {source}"),
-            _ => e.to_string(),
-        })
+    /// A connect succeeded: healthy, and no last error.
+    pub(super) fn connected(&self) {
+        *self.last_error.lock() = None;
+        self.healthy.store(true, Ordering::Relaxed);
+        self.report_success();
     }
 
-    /// The most recently used idle connection fit to reuse (checkout) or probe. Those of
-    /// an older generation, expired or known broken (the server dropped them) are closed
-    /// on the way: the pool replaces them, and they say nothing about the server, so they
-    /// must not count against it.
-    pub(super) fn pop_reusable(&self, now: Instant) -> Option<Conn<B::Connection>> {
-        let generation = self.generation.load(Ordering::Relaxed);
-        loop {
-            let mut conn = self.idle.lock().pop_back()?;
-            if conn.generation != generation
-                || conn.expires.is_some_and(|e| e <= now)
-                || self.backend.is_broken(&mut conn.raw)
-            {
-                self.close_conn(conn);
-                continue;
-            }
-            return Some(conn);
-        }
+    /// A connect failed with `error`: remembered as the last error and reported.
+    pub(super) fn connect_failed(&self, error: &BackendError) {
+        *self.last_error.lock() = Some(error.clone());
+        self.report_failure(error);
     }
 
-    fn judge_by_history(&self) -> Result<(), String> {
+    pub(super) fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    pub(super) fn last_error(&self) -> Option<BackendError> {
+        self.last_error.lock().clone()
+    }
+
+    /// Fit to route to: breaker closed and the last probe or connect healthy.
+    pub(super) fn serving(&self) -> bool {
+        !self.tripped() && self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Start the one probe; `None` if one is running.
+    pub(super) fn start_probe(&self) -> Option<Probing<'_>> {
+        (!self.probing.swap(true, Ordering::AcqRel)).then_some(Probing(&self.probing))
+    }
+
+    /// The verdict without a probe: an open breaker, else the last probe or connect.
+    pub(super) fn judge_by_history(&self) -> Result<(), String> {
         // An open breaker is the freshest verdict there is (the probe running now may be
         // the one that opened it).
-        if self.breaker_tripped.load(Ordering::Acquire) {
+        if self.tripped() {
             let b = self.breaker.lock();
             if b.state() == BreakerState::Open {
                 return Err(self.open_error(&b, Instant::now(), None).to_string());
@@ -216,69 +205,5 @@ impl<B: Backend> PoolShared<B> {
             (false, Some(e)) => Err(e.to_string()),
             _ => Ok(()),
         }
-    }
-
-    /// Fit to route to: breaker closed and the last probe or connect healthy.
-    pub(crate) fn serving(&self) -> bool {
-        !self.breaker_tripped.load(Ordering::Acquire) && self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// Checked out plus waiting: what least-loaded routing compares.
-    pub(crate) fn load(&self) -> usize {
-        self.in_use.load(Ordering::Relaxed) + self.waiters.load(Ordering::Relaxed)
-    }
-
-    /// Record a return with the leak tracker. False: the checkout was reclaimed as a
-    /// leak, so the caller must only close the connection.
-    pub(super) fn checked_in(&self, id: u64, now: Instant) -> bool {
-        let Some(leaks) = &self.leaks else {
-            return true;
-        };
-        let answer = leaks.lock().checkin(id, now);
-        match answer {
-            Return::Normal => true,
-            Return::Late { held } => {
-                tracing::info!(pool = %self.key, checkout = id, ?held, "leaked connection returned");
-                true
-            }
-            Return::Reclaimed => {
-                tracing::info!(pool = %self.key, checkout = id, "reclaimed connection returned; closing it");
-                false
-            }
-        }
-    }
-
-    /// Report connections held past `leak_threshold` (once each) and free the slots of
-    /// those held past `leak_reclaim_after`. Called by the maintenance tick.
-    pub(crate) fn scan_leaks(&self) -> usize {
-        let Some(leaks) = &self.leaks else { return 0 };
-        let events = leaks.lock().scan(Instant::now());
-        let n = events.len();
-        for event in events {
-            match event {
-                LeakEvent::Leaked {
-                    id,
-                    held,
-                    backtrace,
-                } => {
-                    self.leaks_reported.fetch_add(1, Ordering::Relaxed);
-                    match backtrace {
-                        Some(bt) => {
-                            tracing::warn!(pool = %self.key, checkout = id, ?held, backtrace = %bt, "connection leak suspected")
-                        }
-                        None => {
-                            tracing::warn!(pool = %self.key, checkout = id, ?held, "connection leak suspected (enable leak_backtrace to see where it was checked out)")
-                        }
-                    }
-                }
-                LeakEvent::Reclaim { id, held } => {
-                    self.leaks_reclaimed.fetch_add(1, Ordering::Relaxed);
-                    self.in_use.fetch_sub(1, Ordering::Relaxed);
-                    self.release_slot();
-                    tracing::warn!(pool = %self.key, checkout = id, ?held, "reclaimed the slot of a leaked connection");
-                }
-            }
-        }
-        n
     }
 }

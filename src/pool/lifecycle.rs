@@ -1,89 +1,65 @@
-//! The pool's lifecycle, driven by its actor: closing, draining, reaping, warming,
-//! resizing, generations and restart intensity.
+//! The pool's lifecycle, driven by its actor: warm-up and refill, reaping, resizing,
+//! restarts (generations, restart intensity), leak scans, closing and draining.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{timeout_at, Instant};
 
-use super::core::{CrashHook, PoolShared, Slot, WaiterCount, CLOSED, FAILED, OPEN, SHUTTING_DOWN};
-use crate::backend::Backend;
+use super::hot::PoolState;
+use super::incarnation::CrashHook;
+use super::shared::PoolShared;
+use crate::backends::Backend;
 use crate::error::{Error, Phase};
 
 impl<B: Backend> PoolShared<B> {
-    /// When an acquire last started on this pool.
-    pub(crate) fn last_used(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed))
-    }
-
     pub(crate) fn set_crash_hook(&self, hook: Option<CrashHook>) {
-        *self.crash_hook.lock() = hook;
+        self.incarnation.set_crash_hook(hook);
     }
 
     /// A new actor incarnation: connections of earlier ones are closed, idle now or when
     /// they come back.
     pub(crate) fn new_generation(&self) -> u64 {
-        self.restarts.fetch_add(1, Ordering::Relaxed);
-        let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.counters.restarted();
+        let g = self.incarnation.next();
         self.drain_idle();
         g
     }
 
     /// Count a restart; more than `max` within `window` marks the pool failed (as OTP's
-    /// restart intensity). Answers whether it failed now.
+    /// restart intensity). Answers whether it failed now. Acquires queued for a slot learn
+    /// it at once, not at their acquire timeout.
     pub(crate) fn record_restart(&self, max: u32, window: Duration) -> bool {
-        let now = Instant::now();
-        let mut log = self.restart_log.lock();
-        log.push_back(now);
-        while log
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) > window)
-        {
-            log.pop_front();
-        }
-        let failed = log.len() > max as usize
-            && self
-                .state
-                .compare_exchange(OPEN, FAILED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok();
-        drop(log);
-        if failed {
-            // Acquires queued for a slot learn it now, not at their acquire timeout.
-            self.state_changed.notify_waiters();
-        }
-        failed
+        self.incarnation.restart_too_often(max, window)
+            && self.hot.transition(PoolState::Open, PoolState::Failed)
     }
 
     /// Bring a failed pool back. Answers whether it was failed.
     pub(crate) fn revive(&self) -> bool {
-        self.restart_log.lock().clear();
-        self.state
-            .compare_exchange(FAILED, OPEN, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        self.incarnation.forget_restarts();
+        self.hot.transition(PoolState::Failed, PoolState::Open)
     }
 
     /// Stop serving: waiters and new acquires get `PoolClosed` (or `ShuttingDown`).
+    /// Answers how many idle connections were closed.
     pub(crate) fn close(&self, shutting_down: bool) -> usize {
-        let state = if shutting_down { SHUTTING_DOWN } else { CLOSED };
+        let state = if shutting_down {
+            PoolState::ShuttingDown
+        } else {
+            PoolState::Closed
+        };
         // The first reason wins: a shutdown is not downgraded to a plain close.
-        let _ = self
-            .state
-            .compare_exchange(OPEN, state, Ordering::AcqRel, Ordering::Relaxed);
+        self.hot.transition(PoolState::Open, state);
         self.slots.close();
         let drained = self.drain_idle();
-        self.returned.notify_waiters();
-        self.state_changed.notify_waiters();
+        self.slots.wake_returned();
+        self.hot.wake_waiters();
         drained
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.state.load(Ordering::Relaxed) != OPEN
     }
 
     /// Close every idle connection; returns how many.
     pub(crate) fn drain_idle(&self) -> usize {
-        let drained: Vec<_> = self.idle.lock().drain(..).collect();
+        let drained = self.idle.drain();
         let n = drained.len();
         drained.into_iter().for_each(|c| self.close_conn(c));
         n
@@ -92,10 +68,10 @@ impl<B: Backend> PoolShared<B> {
     /// Wait until nothing is checked out, or `deadline`. Returns what is still out.
     pub(crate) async fn wait_returned(&self, deadline: Instant) -> usize {
         loop {
-            let notified = self.returned.notified();
-            let out = self.in_use.load(Ordering::Relaxed);
-            if out == 0 || timeout_at(deadline, notified).await.is_err() {
-                return self.in_use.load(Ordering::Relaxed);
+            let returned = self.slots.returned();
+            let out = self.hot.in_use();
+            if out == 0 || timeout_at(deadline, returned).await.is_err() {
+                return self.hot.in_use();
             }
         }
     }
@@ -104,60 +80,59 @@ impl<B: Backend> PoolShared<B> {
     /// how many were closed.
     pub(crate) fn reap(&self) -> usize {
         let now = Instant::now();
-        let generation = self.generation.load(Ordering::Relaxed);
-        let min_idle = self.min_idle.load(Ordering::Relaxed) as usize;
-        let max_size = self.max_size.load(Ordering::Relaxed) as usize;
+        let generation = self.incarnation.generation();
+        let min_idle = self.slots.min_idle();
+        let max_size = self.slots.max_size();
         // Open connections above max_size (after a shrinking resize): idle ones go now,
         // checked-out ones as they come back.
-        let mut excess = self.live.load(Ordering::Relaxed).saturating_sub(max_size);
-        let mut doomed = Vec::new();
-        {
-            let mut idle = self.idle.lock();
-            let mut i = 0;
-            while i < idle.len() {
-                let len = idle.len();
-                let c = &mut idle[i];
-                let stale = c.generation != generation
-                    || c.expires.is_some_and(|e| e <= now)
-                    || self.backend.is_broken(&mut c.raw);
-                // The front holds the longest idle; only trim above min_idle (and max_size).
-                let surplus = len > max_size
-                    || excess > 0
-                    || (len > min_idle
-                        && self
-                            .config
-                            .idle_timeout
-                            .is_some_and(|t| now.saturating_duration_since(c.last_used) >= t));
-                if stale || surplus {
-                    doomed.extend(idle.remove(i));
-                    excess = excess.saturating_sub(1);
-                } else {
-                    i += 1;
-                }
+        let mut excess = self.counters.live().saturating_sub(max_size);
+        let doomed = self.idle.take_where(|c, len| {
+            let stale = c.outlived(generation, now) || self.backend.is_broken(&mut c.raw);
+            // The front holds the longest idle; only trim above min_idle (and max_size).
+            let surplus = len > max_size
+                || excess > 0
+                || (len > min_idle
+                    && self
+                        .config
+                        .idle_timeout
+                        .is_some_and(|t| now.saturating_duration_since(c.last_used) >= t));
+            let doom = stale || surplus;
+            if doom {
+                excess = excess.saturating_sub(1);
             }
-        }
+            doom
+        });
         let n = doomed.len();
         doomed.into_iter().for_each(|c| self.close_conn(c));
         n
+    }
+
+    /// Report connections held past `leak_threshold` (once each) and free the slots of
+    /// those held past `leak_reclaim_after`. Called by the maintenance tick.
+    pub(crate) fn scan_leaks(&self) -> usize {
+        let (events, reclaimed) = self.leaks.scan();
+        for _ in 0..reclaimed {
+            self.hot.checked_in();
+            self.release_slot();
+        }
+        events
     }
 
     /// Open connections until `target` are idle, using only free slots (never taking one
     /// a waiter needs) and never past `max_size`: idle connections hold no slot, so the
     /// slots alone do not bound them. Returns how many were opened.
     pub(crate) async fn warm(self: &Arc<Self>, target: usize) -> usize {
-        let target = target.min(self.max_size.load(Ordering::Relaxed) as usize);
+        let target = target.min(self.slots.max_size());
         // Not checked out by a user = idle, or briefly out of the deque for a probe or a
         // reset and coming back: counting only the deque would open one too many while a
         // probe runs.
-        let not_in_use = self
-            .live
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.in_use.load(Ordering::Relaxed));
-        let underway = not_in_use + self.warming.load(Ordering::Relaxed);
+        let not_in_use = self.counters.live().saturating_sub(self.hot.in_use());
+        let warming = self.counters.warming();
+        let underway = not_in_use + warming.get();
         let missing = target.saturating_sub(underway).min(self.room());
-        self.warming.fetch_add(missing, Ordering::Relaxed);
+        warming.add(missing);
         let opens = (0..missing).map(|_| {
-            let warming = WaiterCount(&self.warming);
+            let warming = warming.adopt();
             async move {
                 let _warming = warming;
                 self.open_one(Instant::now() + self.config.connect_timeout)
@@ -173,13 +148,12 @@ impl<B: Backend> PoolShared<B> {
 
     /// How many more connections fit under `max_size`, counting those being opened.
     pub(super) fn room(&self) -> usize {
-        let max_size = self.max_size.load(Ordering::Relaxed) as usize;
-        let open = self.live.load(Ordering::Relaxed) + self.connecting.load(Ordering::Relaxed);
-        max_size.saturating_sub(open)
+        let open = self.counters.live() + self.counters.connects_under_way();
+        self.slots.max_size().saturating_sub(open)
     }
 
     /// Open one connection into the idle deque on a free slot, on the home runtime when
-    /// one is known (`pool/home.rs`). `Ok(false)`: no free slot (or the pool is closed),
+    /// one is known (`home.rs`). `Ok(false)`: no free slot (or the pool is closed),
     /// nothing was tried. Cancellation safe: the work is a task of its own that holds the
     /// slot, so dropping this future leaves it to finish and file the connection.
     pub(super) async fn open_one(self: &Arc<Self>, deadline: Instant) -> Result<bool, Error> {
@@ -202,61 +176,32 @@ impl<B: Backend> PoolShared<B> {
         if self.is_closed() {
             return Ok(false);
         }
-        let Ok(p) = self.slots.try_acquire() else {
+        let Ok(_slot) = self.try_slot() else {
             return Ok(false);
         };
-        p.forget();
-        let _slot = Slot { pool: self };
         let conn = self
             .connect(Instant::now(), deadline, Phase::Connect)
             .await
             .inspect_err(
                 |e| tracing::debug!(pool = %self.key, error = %e, "background connect failed"),
             )?;
-        self.idle.lock().push_back(conn);
+        self.idle.push(conn);
         Ok(true)
     }
 
     /// Top up to `min_idle` (what the maintenance tick calls).
     /// While the breaker is not closed, probes do the trials and refills wait.
     pub(crate) async fn refill(self: &Arc<Self>) -> usize {
-        if self.breaker_tripped.load(Ordering::Relaxed) {
+        if self.health.tripped() {
             return 0;
         }
-        self.warm(self.min_idle.load(Ordering::Relaxed) as usize)
-            .await
+        self.warm(self.slots.min_idle()).await
     }
 
     /// Change the sizes at run time. Shrinking closes idle surplus now and checked-out
     /// surplus as it comes back.
     pub(crate) fn resize(&self, max_size: u32, min_idle: u32) {
-        let overflow = self.config.max_overflow as usize;
-        let old = self.max_size.swap(max_size, Ordering::AcqRel) as usize + overflow;
-        self.min_idle.store(min_idle, Ordering::Relaxed);
-        let new = max_size as usize + overflow;
-        if new > old {
-            let mut grow = new - old;
-            // First cancel pending shrinkage.
-            while grow > 0 {
-                let debt = self.shrink_debt.load(Ordering::Acquire);
-                if debt == 0 {
-                    break;
-                }
-                let pay = debt.min(grow);
-                if self
-                    .shrink_debt
-                    .compare_exchange(debt, debt - pay, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    grow -= pay;
-                }
-            }
-            self.slots.add_permits(grow);
-        } else if new < old {
-            let shrink = old - new;
-            let forgotten = self.slots.forget_permits(shrink);
-            self.shrink_debt
-                .fetch_add(shrink - forgotten, Ordering::AcqRel);
+        if self.slots.resize(max_size, min_idle) {
             self.reap();
         }
     }

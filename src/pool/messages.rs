@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use actix::Message;
 
-use crate::backend::Backend;
+use super::guard::PooledConnection;
+use super::stats::PoolStats;
+use crate::backends::Backend;
 use crate::error::{Error, Phase};
-use crate::pool::guard::PooledConnection;
-use crate::stats::PoolStats;
 
 /// Open connections until `target` are idle (capped at `max_size`); answers how many opened.
 #[derive(Debug, Clone, Copy, Message)]

@@ -1,8 +1,26 @@
-//! One pool's shared state, its checked-out guard and its handle.
+//! One pool: its actor (lifecycle, supervision), its handle (acquire in the caller's
+//! task), the guard of a checked-out connection, and the shared state they work on, cut so
+//! that each file owns its fields (see `shared.rs` for the map).
 
-pub(crate) mod core;
-pub mod guard;
-pub mod handle;
-mod health;
+pub(crate) mod actor;
+mod checkin;
+mod checkout;
+pub(crate) mod config;
+mod conn;
+mod counters;
+pub(crate) mod factory;
+mod gauge;
+pub(crate) mod guard;
+pub(crate) mod handle;
+pub(crate) mod health;
 pub(crate) mod home;
+mod hot;
+mod idle;
+mod incarnation;
+mod leaks;
 mod lifecycle;
+pub(crate) mod messages;
+mod probe;
+pub(crate) mod shared;
+mod slots;
+pub(crate) mod stats;

@@ -10,20 +10,20 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures::FutureExt;
-use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::pool::{PoolActor, PoolFactory};
-use crate::backend::Backend;
-use crate::config::pool::PoolConfig;
+use super::members::{MemberInfo, MemberState, SetShared};
+use super::messages::{AddMember, RemoveMember, RoleChanged, Topology};
+use crate::backends::{Backend, Role};
 use crate::error::{Error, Phase};
 use crate::key::PoolKey;
-use crate::messages::pool::Close;
-use crate::messages::replica_set::{AddMember, RemoveMember, RoleChanged, Topology};
-use crate::replica_set::{MemberInfo, MemberState, SetShared};
-use crate::router::Role;
+use crate::pool::actor::PoolActor;
+use crate::pool::config::PoolConfig;
+use crate::pool::factory::PoolFactory;
+use crate::pool::messages::Close;
 
-pub(crate) type RoleSubscribers = Arc<Mutex<Vec<Recipient<RoleChanged>>>>;
+/// Where role changes go (the supervisor's subscribers).
+pub(crate) type RoleSink = Arc<dyn Fn(RoleChanged) + Send + Sync>;
 
 /// Supervises the pools of one replica set. Started by the [`Supervisor`](crate::Supervisor).
 pub struct ReplicaSetActor<B: Backend> {
@@ -33,7 +33,7 @@ pub struct ReplicaSetActor<B: Backend> {
     pool_config: PoolConfig,
     interval: Duration,
     pools: HashMap<PoolKey, Addr<PoolActor<B>>>,
-    subscribers: RoleSubscribers,
+    sink: RoleSink,
     round_running: Arc<AtomicBool>,
 }
 
@@ -44,7 +44,7 @@ impl<B: Backend> ReplicaSetActor<B> {
         pool_config: PoolConfig,
         interval: Duration,
         pools: HashMap<PoolKey, Addr<PoolActor<B>>>,
-        subscribers: RoleSubscribers,
+        sink: RoleSink,
     ) -> Self {
         Self {
             backend: Arc::clone(&factory.backend),
@@ -53,7 +53,7 @@ impl<B: Backend> ReplicaSetActor<B> {
             pool_config,
             interval,
             pools,
-            subscribers,
+            sink,
             round_running: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -67,17 +67,17 @@ impl<B: Backend> ReplicaSetActor<B> {
         let members = self.shared.members.read().clone();
         let backend = Arc::clone(&self.backend);
         let name = self.shared.name.clone();
-        let subscribers = Arc::clone(&self.subscribers);
+        let sink = Arc::clone(&self.sink);
         let running = Arc::clone(&self.round_running);
         let shared = Arc::clone(&self.shared);
         ctx.spawn(
             async move {
                 let probes = members.iter().map(|m| {
-                    let (backend, name, subscribers) = (&*backend, &name, &subscribers);
+                    let (backend, name, sink) = (&*backend, &name, &sink);
                     let shared = &shared;
                     async move {
                         if let Some((from, to)) = probe_member(backend, m).await {
-                            publish(subscribers, name, m, from, to);
+                            publish(sink, name, m, from, to);
                         }
                         // Writes waiting for a primary look again.
                         shared.changed.notify_waiters();
@@ -141,13 +141,7 @@ async fn probe_member<B: Backend>(backend: &B, m: &MemberState<B>) -> Option<(Ro
     }
 }
 
-fn publish<B: Backend>(
-    subscribers: &RoleSubscribers,
-    set: &str,
-    m: &MemberState<B>,
-    from: Role,
-    to: Role,
-) {
+fn publish<B: Backend>(sink: &RoleSink, set: &str, m: &MemberState<B>, from: Role, to: Role) {
     let host = m.pool.connection.primary_host();
     tracing::warn!(set, member = %m.pool.key, %host, ?from, ?to, "replica set member changed role");
     let event = RoleChanged {
@@ -158,16 +152,7 @@ fn publish<B: Backend>(
         to,
         at: Instant::now(),
     };
-    subscribers
-        .lock()
-        .retain(|r| match r.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(SendError::Full(_)) => {
-                tracing::warn!(set, "topology subscriber mailbox full; event dropped");
-                true
-            }
-            Err(SendError::Closed(_)) => false,
-        });
+    sink(event);
 }
 
 impl<B: Backend> Actor for ReplicaSetActor<B> {
@@ -201,10 +186,14 @@ impl<B: Backend> Handler<AddMember> for ReplicaSetActor<B> {
         if self.pools.contains_key(&key) {
             return Ok(key);
         }
-        let (addr, pool) = self.factory.spawn(msg.connection, self.pool_config.clone());
-        self.shared.members.write().push(Arc::new(
-            MemberState::new(pool, msg.role).with_actor(addr.downgrade()),
-        ));
+        let (addr, member) = MemberState::spawn(
+            &self.factory,
+            key,
+            msg.connection,
+            msg.role,
+            self.pool_config.clone(),
+        );
+        self.shared.members.write().push(member);
         self.pools.insert(key, addr);
         tracing::info!(set = %self.shared.name, member = %key, "member added");
         // Learn its role, lag and position now rather than at the next tick (skipped if a

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::connection::ConnectionConfig;
-use super::pool::PoolConfig;
+use crate::connection::ConnectionConfig;
 use crate::error::ConfigError;
-use crate::router::Strategy;
+use crate::pool::config::PoolConfig;
+use crate::replica_set::router::Strategy;
 
 fn yes() -> bool {
     true

@@ -1,215 +1,37 @@
-//! A replica set's shared state and its handle. Reads and writes are routed in the
-//! caller's task (the pure [`router`](crate::router) picks, the member's pool serves);
-//! the replica-set actor only keeps roles, lag and membership up to date.
+//! The replica set's handle: writes go to the primary, reads to a member chosen by the
+//! set's strategy, all in the caller's task (the pure router in `router.rs` picks, the
+//! member's pool serves); the replica-set actor only keeps roles, lag and membership up to
+//! date.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::WeakAddr;
+use actix::{Actor, Addr, WeakAddr};
 use futures::FutureExt;
-use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::actors::pool::PoolActor;
-use crate::actors::replica_set::ReplicaSetActor;
-use crate::backend::{Backend, MemberStatus};
-use crate::config::connection::ConnectionConfig;
+use super::actor::{ReplicaSetActor, RoleSink};
+use super::config::ReplicaSetConfig;
+use super::members::{MemberInfo, MemberState, SetShared};
+use super::messages::{AddMember, RemoveMember};
+use super::router::{self, ReadRequest, Strategy};
+use crate::backends::{Backend, Role};
+use crate::connection::ConnectionConfig;
 use crate::error::{Error, Phase};
 use crate::key::PoolKey;
-use crate::messages::replica_set::{AddMember, RemoveMember};
-use crate::pool::core::{panic_message, PoolShared};
+use crate::pool::config::PoolConfig;
+use crate::pool::factory::PoolFactory;
 use crate::pool::guard::PooledConnection;
-use crate::router::{self, Member, ReadRequest, Role, Router, Strategy};
-
-const UNKNOWN: u64 = u64::MAX;
+use crate::pool::shared::panic_message;
+use crate::pool::stats::PoolStats;
 
 /// A write position: reads acquired with it see the write that produced it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct CausalityToken(pub u64);
-
-/// One member as routing sees it, updated by the replica-set actor.
-pub(crate) struct MemberState<B: Backend> {
-    pub(crate) pool: Arc<PoolShared<B>>,
-    role: AtomicU8,
-    lag_ms: AtomicU64,
-    position: AtomicU64,
-    primary_since: AtomicU64,
-    reachable: AtomicBool,
-    reads: AtomicU64,
-    actor: Option<WeakAddr<PoolActor<B>>>,
-}
-
-/// Promotions seen by any set of this process, in order: a member's `primary_since`.
-static PROMOTIONS: AtomicU64 = AtomicU64::new(0);
-
-fn role_code(r: Role) -> u8 {
-    match r {
-        Role::Primary => 0,
-        Role::Replica => 1,
-    }
-}
-
-impl<B: Backend> MemberState<B> {
-    pub(crate) fn new(pool: Arc<PoolShared<B>>, role: Role) -> Self {
-        Self {
-            pool,
-            role: AtomicU8::new(role_code(role)),
-            lag_ms: AtomicU64::new(UNKNOWN),
-            position: AtomicU64::new(UNKNOWN),
-            primary_since: AtomicU64::new(0),
-            reachable: AtomicBool::new(true),
-            reads: AtomicU64::new(0),
-            actor: None,
-        }
-    }
-
-    pub(crate) fn with_actor(mut self, actor: WeakAddr<PoolActor<B>>) -> Self {
-        self.actor = Some(actor);
-        self
-    }
-
-    /// The member's pool actor, while it runs.
-    pub(crate) fn pool_actor(&self) -> Option<actix::Addr<PoolActor<B>>> {
-        self.actor.as_ref().and_then(WeakAddr::upgrade)
-    }
-
-    pub(crate) fn role(&self) -> Role {
-        match self.role.load(Ordering::Relaxed) {
-            0 => Role::Primary,
-            _ => Role::Replica,
-        }
-    }
-
-    /// Record what a topology probe learned; answers the old role if it changed.
-    pub(crate) fn observe(&self, status: Option<MemberStatus>) -> Option<Role> {
-        let Some(status) = status else {
-            self.reachable.store(true, Ordering::Relaxed);
-            return None;
-        };
-        self.reachable.store(true, Ordering::Relaxed);
-        let lag = status
-            .lag
-            .map_or(UNKNOWN, |l| l.as_millis().min(u64::MAX as u128 - 1) as u64);
-        self.lag_ms.store(lag, Ordering::Relaxed);
-        self.position
-            .store(status.position.unwrap_or(UNKNOWN), Ordering::Relaxed);
-        let old = self.role.swap(role_code(status.role), Ordering::AcqRel);
-        let was = if old == 0 {
-            Role::Primary
-        } else {
-            Role::Replica
-        };
-        if was == Role::Replica && status.role == Role::Primary {
-            let seq = PROMOTIONS.fetch_add(1, Ordering::Relaxed) + 1;
-            self.primary_since.store(seq, Ordering::Relaxed);
-        }
-        (was != status.role).then_some(was)
-    }
-
-    pub(crate) fn unreachable(&self) {
-        self.reachable.store(false, Ordering::Relaxed);
-    }
-
-    fn view(&self) -> Member {
-        let opt = |v: u64| (v != UNKNOWN).then_some(v);
-        Member {
-            role: self.role(),
-            usable: self.reachable.load(Ordering::Relaxed)
-                && self.pool.serving()
-                && !self.pool.is_closed(),
-            lag: opt(self.lag_ms.load(Ordering::Relaxed)).map(Duration::from_millis),
-            load: self.pool.load(),
-            replayed: opt(self.position.load(Ordering::Relaxed)),
-            primary_since: self.primary_since.load(Ordering::Relaxed),
-        }
-    }
-
-    pub(crate) fn info(&self) -> MemberInfo {
-        let v = self.view();
-        let stats = self.pool.stats();
-        MemberInfo {
-            key: self.pool.key,
-            host: self.pool.connection.primary_host(),
-            role: v.role,
-            usable: v.usable,
-            lag: v.lag,
-            position: v.replayed,
-            breaker: stats.breaker,
-            in_use: stats.in_use,
-            idle: stats.idle,
-            reads: self.reads.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// One member, as [`ReplicaSetHandle::topology`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MemberInfo {
-    /// The member's pool.
-    pub key: PoolKey,
-    /// `host:port`.
-    pub host: String,
-    /// Current role.
-    pub role: Role,
-    /// Routed to (breaker closed, healthy, reachable).
-    pub usable: bool,
-    /// Replication lag, when known.
-    pub lag: Option<Duration>,
-    /// Replay or write position, when known.
-    pub position: Option<u64>,
-    /// Breaker state of its pool.
-    pub breaker: crate::breaker::BreakerState,
-    /// Checked-out connections.
-    pub in_use: usize,
-    /// Idle connections.
-    pub idle: usize,
-    /// Reads routed to it.
-    pub reads: u64,
-}
-
-pub(crate) struct SetShared<B: Backend> {
-    pub(crate) name: String,
-    pub(crate) strategy: Strategy,
-    pub(crate) max_lag: Option<Duration>,
-    pub(crate) fallback_to_primary: bool,
-    pub(crate) members: RwLock<Vec<Arc<MemberState<B>>>>,
-    router: Mutex<Router>,
-    /// Woken after every member probe of the replica-set actor.
-    pub(crate) changed: Notify,
-}
-
-impl<B: Backend> SetShared<B> {
-    pub(crate) fn new(config: &crate::ReplicaSetConfig, members: Vec<Arc<MemberState<B>>>) -> Self {
-        Self {
-            name: config.name.clone(),
-            strategy: config.strategy,
-            max_lag: config.max_lag,
-            fallback_to_primary: config.fallback_to_primary,
-            members: RwLock::new(members),
-            router: Mutex::new(Router::default()),
-            changed: Notify::new(),
-        }
-    }
-
-    /// A caller is here: teach the supervisor's pools this runtime (`pool/home.rs`; every
-    /// member shares the supervisor's `Home`).
-    fn learn_home(&self) {
-        if let Some(m) = self.members.read().first() {
-            m.pool.home.learn();
-        }
-    }
-
-    fn snapshot(&self) -> (Vec<Arc<MemberState<B>>>, Vec<Member>) {
-        let members = self.members.read().clone();
-        let views = members.iter().map(|m| m.view()).collect();
-        (members, views)
-    }
-}
 
 /// Read options.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -242,7 +64,6 @@ impl<B: Backend> Clone for ReplicaSetHandle<B> {
 /// topology change wakes it sooner).
 const WRITE_RETRY: Duration = Duration::from_millis(50);
 
-/// The backend error behind a failed acquire, if any.
 /// Errors worth a second try on another member.
 fn worth_retrying(e: &Error) -> bool {
     matches!(
@@ -260,6 +81,47 @@ fn worth_retrying(e: &Error) -> bool {
 }
 
 impl<B: Backend> ReplicaSetHandle<B> {
+    /// Start the set: a pool per member (the primary first, duplicates once) and the
+    /// replica-set actor that owns them. Answers the actor's only strong address.
+    pub(crate) fn start(
+        config: &ReplicaSetConfig,
+        factory: PoolFactory<B>,
+        pool_config: PoolConfig,
+        sink: RoleSink,
+    ) -> (Addr<ReplicaSetActor<B>>, Self) {
+        let mut pools = HashMap::new();
+        let mut members = Vec::new();
+        let all = std::iter::once((config.primary.clone(), Role::Primary))
+            .chain(config.replicas.iter().cloned().map(|c| (c, Role::Replica)));
+        for (connection, role) in all {
+            let key = PoolKey::of(&connection);
+            if pools.contains_key(&key) {
+                continue;
+            }
+            let (addr, member) =
+                MemberState::spawn(&factory, key, connection, role, pool_config.clone());
+            members.push(member);
+            pools.insert(key, addr);
+        }
+        let shared = Arc::new(SetShared::new(config, members));
+        let backend = Arc::clone(&factory.backend);
+        let actor = ReplicaSetActor::new(
+            Arc::clone(&shared),
+            factory,
+            pool_config,
+            config.topology_interval,
+            pools,
+            sink,
+        );
+        let addr = actor.start();
+        let handle = Self {
+            shared,
+            backend,
+            actor: addr.downgrade(),
+        };
+        (addr, handle)
+    }
+
     /// The set's name.
     pub fn name(&self) -> &str {
         &self.shared.name
@@ -364,24 +226,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
         };
         let mut budget = None;
         loop {
-            let (picked, alternative) = {
-                let mut router = self.shared.router.lock();
-                let mut rng = rand::rng();
-                let picked = router.pick_read(&views, &request, &mut rng);
-                // Would a retry have somewhere to go? Asked of a copy, so the cursor
-                // only moves for picks that are used.
-                let alternative = match picked {
-                    Some(i) if request.exclude.is_none() => {
-                        let retry = ReadRequest {
-                            exclude: Some(i),
-                            ..request
-                        };
-                        router.clone().pick_read(&views, &retry, &mut rng).is_some()
-                    }
-                    _ => false,
-                };
-                (picked, alternative)
-            };
+            let (picked, alternative) = self.shared.pick_read(&views, &request);
             let i = picked.ok_or_else(|| Error::NoMember {
                 set: self.shared.name.clone(),
             })?;
@@ -395,7 +240,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
             };
             match attempt {
                 Ok(conn) => {
-                    member.reads.fetch_add(1, Ordering::Relaxed);
+                    member.read_served();
                     return Ok(conn);
                 }
                 Err(e) if alternative && worth_retrying(&e) => {
@@ -418,7 +263,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
     }
 
     /// The member pool for `key`, to inspect or resize it.
-    pub fn member(&self, key: PoolKey) -> Option<crate::PoolStats> {
+    pub fn member(&self, key: PoolKey) -> Option<PoolStats> {
         self.shared
             .members
             .read()
@@ -445,11 +290,11 @@ impl<B: Backend> ReplicaSetHandle<B> {
 
     /// The replica-set actor's address while it runs, to send it
     /// [`Topology`](crate::messages::Topology), [`AddMember`] or [`RemoveMember`].
-    pub fn actor(&self) -> Option<actix::Addr<ReplicaSetActor<B>>> {
+    pub fn actor(&self) -> Option<Addr<ReplicaSetActor<B>>> {
         self.actor.upgrade()
     }
 
-    fn set_actor(&self) -> Result<actix::Addr<ReplicaSetActor<B>>, Error> {
+    fn set_actor(&self) -> Result<Addr<ReplicaSetActor<B>>, Error> {
         self.actor.upgrade().ok_or_else(|| Error::UnknownPool {
             name: self.shared.name.clone(),
         })

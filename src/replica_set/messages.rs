@@ -1,61 +1,14 @@
-//! Messages about replica sets: registration (to the supervisor), membership and
-//! topology (to a replica-set actor), and role-change events.
+//! Messages a replica-set actor answers (membership, topology) and the role-change event
+//! it publishes. Registering a set is a message to the supervisor.
 
-use std::marker::PhantomData;
-
-use actix::{Message, Recipient};
+use actix::Message;
 use tokio::time::Instant;
 
-use crate::backend::Backend;
-use crate::config::connection::ConnectionConfig;
-use crate::config::replica_set::ReplicaSetConfig;
+use super::members::MemberInfo;
+use crate::backends::Role;
+use crate::connection::ConnectionConfig;
 use crate::error::Error;
 use crate::key::PoolKey;
-use crate::replica_set::{MemberInfo, ReplicaSetHandle};
-use crate::router::Role;
-
-/// Start a replica set (one pool per member, owned by a new replica-set actor), or get
-/// the running one of that name.
-pub struct RegisterReplicaSet<B> {
-    /// The set.
-    pub config: ReplicaSetConfig,
-    _backend: PhantomData<fn() -> B>,
-}
-
-impl<B> RegisterReplicaSet<B> {
-    /// Register `config`.
-    pub fn new(config: ReplicaSetConfig) -> Self {
-        Self {
-            config,
-            _backend: PhantomData,
-        }
-    }
-}
-
-impl<B: Backend> Message for RegisterReplicaSet<B> {
-    type Result = Result<ReplicaSetHandle<B>, Error>;
-}
-
-/// The running replica set called `name`.
-pub struct LookupReplicaSet<B> {
-    /// Its name.
-    pub name: String,
-    _backend: PhantomData<fn() -> B>,
-}
-
-impl<B> LookupReplicaSet<B> {
-    /// Look `name` up.
-    pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            _backend: PhantomData,
-        }
-    }
-}
-
-impl<B: Backend> Message for LookupReplicaSet<B> {
-    type Result = Result<ReplicaSetHandle<B>, Error>;
-}
 
 /// Every member's role, health and load.
 #[derive(Debug, Clone, Copy, Message)]
@@ -98,9 +51,3 @@ pub struct RoleChanged {
     /// When it was seen.
     pub at: Instant,
 }
-
-/// Deliver every [`RoleChanged`] of every replica set to `0` (bounded mailbox; a full
-/// one drops the event with a warning).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct SubscribeTopology(pub Recipient<RoleChanged>);

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use rand::Rng;
+
+use crate::backends::Role;
 use serde::{Deserialize, Serialize};
 
 /// How reads are spread over replicas.
@@ -17,17 +19,6 @@ pub enum Strategy {
     Random,
     /// The usable replica with the fewest checked-out plus waiting; ties round-robin.
     LeastLoaded,
-}
-
-/// A member's role.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Takes writes.
-    #[default]
-    Primary,
-    /// Read-only copy.
-    Replica,
 }
 
 /// What routing needs to know of one member.

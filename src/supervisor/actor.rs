@@ -1,65 +1,34 @@
-//! The supervisor actor: one pool actor per pool key, named pools, eviction at
-//! `max_pools`, idle-pool reaping, health checks and shutdown.
+//! The supervisor actor: one pool actor per pool key (kept in `registry.rs`), named
+//! pools, replica sets, event fan-out, health checks and shutdown.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::time::Instant;
 
-use parking_lot::Mutex;
-
-use super::pool::{PoolActor, PoolFactory, RestartPolicy};
-use super::replica_set::{ReplicaSetActor, RoleSubscribers};
-use crate::backend::Backend;
-use crate::config::connection::ConnectionConfig;
-use crate::config::pool::PoolConfig;
-use crate::config::supervisor::SupervisorConfig;
+use super::config::SupervisorConfig;
+use super::events::{BreakerTransition, Subscribe, Subscribers};
+use super::messages::{
+    Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
+    RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
+};
+use super::registry::{Entry, Registration, Registry};
+use super::stats::{HealthReport, HealthStatus, ShutdownReport, SupervisorStats};
+use crate::backends::Backend;
+use crate::connection::ConnectionConfig;
 use crate::error::{ConfigError, Error};
 use crate::key::PoolKey;
-use crate::lru::{self, Candidate};
-use crate::messages::events::{BreakerTransition, Subscribe};
-use crate::messages::pool::{Close, Probe, Revive};
-use crate::messages::replica_set::{LookupReplicaSet, RegisterReplicaSet, SubscribeTopology};
-use crate::messages::supervisor::{
-    Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, RevivePool,
-    Shutdown,
-};
-use crate::pool::core::{EventSink, PoolShared};
+use crate::pool::actor::RestartPolicy;
+use crate::pool::config::PoolConfig;
+use crate::pool::factory::PoolFactory;
 use crate::pool::handle::PoolHandle;
+use crate::pool::health::EventSink;
 use crate::pool::home::Home;
-use crate::replica_set::{MemberState, ReplicaSetHandle, SetShared};
-use crate::router::Role;
-use crate::stats::{HealthReport, HealthStatus, ShutdownReport, SupervisorStats};
-
-struct Entry<B: Backend> {
-    addr: Addr<PoolActor<B>>,
-    shared: Arc<PoolShared<B>>,
-}
-
-impl<B: Backend> Entry<B> {
-    fn handle(&self) -> PoolHandle<B> {
-        PoolHandle {
-            shared: Arc::clone(&self.shared),
-            actor: self.addr.downgrade(),
-        }
-    }
-
-    fn candidate(&self, key: PoolKey) -> Candidate<PoolKey> {
-        Candidate {
-            key,
-            last_used: self.shared.last_used(),
-            busy: self.shared.in_use() > 0,
-        }
-    }
-}
-
-#[derive(Clone)]
-struct Registration {
-    connection: ConnectionConfig,
-    pool: Option<PoolConfig>,
-}
+use crate::pool::messages::{Close, Probe, Revive};
+use crate::replica_set::actor::{ReplicaSetActor, RoleSink};
+use crate::replica_set::handle::ReplicaSetHandle;
+use crate::replica_set::messages::RoleChanged;
 
 /// Owns one [`PoolActor`] per pool key.
 ///
@@ -69,14 +38,10 @@ struct Registration {
 pub struct Supervisor<B: Backend> {
     backend: Arc<B>,
     config: SupervisorConfig,
-    pools: HashMap<PoolKey, Entry<B>>,
-    names: HashMap<String, Registration>,
+    registry: Registry<B>,
     accepting: bool,
-    created: u64,
-    evicted: u64,
-    destroyed: u64,
-    subscribers: Arc<Mutex<Vec<Recipient<BreakerTransition>>>>,
-    role_subscribers: RoleSubscribers,
+    subscribers: Subscribers<BreakerTransition>,
+    role_subscribers: Subscribers<RoleChanged>,
     sets: HashMap<String, SetEntry<B>>,
     home: Arc<Home>,
 }
@@ -93,14 +58,10 @@ impl<B: Backend> Supervisor<B> {
         Ok(Self {
             backend: Arc::new(backend),
             config,
-            pools: HashMap::new(),
-            names: HashMap::new(),
+            registry: Registry::default(),
             accepting: true,
-            created: 0,
-            evicted: 0,
-            destroyed: 0,
-            subscribers: Arc::default(),
-            role_subscribers: Arc::default(),
+            subscribers: Subscribers::new("breaker"),
+            role_subscribers: Subscribers::new("topology"),
             sets: HashMap::new(),
             home: Arc::default(),
         })
@@ -124,26 +85,13 @@ impl<B: Backend> Supervisor<B> {
         }
         connection.validate()?;
         let key = PoolKey::of(&connection);
-        if let Some(entry) = self.pools.get(&key) {
-            return Ok(entry.handle());
+        if let Some(handle) = self.registry.get(&key) {
+            return Ok(handle);
         }
         let pool = pool.unwrap_or_else(|| self.config.default_pool.clone());
-        pool.validate()?;
-        if self.pools.len() >= self.config.max_pools {
-            let victim = lru::least_recently_used(self.pools.iter().map(|(k, e)| e.candidate(*k)))
-                .ok_or(Error::TooManyPools {
-                    max_pools: self.config.max_pools,
-                })?;
-            tracing::info!(pool = %victim, "evicting least recently used pool");
-            self.stop_pool(victim);
-            self.evicted += 1;
-        }
-        let (addr, shared) = self.factory().spawn(connection, pool);
-        let entry = Entry { addr, shared };
-        let handle = entry.handle();
-        self.pools.insert(key, entry);
-        self.created += 1;
-        Ok(handle)
+        let factory = self.factory();
+        self.registry
+            .get_or_create(key, connection, pool, self.config.max_pools, &factory)
     }
 
     fn resolve(&mut self, pool: PoolRef) -> Result<PoolHandle<B>, Error> {
@@ -152,47 +100,16 @@ impl<B: Backend> Supervisor<B> {
             return Err(Error::ShuttingDown);
         }
         match pool {
-            PoolRef::Key(key) => self
-                .pools
-                .get(&key)
-                .map(Entry::handle)
-                .ok_or(Error::UnknownKey { key }),
+            PoolRef::Key(key) => self.registry.get(&key).ok_or(Error::UnknownKey { key }),
             PoolRef::Name(name) => {
                 let reg = self
-                    .names
-                    .get(&name)
-                    .cloned()
+                    .registry
+                    .name(&name)
                     .ok_or(Error::UnknownPool { name })?;
                 self.get_or_create(reg.connection, reg.pool)
             }
             PoolRef::Config(connection) => self.get_or_create(*connection, None),
         }
-    }
-
-    /// Close a pool and stop its actor (dropping the only strong address, so the actix
-    /// supervisor does not restart it).
-    fn stop_pool(&mut self, key: PoolKey) -> usize {
-        let Some(entry) = self.pools.remove(&key) else {
-            return 0;
-        };
-        let closed = entry.shared.close(false);
-        entry.addr.do_send(Close);
-        self.destroyed += 1;
-        closed
-    }
-
-    fn reap(&mut self, older_than: Duration) -> Vec<PoolKey> {
-        let now = Instant::now();
-        let doomed = lru::unused_for(
-            self.pools.iter().map(|(k, e)| e.candidate(*k)),
-            now,
-            older_than,
-        );
-        for key in &doomed {
-            tracing::info!(pool = %key, "reaping idle pool");
-            self.stop_pool(*key);
-        }
-        doomed
     }
 
     fn factory(&self) -> PoolFactory<B> {
@@ -209,24 +126,22 @@ impl<B: Backend> Supervisor<B> {
 
     /// Where a pool's breaker transitions go: every subscriber's bounded mailbox.
     fn event_sink(&self) -> EventSink {
-        let subscribers = Arc::clone(&self.subscribers);
+        let subscribers = self.subscribers.clone();
         Arc::new(move |key, change| {
-            let event = BreakerTransition {
+            subscribers.publish(BreakerTransition {
                 key,
                 from: change.from,
                 to: change.to,
                 reason: change.reason,
                 at: change.at,
-            };
-            subscribers.lock().retain(|r| match r.try_send(event.clone()) {
-                Ok(()) => true,
-                Err(SendError::Full(_)) => {
-                    tracing::warn!(pool = %key, "subscriber mailbox full; breaker event dropped");
-                    true
-                }
-                Err(SendError::Closed(_)) => false,
-            });
+            })
         })
+    }
+
+    /// Where a replica set's role changes go.
+    fn role_sink(&self) -> RoleSink {
+        let subscribers = self.role_subscribers.clone();
+        Arc::new(move |event| subscribers.publish(event))
     }
 
     /// The pools of every replica set's members (owned by the set actors, not by
@@ -250,21 +165,19 @@ impl<B: Backend> Supervisor<B> {
     /// Every pool: those keyed here and the replica sets' members.
     fn all_pools(&self) -> Vec<Entry<B>> {
         let mut entries = self.member_entries();
-        entries.extend(self.pools.values().map(|e| Entry {
-            addr: e.addr.clone(),
-            shared: Arc::clone(&e.shared),
-        }));
+        entries.extend(self.registry.entries().cloned());
         entries
     }
 
     fn stats(&self) -> SupervisorStats {
         let mut per_pool: Vec<_> = self.all_pools().iter().map(|e| e.shared.stats()).collect();
         per_pool.sort_by_key(|s| s.key);
+        let tally = self.registry.tally();
         SupervisorStats {
             pools: per_pool.len(),
-            pools_created: self.created,
-            pools_evicted: self.evicted,
-            pools_destroyed: self.destroyed,
+            pools_created: tally.created,
+            pools_evicted: tally.evicted,
+            pools_destroyed: tally.destroyed,
             connections_served: per_pool.iter().map(|s| s.served).sum(),
             idle: per_pool.iter().map(|s| s.idle).sum(),
             in_use: per_pool.iter().map(|s| s.in_use).sum(),
@@ -287,7 +200,7 @@ impl<B: Backend> Actor for Supervisor<B> {
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(idle) = self.config.pool_idle_timeout {
             ctx.run_interval(self.config.reap_interval, move |act, _| {
-                act.reap(idle);
+                act.registry.reap(idle);
             });
         }
     }
@@ -308,7 +221,7 @@ impl<B: Backend> Handler<Register<B>> for Supervisor<B> {
     type Result = Result<PoolHandle<B>, Error>;
     fn handle(&mut self, msg: Register<B>, _: &mut Self::Context) -> Self::Result {
         let handle = self.get_or_create(msg.connection.clone(), msg.pool.clone())?;
-        self.names.insert(
+        self.registry.register(
             msg.name,
             Registration {
                 connection: msg.connection,
@@ -396,7 +309,7 @@ impl<B: Backend> Handler<HealthCheck> for Supervisor<B> {
 impl<B: Backend> Handler<ReapIdle> for Supervisor<B> {
     type Result = MessageResult<ReapIdle>;
     fn handle(&mut self, msg: ReapIdle, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.reap(msg.older_than))
+        MessageResult(self.registry.reap(msg.older_than))
     }
 }
 
@@ -407,11 +320,11 @@ impl<B: Backend> Handler<Shutdown> for Supervisor<B> {
         // Replica-set members are pools too: close them with the rest; their actors stop
         // when their set actor does.
         let mut entries = self.member_entries();
-        entries.extend(self.pools.drain().map(|(_, e)| e));
+        self.registry.count_destroyed(entries.len());
+        entries.extend(self.registry.drain());
         for (_, set) in self.sets.drain() {
             set.addr.do_send(Close);
         }
-        self.destroyed += entries.len() as u64;
         let deadline = Instant::now() + msg.deadline;
         let mut report = ShutdownReport {
             pools_closed: entries.len(),
@@ -436,7 +349,7 @@ impl<B: Backend> Handler<Shutdown> for Supervisor<B> {
 impl<B: Backend> Handler<Subscribe> for Supervisor<B> {
     type Result = ();
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
-        self.subscribers.lock().push(msg.0);
+        self.subscribers.add(msg.0);
     }
 }
 
@@ -453,7 +366,7 @@ impl<B: Backend> Handler<RevivePool> for Supervisor<B> {
 impl<B: Backend> Handler<SubscribeTopology> for Supervisor<B> {
     type Result = ();
     fn handle(&mut self, msg: SubscribeTopology, _: &mut Self::Context) {
-        self.role_subscribers.lock().push(msg.0);
+        self.role_subscribers.add(msg.0);
     }
 }
 
@@ -472,37 +385,8 @@ impl<B: Backend> Handler<RegisterReplicaSet<B>> for Supervisor<B> {
             .pool
             .clone()
             .unwrap_or_else(|| self.config.default_pool.clone());
-        let factory = self.factory();
-        let mut pools = HashMap::new();
-        let mut members = Vec::new();
-        let all = std::iter::once((config.primary.clone(), Role::Primary))
-            .chain(config.replicas.iter().cloned().map(|c| (c, Role::Replica)));
-        for (connection, role) in all {
-            let key = PoolKey::of(&connection);
-            if pools.contains_key(&key) {
-                continue;
-            }
-            let (addr, pool) = factory.spawn(connection, pool_config.clone());
-            members.push(Arc::new(
-                MemberState::new(pool, role).with_actor(addr.downgrade()),
-            ));
-            pools.insert(key, addr);
-        }
-        let shared = Arc::new(SetShared::new(&config, members));
-        let actor = ReplicaSetActor::new(
-            Arc::clone(&shared),
-            factory,
-            pool_config,
-            config.topology_interval,
-            pools,
-            Arc::clone(&self.role_subscribers),
-        );
-        let addr = actor.start();
-        let handle = ReplicaSetHandle {
-            shared,
-            backend: Arc::clone(&self.backend),
-            actor: addr.downgrade(),
-        };
+        let (addr, handle) =
+            ReplicaSetHandle::start(&config, self.factory(), pool_config, self.role_sink());
         tracing::info!(set = %config.name, members = handle.topology().len(), "replica set started");
         self.sets.insert(
             config.name.clone(),

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::pool::PoolConfig;
 use crate::error::ConfigError;
+use crate::pool::config::PoolConfig;
 
 /// Settings of a [`Supervisor`](crate::Supervisor). Every field has a default.
 ///

@@ -1,10 +1,60 @@
-//! Events published to subscribers.
+//! Events published to subscribers, and the one fan-out every kind of event goes through.
 
-use actix::{Message, Recipient};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::breaker::BreakerState;
 use crate::key::PoolKey;
+use crate::policy::breaker::BreakerState;
+
+/// Subscribers of one kind of event. Delivery uses each subscriber's bounded mailbox: a
+/// full one drops the event (counted in the warning), a closed one is forgotten. Never
+/// blocks the publisher.
+pub(crate) struct Subscribers<E: Message<Result = ()> + Send> {
+    list: Arc<Mutex<Vec<Recipient<E>>>>,
+    what: &'static str,
+}
+
+impl<E: Message<Result = ()> + Send> Clone for Subscribers<E> {
+    fn clone(&self) -> Self {
+        Self {
+            list: Arc::clone(&self.list),
+            what: self.what,
+        }
+    }
+}
+
+impl<E> Subscribers<E>
+where
+    E: Message<Result = ()> + Clone + Send + 'static,
+{
+    /// `what` names the events in warnings ("breaker", "topology").
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self {
+            list: Arc::default(),
+            what,
+        }
+    }
+
+    pub(crate) fn add(&self, subscriber: Recipient<E>) {
+        self.list.lock().push(subscriber);
+    }
+
+    pub(crate) fn publish(&self, event: E) {
+        self.list
+            .lock()
+            .retain(|r| match r.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(SendError::Full(_)) => {
+                    tracing::warn!(events = self.what, "subscriber mailbox full; event dropped");
+                    true
+                }
+                Err(SendError::Closed(_)) => false,
+            });
+    }
+}
 
 /// A pool's circuit breaker changed state.
 #[derive(Debug, Clone, PartialEq, Eq, Message)]

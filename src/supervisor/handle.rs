@@ -5,26 +5,24 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::actors::supervisor::Supervisor;
-use crate::backend::Backend;
-use crate::config::connection::ConnectionConfig;
-use crate::config::pool::PoolConfig;
-use crate::config::replica_set::ReplicaSetConfig;
-use crate::config::supervisor::SupervisorConfig;
+use super::actor::Supervisor;
+use super::config::SupervisorConfig;
+use super::events::{BreakerTransition, Subscribe};
+use super::messages::{
+    Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
+    RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
+};
+use super::stats::{HealthReport, ShutdownReport, SupervisorStats};
+use crate::backends::Backend;
+use crate::connection::ConnectionConfig;
 use crate::error::{ConfigError, Error};
 use crate::key::PoolKey;
-use crate::messages::events::{BreakerTransition, Subscribe};
-use crate::messages::replica_set::{
-    LookupReplicaSet, RegisterReplicaSet, RoleChanged, SubscribeTopology,
-};
-use crate::messages::supervisor::{
-    Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, RevivePool,
-    Shutdown,
-};
+use crate::pool::config::PoolConfig;
 use crate::pool::guard::PooledConnection;
 use crate::pool::handle::PoolHandle;
-use crate::replica_set::ReplicaSetHandle;
-use crate::stats::{HealthReport, ShutdownReport, SupervisorStats};
+use crate::replica_set::config::ReplicaSetConfig;
+use crate::replica_set::handle::ReplicaSetHandle;
+use crate::replica_set::messages::RoleChanged;
 
 /// Methods that send the supervisor's messages. Cheap to clone, `Send`, usable from any
 /// tokio runtime.

@@ -1,18 +1,23 @@
-//! Messages the supervisor answers.
+//! Messages the supervisor answers: pools (get, register, look up, acquire, revive),
+//! replica sets (register, look up, subscribe to role changes), figures, health, reaping
+//! and shutdown.
 
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use actix::Message;
+use actix::{Message, Recipient};
 
-use crate::backend::Backend;
-use crate::config::connection::ConnectionConfig;
-use crate::config::pool::PoolConfig;
+use super::stats::{HealthReport, ShutdownReport, SupervisorStats};
+use crate::backends::Backend;
+use crate::connection::ConnectionConfig;
 use crate::error::Error;
 use crate::key::PoolKey;
+use crate::pool::config::PoolConfig;
 use crate::pool::guard::PooledConnection;
 use crate::pool::handle::PoolHandle;
-use crate::stats::{HealthReport, ShutdownReport, SupervisorStats};
+use crate::replica_set::config::ReplicaSetConfig;
+use crate::replica_set::handle::ReplicaSetHandle;
+use crate::replica_set::messages::RoleChanged;
 
 /// Which pool a message means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,3 +200,52 @@ pub struct RevivePool {
     /// The pool.
     pub pool: PoolRef,
 }
+
+/// Start a replica set (one pool per member, owned by a new replica-set actor), or get
+/// the running one of that name.
+pub struct RegisterReplicaSet<B> {
+    /// The set.
+    pub config: ReplicaSetConfig,
+    _backend: PhantomData<fn() -> B>,
+}
+
+impl<B> RegisterReplicaSet<B> {
+    /// Register `config`.
+    pub fn new(config: ReplicaSetConfig) -> Self {
+        Self {
+            config,
+            _backend: PhantomData,
+        }
+    }
+}
+
+impl<B: Backend> Message for RegisterReplicaSet<B> {
+    type Result = Result<ReplicaSetHandle<B>, Error>;
+}
+
+/// The running replica set called `name`.
+pub struct LookupReplicaSet<B> {
+    /// Its name.
+    pub name: String,
+    _backend: PhantomData<fn() -> B>,
+}
+
+impl<B> LookupReplicaSet<B> {
+    /// Look `name` up.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            _backend: PhantomData,
+        }
+    }
+}
+
+impl<B: Backend> Message for LookupReplicaSet<B> {
+    type Result = Result<ReplicaSetHandle<B>, Error>;
+}
+
+/// Deliver every [`RoleChanged`] of every replica set to `0` (bounded mailbox; a full
+/// one drops the event with a warning).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct SubscribeTopology(pub Recipient<RoleChanged>);

@@ -1,22 +1,196 @@
-//! Which pools to evict or reap. Pure functions over (key, last use, busy) triples.
+//! The supervisor's registry of pools: one entry per pool key (its actor's only strong
+//! address and its shared state), the names registered for configs, creation with
+//! least-recently-used eviction at `max_pools`, and reaping of pools unused for long.
+//! The eviction and reaping choices are pure functions at the end of the file.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Addr;
 use tokio::time::Instant;
+
+use crate::backends::Backend;
+use crate::connection::ConnectionConfig;
+use crate::error::Error;
+use crate::key::PoolKey;
+use crate::pool::actor::PoolActor;
+use crate::pool::config::PoolConfig;
+use crate::pool::factory::PoolFactory;
+use crate::pool::handle::PoolHandle;
+use crate::pool::messages::Close;
+use crate::pool::shared::PoolShared;
+
+/// One running pool.
+pub(super) struct Entry<B: Backend> {
+    pub(super) addr: Addr<PoolActor<B>>,
+    pub(super) shared: Arc<PoolShared<B>>,
+}
+
+impl<B: Backend> Clone for Entry<B> {
+    fn clone(&self) -> Self {
+        Self {
+            addr: self.addr.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<B: Backend> Entry<B> {
+    pub(super) fn handle(&self) -> PoolHandle<B> {
+        PoolHandle {
+            shared: Arc::clone(&self.shared),
+            actor: self.addr.downgrade(),
+        }
+    }
+
+    fn candidate(&self, key: PoolKey) -> Candidate<PoolKey> {
+        Candidate {
+            key,
+            last_used: self.shared.last_used(),
+            busy: self.shared.in_use() > 0,
+        }
+    }
+}
+
+/// What a name stands for.
+#[derive(Clone)]
+pub(super) struct Registration {
+    pub(super) connection: ConnectionConfig,
+    pub(super) pool: Option<PoolConfig>,
+}
+
+/// Pools created, evicted and destroyed since the supervisor started.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Tally {
+    pub(super) created: u64,
+    pub(super) evicted: u64,
+    pub(super) destroyed: u64,
+}
+
+pub(super) struct Registry<B: Backend> {
+    pools: HashMap<PoolKey, Entry<B>>,
+    names: HashMap<String, Registration>,
+    tally: Tally,
+}
+
+impl<B: Backend> Default for Registry<B> {
+    fn default() -> Self {
+        Self {
+            pools: HashMap::new(),
+            names: HashMap::new(),
+            tally: Tally::default(),
+        }
+    }
+}
+
+impl<B: Backend> Registry<B> {
+    /// The pool of `key`, if it runs.
+    pub(super) fn get(&self, key: &PoolKey) -> Option<PoolHandle<B>> {
+        self.pools.get(key).map(Entry::handle)
+    }
+
+    /// The pool of `key` (computed once by the caller from `connection`), created with
+    /// `pool` if it does not run; at `max_pools`, the least recently used idle pool is
+    /// evicted first.
+    pub(super) fn get_or_create(
+        &mut self,
+        key: PoolKey,
+        connection: ConnectionConfig,
+        pool: PoolConfig,
+        max_pools: usize,
+        factory: &PoolFactory<B>,
+    ) -> Result<PoolHandle<B>, Error> {
+        if let Some(handle) = self.get(&key) {
+            return Ok(handle);
+        }
+        pool.validate()?;
+        if self.pools.len() >= max_pools {
+            let victim = least_recently_used(self.pools.iter().map(|(k, e)| e.candidate(*k)))
+                .ok_or(Error::TooManyPools { max_pools })?;
+            tracing::info!(pool = %victim, "evicting least recently used pool");
+            self.stop(victim);
+            self.tally.evicted += 1;
+        }
+        let (addr, shared) = factory.spawn(key, connection, pool);
+        let entry = Entry { addr, shared };
+        let handle = entry.handle();
+        self.pools.insert(key, entry);
+        self.tally.created += 1;
+        Ok(handle)
+    }
+
+    pub(super) fn name(&self, name: &str) -> Option<Registration> {
+        self.names.get(name).cloned()
+    }
+
+    pub(super) fn register(&mut self, name: String, registration: Registration) {
+        self.names.insert(name, registration);
+    }
+
+    /// Close a pool and stop its actor (dropping the only strong address, so the actix
+    /// supervisor does not restart it). Answers how many idle connections it closed.
+    pub(super) fn stop(&mut self, key: PoolKey) -> usize {
+        let Some(entry) = self.pools.remove(&key) else {
+            return 0;
+        };
+        let closed = entry.shared.close(false);
+        entry.addr.do_send(Close);
+        self.tally.destroyed += 1;
+        closed
+    }
+
+    /// Stop every pool unused for `older_than` with nothing checked out.
+    pub(super) fn reap(&mut self, older_than: Duration) -> Vec<PoolKey> {
+        let now = Instant::now();
+        let doomed = unused_for(
+            self.pools.iter().map(|(k, e)| e.candidate(*k)),
+            now,
+            older_than,
+        );
+        for key in &doomed {
+            tracing::info!(pool = %key, "reaping idle pool");
+            self.stop(*key);
+        }
+        doomed
+    }
+
+    pub(super) fn entries(&self) -> impl Iterator<Item = &Entry<B>> {
+        self.pools.values()
+    }
+
+    /// Take every pool out (shutdown), counting them destroyed.
+    pub(super) fn drain(&mut self) -> Vec<Entry<B>> {
+        let entries: Vec<_> = self.pools.drain().map(|(_, e)| e).collect();
+        self.tally.destroyed += entries.len() as u64;
+        entries
+    }
+
+    /// Pools destroyed outside the registry (replica-set members at shutdown).
+    pub(super) fn count_destroyed(&mut self, n: usize) {
+        self.tally.destroyed += n as u64;
+    }
+
+    pub(super) fn tally(&self) -> Tally {
+        self.tally
+    }
+}
 
 /// A pool as eviction sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct Candidate<K> {
+pub(crate) struct Candidate<K> {
     /// The pool.
-    pub key: K,
+    pub(crate) key: K,
     /// When an acquire last started on it.
-    pub last_used: Instant,
+    pub(crate) last_used: Instant,
     /// Connections are checked out: never evicted.
-    pub busy: bool,
+    pub(crate) busy: bool,
 }
 
 /// The least recently used pool that is not busy, if any.
-pub fn least_recently_used<K: Copy>(pools: impl IntoIterator<Item = Candidate<K>>) -> Option<K> {
+pub(crate) fn least_recently_used<K: Copy>(
+    pools: impl IntoIterator<Item = Candidate<K>>,
+) -> Option<K> {
     pools
         .into_iter()
         .filter(|c| !c.busy)
@@ -25,7 +199,7 @@ pub fn least_recently_used<K: Copy>(pools: impl IntoIterator<Item = Candidate<K>
 }
 
 /// Every pool not busy and unused since `now - older_than`.
-pub fn unused_for<K: Copy>(
+pub(crate) fn unused_for<K: Copy>(
     pools: impl IntoIterator<Item = Candidate<K>>,
     now: Instant,
     older_than: Duration,

@@ -1,0 +1,104 @@
+//! Checkin: a guard gives its connection back. Synchronous (no task, no allocation)
+//! unless the backend must reset the connection or test-on-return is on; connections
+//! that are broken, stale, expired, overflow or owed to a shrink are closed instead.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tokio::time::{timeout_at, Instant};
+
+use super::conn::Conn;
+use super::shared::PoolShared;
+use crate::backends::Backend;
+use crate::error::{BackendError, BackendErrorKind, Phase};
+
+impl<B: Backend> PoolShared<B> {
+    /// Take back a connection from a guard. Synchronous unless the backend must reset it.
+    pub(crate) fn release(self: &Arc<Self>, mut conn: Conn<B::Connection>, broken: bool) {
+        let now = Instant::now();
+        if conn.checkout != 0 && !self.leaks.checked_in(conn.checkout, now) {
+            // Reclaimed as a leak: its slot is long free; only the connection remains.
+            self.close_conn(conn);
+            return;
+        }
+        self.hot.checked_in();
+        let died = self.backend.is_broken(&mut conn.raw);
+        if died {
+            self.health.report_failure(&BackendError::new(
+                BackendErrorKind::Closed,
+                "connection broke while checked out",
+            ));
+        }
+        let keep = !broken
+            && !died
+            && self.hot.is_open()
+            && !conn.outlived(self.incarnation.generation(), now)
+            // Overflow connections are closed on return, unless someone is waiting: then
+            // handing them over beats closing one and opening another (the reaper closes
+            // the surplus once the queue is empty).
+            && (self.counters.live() <= self.slots.max_size() || self.hot.waiters() > 0)
+            && !self.slots.shrinking();
+        if !keep {
+            self.close_conn(conn);
+            self.release_slot();
+            return;
+        }
+        let reset = self.config.reset_on_return && self.backend.needs_reset(&conn.raw);
+        if reset || self.config.test_on_return {
+            // The slot stays taken until the connection is clean, so nobody gets it dirty.
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    let pool = Arc::clone(self);
+                    rt.spawn(async move { pool.clean_and_return(conn, reset).await });
+                }
+                Err(_) => {
+                    self.close_conn(conn);
+                    self.release_slot();
+                }
+            }
+            return;
+        }
+        conn.last_used = now;
+        self.idle.push(conn);
+        self.release_slot();
+    }
+
+    async fn clean_and_return(self: Arc<Self>, conn: Conn<B::Connection>, reset: bool) {
+        let mut pending = self.pending(conn);
+        let start = Instant::now();
+        let deadline = start + self.config.probe_timeout;
+        let raw = pending.raw();
+        let ok = if reset {
+            match timeout_at(
+                deadline,
+                AssertUnwindSafe(self.backend.reset(raw)).catch_unwind(),
+            )
+            .await
+            {
+                Ok(Ok(Ok(()))) => true,
+                Ok(Ok(Err(e))) => {
+                    tracing::debug!(pool = %self.key, error = %e, "reset failed; closing connection");
+                    false
+                }
+                Ok(Err(payload)) => {
+                    self.crashed(Phase::Reset, &*payload);
+                    false
+                }
+                Err(_) => false,
+            }
+        } else {
+            true
+        };
+        let ok = ok
+            && (!self.config.test_on_return || self.probe_raw(raw, deadline, start).await.is_ok());
+        if ok && self.hot.is_open() {
+            let mut conn = pending.keep();
+            conn.last_used = Instant::now();
+            self.idle.push(conn);
+        } else {
+            drop(pending);
+        }
+        self.release_slot();
+    }
+}

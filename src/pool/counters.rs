@@ -1,0 +1,93 @@
+//! Every counter of a pool that the acquire path does not write on each call (as bb8's
+//! `AtomicStatistics`); `stats.rs` reads them into a snapshot.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use super::gauge::{Entered, Gauge};
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Open connections: idle, checked out, being probed or reset.
+    live: AtomicUsize,
+    created: AtomicU64,
+    closed: AtomicU64,
+    timeouts: AtomicU64,
+    connect_errors: AtomicU64,
+    panics: AtomicU64,
+    restarts: AtomicU64,
+    /// Connect attempts in progress.
+    connecting: Gauge,
+    /// Background opens (warm, refill) not finished yet, so that a refill does not start
+    /// another batch while the last one is still connecting.
+    warming: Gauge,
+}
+
+impl Counters {
+    pub(super) fn opened(&self) {
+        self.live.fetch_add(1, Ordering::Relaxed);
+        self.created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn closed(&self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        self.closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(super) fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn timed_out(&self) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn connect_failed(&self) {
+        self.connect_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn panicked(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// A connect attempt under way until the guard drops.
+    pub(super) fn connecting(&self) -> Entered<'_> {
+        self.connecting.enter().1
+    }
+
+    pub(super) fn connects_under_way(&self) -> usize {
+        self.connecting.get()
+    }
+
+    pub(super) fn warming(&self) -> &Gauge {
+        &self.warming
+    }
+
+    pub(super) fn created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn closed_total(&self) -> u64 {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn timeouts(&self) -> u64 {
+        self.timeouts.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn connect_errors(&self) -> u64 {
+        self.connect_errors.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,62 @@
+//! Builds pools: shared state plus a pool actor under `actix::Supervisor`, with the
+//! supervisor's event sink, home runtime and restart policy. Used by the supervisor and
+//! by replica sets, so a pool is made one way wherever it lives.
+
+use std::sync::Arc;
+
+use actix::Addr;
+
+use super::actor::{PoolActor, RestartPolicy};
+use super::config::PoolConfig;
+use super::health::EventSink;
+use super::home::Home;
+use super::shared::PoolShared;
+use crate::backends::Backend;
+use crate::connection::ConnectionConfig;
+use crate::key::PoolKey;
+
+/// Builds pools: shared state plus a pool actor under `actix::Supervisor`, with the
+/// supervisor's event sink and restart policy. Used by the supervisor and replica sets.
+pub(crate) struct PoolFactory<B: Backend> {
+    pub(crate) backend: Arc<B>,
+    pub(crate) events: EventSink,
+    pub(crate) policy: RestartPolicy,
+    pub(crate) home: Arc<Home>,
+}
+
+impl<B: Backend> Clone for PoolFactory<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: Arc::clone(&self.backend),
+            events: Arc::clone(&self.events),
+            policy: self.policy,
+            home: Arc::clone(&self.home),
+        }
+    }
+}
+
+impl<B: Backend> PoolFactory<B> {
+    /// Start a pool on the current arbiter. The caller holds the only strong address.
+    /// `key` is `connection`'s, computed once by the caller.
+    pub(crate) fn spawn(
+        &self,
+        key: PoolKey,
+        connection: ConnectionConfig,
+        config: PoolConfig,
+    ) -> (Addr<PoolActor<B>>, Arc<PoolShared<B>>) {
+        debug_assert_eq!(key, PoolKey::of(&connection));
+        let shared = Arc::new(PoolShared::new(
+            key,
+            Arc::clone(&self.backend),
+            connection,
+            config,
+            Some(Arc::clone(&self.events)),
+            Arc::clone(&self.home),
+        ));
+        let for_actor = Arc::clone(&shared);
+        let policy = self.policy;
+        let addr = actix::Supervisor::start(move |_| PoolActor::new(for_actor, policy));
+        tracing::debug!(pool = %key, backend = %shared.connection.backend, "pool created");
+        (addr, shared)
+    }
+}

@@ -1,0 +1,128 @@
+//! Probes: one cheap round trip on a connection (`probe_raw`, for checkout, return and
+//! health), and the pool's probe of its endpoint (background and health checks), which
+//! feeds the breaker in `health.rs` and lets an idle pool heal.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::time::{timeout_at, Instant};
+
+use super::shared::PoolShared;
+use crate::backends::Backend;
+use crate::error::{BackendError, BackendErrorKind, Error, Phase};
+
+impl<B: Backend> PoolShared<B> {
+    /// Probe the endpoint: an idle connection if there is one, else a fresh one if a slot is
+    /// free; a pool whose slots are all busy is judged by its last connect.
+    ///
+    /// At most one probe runs at a time (a second caller is judged by history). While the
+    /// breaker is open the probe is refused; once the open time has passed the probe is
+    /// the half-open trial, so a pool with no traffic still heals.
+    ///
+    /// `open_within` bounds opening a connection when none is idle to probe: a caller
+    /// waiting on a health check passes its budget; the background probe passes at least
+    /// the connect timeout, since a connect is judged by that, and a probe budget shorter
+    /// than a slow but working server's connect must not make it look dead.
+    pub(crate) async fn probe(
+        self: &Arc<Self>,
+        budget: Duration,
+        open_within: Duration,
+    ) -> Result<(), String> {
+        if self.is_closed() {
+            return Err(self.closed_error().to_string());
+        }
+        let Some(_probing) = self.health.start_probe() else {
+            return self.health.judge_by_history();
+        };
+        let start = Instant::now();
+        let deadline = start + budget;
+        let _trial = self.health.admit(start).map_err(|e| e.to_string())?;
+        let next = self.pop_reusable(start);
+        let result = if let Some(conn) = next {
+            let Ok(_slot) = self.try_slot() else {
+                // Every slot is busy: put it back and judge by recent history.
+                self.idle.push(conn);
+                return self.health.judge_by_history();
+            };
+            let mut pending = self.pending(conn);
+            let r = self.probe_raw(pending.raw(), deadline, start).await;
+            if r.is_ok() {
+                let mut c = pending.keep();
+                c.last_used = Instant::now();
+                self.idle.push(c);
+            }
+            r
+        } else if self.counters.connects_under_way() > 0 {
+            // A connect is under way (a warm-up, a refill, an acquire): its outcome is the
+            // verdict, and opening one more would leave the pool above what it wants.
+            return self.health.judge_by_history();
+        } else if self.room() > 0 {
+            match self.open_one(start + open_within).await {
+                Ok(true) => Ok(()),
+                Ok(false) => return self.health.judge_by_history(),
+                Err(e) => Err(e),
+            }
+        } else {
+            return self.health.judge_by_history();
+        };
+        self.health.set_healthy(result.is_ok());
+        result.map_err(|e| match &e {
+            // "… failed" says not why; the others show their last error already.
+            Error::Backend { source, .. } => format!("{e}: {source}"),
+            _ => e.to_string(),
+        })
+    }
+
+    /// Probe one connection with the probe timeout, never past `deadline`.
+    pub(super) async fn probe_raw(
+        &self,
+        raw: &mut B::Connection,
+        deadline: Instant,
+        start: Instant,
+    ) -> Result<(), Error> {
+        let limit = deadline.min(Instant::now() + self.config.probe_timeout);
+        match timeout_at(
+            limit,
+            AssertUnwindSafe(self.backend.probe(raw)).catch_unwind(),
+        )
+        .await
+        {
+            Ok(Ok(Ok(()))) => {
+                self.health.report_success();
+                Ok(())
+            }
+            Ok(Ok(Err(e))) => {
+                self.health.report_failure(&e);
+                Err(Error::Backend {
+                    key: self.key,
+                    phase: Phase::Probe,
+                    source: e,
+                })
+            }
+            Ok(Err(payload)) => Err(self.crashed(Phase::Probe, &*payload)),
+            Err(_) => {
+                let e = BackendError::new(
+                    BackendErrorKind::Timeout,
+                    format!("probe timed out after {:?}", self.config.probe_timeout),
+                );
+                self.health.report_failure(&e);
+                if limit == deadline {
+                    Err(Error::Timeout {
+                        key: self.key,
+                        phase: Phase::Probe,
+                        elapsed: start.elapsed(),
+                        last_error: Some(e),
+                    })
+                } else {
+                    Err(Error::Backend {
+                        key: self.key,
+                        phase: Phase::Probe,
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+}

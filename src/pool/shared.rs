@@ -1,0 +1,213 @@
+//! The state one pool shares between its actor and its handles, composed of parts that
+//! each own their fields (`hot.rs`, `slots.rs`, `idle.rs`, `counters.rs`, `health.rs`,
+//! `leaks.rs`, `incarnation.rs`). Acquire and release run on it in the caller's task,
+//! without a message hop (see `docs/architecture.md` for the measurements behind that);
+//! the jobs done on it are one file each: `checkout.rs`, `checkin.rs`, `probe.rs`,
+//! `lifecycle.rs`, `stats.rs`. Nothing here knows about actix.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::config::PoolConfig;
+use super::conn::Conn;
+use super::counters::Counters;
+use super::health::{EventSink, Health};
+use super::home::Home;
+use super::hot::{Hot, PoolState};
+use super::idle::Idle;
+use super::incarnation::Incarnation;
+use super::leaks::Leaks;
+use super::slots::Slots;
+use crate::backends::Backend;
+use crate::connection::ConnectionConfig;
+use crate::error::{Error, Phase};
+use crate::key::PoolKey;
+
+pub(crate) struct PoolShared<B: Backend> {
+    pub(crate) key: PoolKey,
+    pub(crate) backend: Arc<B>,
+    pub(crate) connection: ConnectionConfig,
+    pub(crate) config: PoolConfig,
+    /// Where the pool's own connects run (see `home.rs`).
+    pub(crate) home: Arc<Home>,
+    pub(crate) hot: Hot,
+    pub(crate) slots: Slots,
+    pub(crate) idle: Idle<B::Connection>,
+    pub(super) counters: Counters,
+    pub(super) health: Health,
+    pub(super) leaks: Leaks,
+    pub(super) incarnation: Incarnation,
+    /// Bounds connects in progress (acquires and refills together).
+    pub(super) connects: tokio::sync::Semaphore,
+}
+
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}
+
+/// Returns a slot to the pool when dropped, so no exit path (error, timeout, a dropped
+/// future) can leak one.
+pub(super) struct Slot<'a, B: Backend> {
+    pool: &'a PoolShared<B>,
+}
+
+impl<B: Backend> Slot<'_, B> {
+    /// Keep the slot past this scope: the guard now owns it.
+    pub(super) fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl<B: Backend> Drop for Slot<'_, B> {
+    fn drop(&mut self) {
+        self.pool.release_slot();
+    }
+}
+
+/// Closes a connection being checked out, probed or reset if that is abandoned
+/// (timeout, drop); [`keep`](Pending::keep) takes it back out.
+pub(super) struct Pending<'a, B: Backend> {
+    pool: &'a PoolShared<B>,
+    conn: Option<Conn<B::Connection>>,
+}
+
+impl<B: Backend> Pending<'_, B> {
+    pub(super) fn raw(&mut self) -> &mut B::Connection {
+        &mut self.conn.as_mut().expect("present until kept").raw
+    }
+
+    pub(super) fn keep(mut self) -> Conn<B::Connection> {
+        self.conn.take().expect("present until kept")
+    }
+}
+
+impl<B: Backend> Drop for Pending<'_, B> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.pool.close_conn(c);
+        }
+    }
+}
+
+impl<B: Backend> PoolShared<B> {
+    pub(crate) fn new(
+        key: PoolKey,
+        backend: Arc<B>,
+        connection: ConnectionConfig,
+        config: PoolConfig,
+        events: Option<EventSink>,
+        home: Arc<Home>,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            home,
+            hot: Hot::new(now),
+            slots: Slots::new(config.max_size, config.min_idle, config.max_overflow),
+            idle: Idle::new(),
+            counters: Counters::default(),
+            health: Health::new(key, config.breaker.clone(), events, now),
+            leaks: Leaks::new(
+                key,
+                config.leak_threshold,
+                config.leak_reclaim_after,
+                config.leak_backtrace,
+            ),
+            incarnation: Incarnation::default(),
+            connects: tokio::sync::Semaphore::new(config.max_connecting as usize),
+            key,
+            backend,
+            connection,
+            config,
+        }
+    }
+
+    /// Take a free slot without waiting, held by the returned guard.
+    #[inline]
+    pub(super) fn try_slot(&self) -> Result<Slot<'_, B>, tokio::sync::TryAcquireError> {
+        self.slots.try_take().map(|()| Slot { pool: self })
+    }
+
+    /// Wait for a slot (FIFO), held by the returned guard.
+    pub(super) async fn slot(&self) -> Result<Slot<'_, B>, tokio::sync::AcquireError> {
+        self.slots.take().await.map(|()| Slot { pool: self })
+    }
+
+    /// Hold `conn` so that it is closed if what comes next is abandoned.
+    pub(super) fn pending(&self, conn: Conn<B::Connection>) -> Pending<'_, B> {
+        Pending {
+            pool: self,
+            conn: Some(conn),
+        }
+    }
+
+    pub(crate) fn release_slot(&self) {
+        self.slots.give_back(self.hot.is_open());
+    }
+
+    #[inline]
+    pub(super) fn check_open(&self) -> Result<(), Error> {
+        if self.hot.is_open() {
+            Ok(())
+        } else {
+            Err(self.closed_error())
+        }
+    }
+
+    pub(super) fn closed_error(&self) -> Error {
+        match self.hot.state() {
+            PoolState::ShuttingDown => Error::ShuttingDown,
+            PoolState::Failed => Error::PoolFailed {
+                key: self.key,
+                restarts: self.counters.restarts(),
+            },
+            _ => Error::PoolClosed { key: self.key },
+        }
+    }
+
+    pub(crate) fn close_conn(&self, conn: Conn<B::Connection>) {
+        drop(conn);
+        self.counters.closed();
+    }
+
+    /// Backend code panicked: count it, tell the actor (which stops and is restarted) and
+    /// answer the caller's error.
+    pub(super) fn crashed(&self, phase: Phase, payload: &(dyn std::any::Any + Send)) -> Error {
+        let message = panic_message(payload);
+        self.counters.panicked();
+        tracing::error!(pool = %self.key, %phase, panic = %message, "backend panicked; restarting pool actor");
+        self.incarnation.crashed(phase, &message);
+        Error::BackendPanic {
+            key: self.key,
+            phase,
+            message,
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        !self.hot.is_open()
+    }
+
+    pub(crate) fn in_use(&self) -> usize {
+        self.hot.in_use()
+    }
+
+    /// When an acquire last started on this pool.
+    pub(crate) fn last_used(&self) -> Instant {
+        self.hot.last_used()
+    }
+
+    /// Fit to route to: breaker closed and the last probe or connect healthy.
+    pub(crate) fn serving(&self) -> bool {
+        self.health.serving()
+    }
+
+    /// Checked out plus waiting: what least-loaded routing compares.
+    pub(crate) fn load(&self) -> usize {
+        self.hot.in_use() + self.hot.waiters()
+    }
+}

@@ -1,0 +1,90 @@
+//! [`PoolStats`]: one pool's figures, read from its parts without a message.
+
+use serde::Serialize;
+
+use super::hot::PoolState;
+use super::shared::PoolShared;
+use crate::backends::Backend;
+use crate::key::PoolKey;
+use crate::policy::breaker::BreakerState;
+
+/// One pool's figures at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolStats {
+    /// The pool.
+    pub key: PoolKey,
+    /// Backend kind.
+    pub backend: String,
+    /// Idle connections.
+    pub idle: usize,
+    /// Checked-out connections.
+    pub in_use: usize,
+    /// Open connections (idle + checked out + being reset).
+    pub live: usize,
+    /// Connect attempts in progress.
+    pub connecting: usize,
+    /// Acquires waiting for a slot.
+    pub waiters: usize,
+    /// Current `max_size`.
+    pub max_size: u32,
+    /// Current `min_idle`.
+    pub min_idle: u32,
+    /// `max_overflow`.
+    pub max_overflow: u32,
+    /// Connections opened since the pool started.
+    pub created: u64,
+    /// Connections closed since the pool started.
+    pub closed: u64,
+    /// Acquires served.
+    pub served: u64,
+    /// Acquires that timed out.
+    pub timeouts: u64,
+    /// Failed connect attempts.
+    pub connect_errors: u64,
+    /// Panics caught in backend code.
+    pub panics: u64,
+    /// Times the pool actor was restarted.
+    pub restarts: u64,
+    /// Actor incarnation; connections of older ones are closed on return.
+    pub generation: u64,
+    /// The pool no longer serves (evicted, reaped or shut down).
+    pub closed_pool: bool,
+    /// Restarted too often; refuses acquires until revived.
+    pub failed: bool,
+    /// The circuit breaker's state.
+    pub breaker: BreakerState,
+    /// Connections reported as leaked.
+    pub leaks_reported: u64,
+    /// Leaked connections whose slot was reclaimed.
+    pub leaks_reclaimed: u64,
+}
+
+impl<B: Backend> PoolShared<B> {
+    pub(crate) fn stats(&self) -> PoolStats {
+        PoolStats {
+            key: self.key,
+            backend: self.connection.backend.clone(),
+            idle: self.idle.len(),
+            in_use: self.hot.in_use(),
+            live: self.counters.live(),
+            connecting: self.counters.connects_under_way(),
+            waiters: self.hot.waiters(),
+            max_size: self.slots.max_size() as u32,
+            min_idle: self.slots.min_idle() as u32,
+            max_overflow: self.config.max_overflow,
+            created: self.counters.created(),
+            closed: self.counters.closed_total(),
+            served: self.hot.served(),
+            timeouts: self.counters.timeouts(),
+            connect_errors: self.counters.connect_errors(),
+            panics: self.counters.panics(),
+            restarts: self.counters.restarts(),
+            generation: self.incarnation.generation(),
+            closed_pool: !self.hot.is_open(),
+            failed: self.hot.state() == PoolState::Failed,
+            breaker: self.health.state(),
+            leaks_reported: self.leaks.reported(),
+            leaks_reclaimed: self.leaks.reclaimed(),
+        }
+    }
+}
