@@ -357,3 +357,35 @@ async fn release_returns_the_connection_for_reuse() {
     assert_eq!(f.pool.acquire().await.unwrap().id(), id);
     f.assert_quiescent();
 }
+
+#[actix::test]
+async fn the_release_message_returns_or_closes_a_connection_through_the_pool_actor() {
+    use poolwarden::messages::Release;
+    let f = start("release-msg", quiet_config(), SimBehavior::default()).await;
+    let actor = f.pool.actor().expect("the pool actor runs");
+
+    let conn = f.pool.acquire().await.unwrap();
+    let id = conn.id();
+    actor
+        .send(Release {
+            conn,
+            broken: false,
+        })
+        .await
+        .unwrap();
+    let s = f.pool.stats();
+    assert_eq!((s.idle, s.in_use, s.closed), (1, 0, 0), "kept: {s:?}");
+    let conn = f.pool.acquire().await.unwrap();
+    assert_eq!(conn.id(), id, "the released connection is reused");
+
+    actor.send(Release { conn, broken: true }).await.unwrap();
+    let s = f.pool.stats();
+    assert_eq!(
+        (s.idle, s.in_use, s.live, s.closed),
+        (0, 0, 0, 1),
+        "broken: closed, slot freed: {s:?}"
+    );
+    assert_eq!(f.server.open_connections(), 0);
+    assert_ne!(f.pool.acquire().await.unwrap().id(), id);
+    f.assert_quiescent();
+}

@@ -177,7 +177,9 @@ impl<B: Backend> PoolShared<B> {
                     key: self.key,
                     phase,
                     elapsed: start.elapsed(),
-                    last_error: last,
+                    // No attempt of its own got an answer (it waited for a connect permit
+                    // or was cut short): the pool's last connect error says why.
+                    last_error: last.or_else(|| self.health.last_error()),
                 });
             }
             // At most `max_connecting` connects at once: no storm when a server comes back.

@@ -41,14 +41,25 @@ impl<B: Backend> PoolHandle<B> {
         self.shared.key
     }
 
-    /// Check out a connection within the pool's acquire timeout. Cancellation safe:
-    /// dropping the future never leaks a slot or a connection.
+    /// Check out a connection within the pool's acquire timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future at any await point frees its slot and closes a
+    /// connection being opened or tested, so nothing leaks; the acquire only loses its place
+    /// in the queue.
     pub async fn acquire(&self) -> Result<PooledConnection<B>, Error> {
         self.shared.home.learn();
         self.shared.acquire().await
     }
 
     /// Check out a connection within `timeout` instead of the pool's own.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future at any await point frees its slot and closes a
+    /// connection being opened or tested, so nothing leaks; the acquire only loses its place
+    /// in the queue.
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<PooledConnection<B>, Error> {
         self.shared.home.learn();
         self.shared.acquire_within(timeout).await
@@ -71,12 +82,22 @@ impl<B: Backend> PoolHandle<B> {
 
     /// Ask the pool actor to open connections until `target` are idle. Answers how many
     /// it opened.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the pool actor still carries the request out. (connections it opens go to the idle list).
     pub async fn warm(&self, target: usize) -> Result<usize, Error> {
         let actor = self.actor().ok_or(Error::PoolClosed { key: self.key() })?;
         Ok(actor.send(Warm { target }).await?)
     }
 
     /// Ask the pool actor to change the pool's sizes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the pool actor still carries the request out..
     pub async fn resize(&self, max_size: u32, min_idle: u32) -> Result<(), Error> {
         let actor = self.actor().ok_or(Error::PoolClosed { key: self.key() })?;
         actor.send(Resize { max_size, min_idle }).await?

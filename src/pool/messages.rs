@@ -40,7 +40,26 @@ pub struct Probe {
     pub timeout: Duration,
 }
 
-/// Return a connection explicitly; `broken` closes it instead of keeping it.
+/// Return a connection explicitly; `broken` closes it instead of keeping it. The same as
+/// dropping the guard ([`PooledConnection::release`]) or
+/// [`discard`](PooledConnection::discard), for actix code that hands connections around as
+/// messages.
+///
+/// ```
+/// use poolwarden::backends::sim::SimBackend;
+/// use poolwarden::messages::Release;
+/// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+///
+/// # actix::System::new().block_on(async {
+/// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+/// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+/// let conn = pool.acquire().await?;
+/// let actor = pool.actor().expect("running");
+/// actor.send(Release { conn, broken: true }).await?; // closed, its slot freed
+/// assert_eq!(pool.stats().in_use, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Release<B: Backend> {

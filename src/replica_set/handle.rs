@@ -135,6 +135,12 @@ impl<B: Backend> ReplicaSetHandle<B> {
     /// during a failover lands on the promoted member as soon as the set has seen it,
     /// instead of failing. Past the deadline it fails with a [`Timeout`](Error::Timeout)
     /// carrying the last connect error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future at any await point frees its slot and closes a
+    /// connection being opened or tested, so nothing leaks; the acquire only loses its place
+    /// in the queue. A write waiting for a new primary simply stops waiting.
     pub async fn write(&self) -> Result<PooledConnection<B>, Error> {
         self.shared.learn_home();
         let start = Instant::now();
@@ -175,6 +181,12 @@ impl<B: Backend> ReplicaSetHandle<B> {
 
     /// Return a write connection and answer its causality token (the server's write
     /// position), when the backend has one.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the connection is owned by the future; dropped while asking for the write
+    /// position, it goes back to its pool (a connection cut short mid-command is closed rather
+    /// than reused, by the backend's broken check), and the token is lost.
     pub async fn release_write(
         &self,
         mut conn: PooledConnection<B>,
@@ -205,6 +217,12 @@ impl<B: Backend> ReplicaSetHandle<B> {
     }
 
     /// A connection for reading, routed by the set's strategy.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future at any await point frees its slot and closes a
+    /// connection being opened or tested, so nothing leaks; the acquire only loses its place
+    /// in the queue.
     pub async fn read(&self) -> Result<PooledConnection<B>, Error> {
         self.read_with(ReadOptions::default()).await
     }
@@ -213,6 +231,12 @@ impl<B: Backend> ReplicaSetHandle<B> {
     /// retried once on another member within the same acquire budget: while another
     /// member could serve it, the first member gets one connect attempt (no backoff
     /// retries), so the retry has time left.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future at any await point frees its slot and closes a
+    /// connection being opened or tested, so nothing leaks; the acquire only loses its place
+    /// in the queue.
     pub async fn read_with(&self, options: ReadOptions) -> Result<PooledConnection<B>, Error> {
         self.shared.learn_home();
         let start = Instant::now();
@@ -273,6 +297,11 @@ impl<B: Backend> ReplicaSetHandle<B> {
     }
 
     /// Add a member at run time; answers its pool key.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the replica-set actor still carries the request out. (the member is added).
     pub async fn add_member(
         &self,
         connection: ConnectionConfig,
@@ -284,6 +313,11 @@ impl<B: Backend> ReplicaSetHandle<B> {
     }
 
     /// Remove a member at run time; answers whether it was one.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the replica-set actor still carries the request out. (the member is removed).
     pub async fn remove_member(&self, key: PoolKey) -> Result<bool, Error> {
         Ok(self.set_actor()?.send(RemoveMember { key }).await?)
     }

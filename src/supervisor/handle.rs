@@ -58,11 +58,21 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// The pool for `connection` (created with the default pool config if needed).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out. (the pool is created).
     pub async fn pool(&self, connection: ConnectionConfig) -> Result<PoolHandle<B>, Error> {
         self.addr.send(GetPool::new(connection)).await?
     }
 
     /// The pool for `connection`, created with `pool` if it does not exist yet.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out. (the pool is created).
     pub async fn pool_with(
         &self,
         connection: ConnectionConfig,
@@ -74,6 +84,11 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// Register `connection` under `name`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out. (the name is registered).
     pub async fn register(
         &self,
         name: impl Into<String>,
@@ -86,37 +101,72 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// The pool registered as `name`, or with `key`, or for a config.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out..
     pub async fn lookup(&self, pool: impl Into<PoolRef>) -> Result<PoolHandle<B>, Error> {
         self.addr.send(Lookup::new(pool)).await?
     }
 
     /// Acquire through the supervisor (one message hop more than [`PoolHandle::acquire`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped, the supervisor still finishes the acquire and the
+    /// connection, having nobody to go to, is returned to its pool at once; nothing leaks.
     pub async fn acquire(&self, pool: impl Into<PoolRef>) -> Result<PooledConnection<B>, Error> {
         self.addr.send(Acquire::new(pool)).await?
     }
 
     /// Figures of the supervisor and every pool.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out..
     pub async fn stats(&self) -> Result<SupervisorStats, Error> {
         Ok(self.addr.send(GetStats).await?)
     }
 
     /// Probe every pool.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out. (the probes run to their timeout).
     pub async fn health(&self) -> Result<HealthReport, Error> {
         Ok(self.addr.send(HealthCheck).await?)
     }
 
     /// Drain and stop pools unused for `older_than`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out. (the pools are reaped).
     pub async fn reap_idle(&self, older_than: Duration) -> Result<Vec<PoolKey>, Error> {
         Ok(self.addr.send(ReapIdle { older_than }).await?)
     }
 
     /// Bring a pool that failed after too many restarts back into service. Answers
     /// whether it was failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out. (the pool is revived).
     pub async fn revive(&self, pool: impl Into<PoolRef>) -> Result<bool, Error> {
         self.addr.send(RevivePool { pool: pool.into() }).await?
     }
 
     /// Start a replica set (or get the running one of that name).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out. (the set is started).
     pub async fn replica_set(
         &self,
         config: ReplicaSetConfig,
@@ -125,6 +175,11 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// The running replica set called `name`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out..
     pub async fn lookup_replica_set(
         &self,
         name: impl Into<String>,
@@ -133,6 +188,11 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// Deliver every replica-set role change to `subscriber`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out. (the subscriber is added).
     pub async fn subscribe_topology(
         &self,
         subscriber: Recipient<RoleChanged>,
@@ -141,11 +201,21 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// Deliver every pool's circuit-breaker transitions to `subscriber`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out. (the subscriber is added).
     pub async fn subscribe(&self, subscriber: Recipient<BreakerTransition>) -> Result<(), Error> {
         Ok(self.addr.send(Subscribe(subscriber)).await?)
     }
 
     /// Stop accepting acquires, wait up to `deadline` for connections to come back, close all.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out.: the shutdown goes on, pools stop serving and close their connections as they come back.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, Error> {
         Ok(self.addr.send(Shutdown { deadline }).await?)
     }
@@ -214,6 +284,12 @@ impl<B: Backend> EmbeddedSupervisor<B> {
     }
 
     /// Shut the supervisor down (see [`SupervisorHandle::shutdown`]), then stop its thread.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not meant to be cancelled: `self` is consumed, so a dropped future stops the
+    /// supervisor's System at once (see the `Drop` impl) — pools close without waiting
+    /// for checked-out connections.
     pub async fn shutdown(mut self, deadline: Duration) -> Result<ShutdownReport, Error> {
         let report = self.handle.shutdown(deadline).await;
         self.system.stop();
