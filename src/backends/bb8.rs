@@ -73,7 +73,7 @@ use std::sync::Arc;
 
 use ::bb8::ManageConnection;
 
-use super::support::{redact, Adapter, ManagerCache};
+use super::adapter::{debug_connection, Adapter, CheckFailed, Wrapped};
 use crate::backends::Backend;
 use crate::connection::ConnectionConfig;
 use crate::error::{BackendError, BackendErrorKind};
@@ -97,14 +97,14 @@ impl<M: ManageConnection> Bb8Backend<M> {
         factory: impl Fn(&ConnectionConfig) -> Result<M, BackendError> + Send + Sync + 'static,
     ) -> Self {
         Self {
-            inner: Adapter::new(ManagerCache::per_key(factory)),
+            inner: Adapter::per_key(factory),
         }
     }
 
     /// A backend using `manager` for every pool, whatever its config.
     pub fn with_manager(manager: M) -> Self {
         Self {
-            inner: Adapter::new(ManagerCache::fixed(manager)),
+            inner: Adapter::fixed(manager),
         }
     }
 
@@ -141,10 +141,7 @@ impl<M: ManageConnection> Bb8Backend<M> {
 
 impl<M: ManageConnection> fmt::Debug for Bb8Backend<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bb8Backend")
-            .field("manager", &std::any::type_name::<M>())
-            .field("managers", &self.inner.managers)
-            .finish_non_exhaustive()
+        self.inner.fmt_backend(f, "Bb8Backend")
     }
 }
 
@@ -183,9 +180,34 @@ impl<M: ManageConnection> DerefMut for Bb8Connection<M> {
 
 impl<M: ManageConnection> fmt::Debug for Bb8Connection<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bb8Connection")
-            .field("manager", &std::any::type_name::<M>())
-            .finish_non_exhaustive()
+        debug_connection::<M>(f, "Bb8Connection").finish_non_exhaustive()
+    }
+}
+
+impl<M> Wrapped for Bb8Connection<M>
+where
+    M: ManageConnection,
+    M::Error: StdError + Send + Sync + 'static,
+{
+    type Manager = M;
+    type Error = M::Error;
+
+    const WHO: &'static str = "bb8 manager";
+    const CHECK_FAILED: &'static str = "bb8 manager found the connection invalid";
+
+    async fn open(manager: Arc<M>) -> Result<Self, M::Error> {
+        let conn = manager.connect().await?;
+        Ok(Bb8Connection { conn, manager })
+    }
+
+    async fn check(&mut self) -> Result<(), CheckFailed<M::Error>> {
+        let Bb8Connection { conn, manager } = self;
+        manager.is_valid(conn).await.map_err(CheckFailed::Manager)
+    }
+
+    fn is_broken(&mut self) -> bool {
+        let Bb8Connection { conn, manager } = self;
+        manager.has_broken(conn)
     }
 }
 
@@ -197,35 +219,11 @@ where
     type Connection = Bb8Connection<M>;
 
     async fn connect(&self, config: &ConnectionConfig) -> Result<Bb8Connection<M>, BackendError> {
-        let manager = self.inner.managers.get(config)?;
-        match manager.connect().await {
-            Ok(conn) => Ok(Bb8Connection { conn, manager }),
-            Err(e) => {
-                let kind = self.inner.kind(&e, BackendErrorKind::Connect);
-                let text = redact(&e.to_string(), config.password.as_ref());
-                Err(BackendError::new(
-                    kind,
-                    format!(
-                        "bb8 manager could not connect to {}: {text}",
-                        config.primary_host()
-                    ),
-                )
-                .with_source(e))
-            }
-        }
+        self.inner.connect(config).await
     }
 
     async fn probe(&self, conn: &mut Bb8Connection<M>) -> Result<(), BackendError> {
-        let Bb8Connection { conn, manager } = conn;
-        manager.is_valid(conn).await.map_err(|e| {
-            let kind = self.inner.kind(&e, BackendErrorKind::Query);
-            let text = redact(&e.to_string(), None);
-            BackendError::new(
-                kind,
-                format!("bb8 manager found the connection invalid: {text}"),
-            )
-            .with_source(e)
-        })
+        self.inner.probe(conn).await
     }
 
     fn needs_reset(&self, _conn: &Bb8Connection<M>) -> bool {
@@ -233,8 +231,7 @@ where
     }
 
     fn is_broken(&self, conn: &mut Bb8Connection<M>) -> bool {
-        let Bb8Connection { conn, manager } = conn;
-        manager.has_broken(conn)
+        conn.is_broken()
     }
 }
 

@@ -61,7 +61,7 @@ use std::sync::Arc;
 
 use ::mobc::Manager;
 
-use super::support::{redact, Adapter, ManagerCache};
+use super::adapter::{debug_connection, Adapter, CheckFailed, Wrapped};
 use crate::backends::Backend;
 use crate::connection::ConnectionConfig;
 use crate::error::{BackendError, BackendErrorKind};
@@ -84,14 +84,14 @@ impl<M: Manager> MobcBackend<M> {
         factory: impl Fn(&ConnectionConfig) -> Result<M, BackendError> + Send + Sync + 'static,
     ) -> Self {
         Self {
-            inner: Adapter::new(ManagerCache::per_key(factory)),
+            inner: Adapter::per_key(factory),
         }
     }
 
     /// A backend using `manager` for every pool, whatever its config.
     pub fn with_manager(manager: M) -> Self {
         Self {
-            inner: Adapter::new(ManagerCache::fixed(manager)),
+            inner: Adapter::fixed(manager),
         }
     }
 
@@ -124,10 +124,7 @@ impl<M: Manager> MobcBackend<M> {
 
 impl<M: Manager> fmt::Debug for MobcBackend<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MobcBackend")
-            .field("manager", &std::any::type_name::<M>())
-            .field("managers", &self.inner.managers)
-            .finish_non_exhaustive()
+        self.inner.fmt_backend(f, "MobcBackend")
     }
 }
 
@@ -174,10 +171,54 @@ impl<M: Manager> DerefMut for MobcConnection<M> {
 
 impl<M: Manager> fmt::Debug for MobcConnection<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MobcConnection")
-            .field("manager", &std::any::type_name::<M>())
+        debug_connection::<M>(f, "MobcConnection")
             .field("empty", &self.conn.is_none())
             .finish_non_exhaustive()
+    }
+}
+
+impl<M> Wrapped for MobcConnection<M>
+where
+    M: Manager,
+    M::Error: StdError,
+{
+    type Manager = M;
+    type Error = M::Error;
+
+    const WHO: &'static str = "mobc manager";
+    const CHECK_FAILED: &'static str = "mobc manager's check failed";
+
+    async fn open(manager: Arc<M>) -> Result<Self, M::Error> {
+        let conn = manager.connect().await?;
+        Ok(MobcConnection {
+            conn: Some(conn),
+            manager,
+        })
+    }
+
+    async fn check(&mut self) -> Result<(), CheckFailed<M::Error>> {
+        let Some(raw) = self.conn.take() else {
+            return Err(CheckFailed::Unchecked(BackendError::new(
+                BackendErrorKind::Closed,
+                "the connection was consumed by an earlier failed check",
+            )));
+        };
+        // If this future is dropped here, `self.conn` stays empty: the connection is broken.
+        let raw = self
+            .manager
+            .check(raw)
+            .await
+            .map_err(CheckFailed::Manager)?;
+        self.conn = Some(raw);
+        Ok(())
+    }
+
+    fn is_broken(&mut self) -> bool {
+        let MobcConnection { conn, manager } = self;
+        match conn {
+            Some(raw) => !manager.validate(raw),
+            None => true,
+        }
     }
 }
 
@@ -189,49 +230,11 @@ where
     type Connection = MobcConnection<M>;
 
     async fn connect(&self, config: &ConnectionConfig) -> Result<MobcConnection<M>, BackendError> {
-        let manager = self.inner.managers.get(config)?;
-        match manager.connect().await {
-            Ok(conn) => Ok(MobcConnection {
-                conn: Some(conn),
-                manager,
-            }),
-            Err(e) => {
-                let kind = self.inner.kind(&e, BackendErrorKind::Connect);
-                let text = redact(&e.to_string(), config.password.as_ref());
-                Err(BackendError::new(
-                    kind,
-                    format!(
-                        "mobc manager could not connect to {}: {text}",
-                        config.primary_host()
-                    ),
-                )
-                .with_source(e))
-            }
-        }
+        self.inner.connect(config).await
     }
 
     async fn probe(&self, conn: &mut MobcConnection<M>) -> Result<(), BackendError> {
-        let Some(raw) = conn.conn.take() else {
-            return Err(BackendError::new(
-                BackendErrorKind::Closed,
-                "the connection was consumed by an earlier failed check",
-            ));
-        };
-        // If this future is dropped here, `conn.conn` stays empty: the connection is broken.
-        match conn.manager.check(raw).await {
-            Ok(raw) => {
-                conn.conn = Some(raw);
-                Ok(())
-            }
-            Err(e) => {
-                let kind = self.inner.kind(&e, BackendErrorKind::Query);
-                let text = redact(&e.to_string(), None);
-                Err(
-                    BackendError::new(kind, format!("mobc manager's check failed: {text}"))
-                        .with_source(e),
-                )
-            }
-        }
+        self.inner.probe(conn).await
     }
 
     fn needs_reset(&self, _conn: &MobcConnection<M>) -> bool {
@@ -239,11 +242,7 @@ where
     }
 
     fn is_broken(&self, conn: &mut MobcConnection<M>) -> bool {
-        let MobcConnection { conn, manager } = conn;
-        match conn {
-            Some(raw) => !manager.validate(raw),
-            None => true,
-        }
+        conn.is_broken()
     }
 }
 

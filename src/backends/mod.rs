@@ -112,6 +112,8 @@ pub enum Role {
 
 pub mod sim;
 
+#[cfg(any(feature = "bb8", feature = "mobc"))]
+mod adapter;
 #[cfg(feature = "bb8")]
 pub mod bb8;
 #[cfg(feature = "mobc")]

@@ -4,7 +4,8 @@
 //!   messages: drivers' `Display` may echo a connection URL (`redis://:pw@host`) or, rarely,
 //!   the password itself. Every backend error message built from a driver's text goes
 //!   through it.
-//! - [`ManagerCache`] keeps one connection manager per pool key for the adapters.
+//! - [`ManagerCache`] keeps one connection manager per pool key for the adapters (their
+//!   shared facade is in `adapter.rs`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::connection::ConnectionConfig;
-use crate::error::{BackendError, BackendErrorKind};
+use crate::error::BackendError;
 use crate::key::PoolKey;
 use crate::secret::Secret;
 
@@ -142,42 +143,6 @@ impl<M> fmt::Debug for ManagerCache<M> {
                 f.debug_struct("PerKey").field("keys", &keys).finish()
             }
         }
-    }
-}
-
-/// Decides the kind of a manager error (`None`: the default kind).
-pub(crate) type Classifier<E> = dyn Fn(&E) -> Option<BackendErrorKind> + Send + Sync;
-
-/// What the bb8 and mobc adapters share: their managers and how their errors are
-/// classified.
-#[cfg_attr(not(any(feature = "bb8", feature = "mobc")), allow(dead_code))]
-pub(crate) struct Adapter<M, E> {
-    pub(crate) managers: ManagerCache<M>,
-    classify: Option<Box<Classifier<E>>>,
-}
-
-#[cfg_attr(not(any(feature = "bb8", feature = "mobc")), allow(dead_code))]
-impl<M, E> Adapter<M, E> {
-    pub(crate) fn new(managers: ManagerCache<M>) -> Self {
-        Self {
-            managers,
-            classify: None,
-        }
-    }
-
-    pub(crate) fn set_classifier(
-        &mut self,
-        classify: impl Fn(&E) -> Option<BackendErrorKind> + Send + Sync + 'static,
-    ) {
-        self.classify = Some(Box::new(classify));
-    }
-
-    /// The kind of `err`: the classifier's answer, else `default`.
-    pub(crate) fn kind(&self, err: &E, default: BackendErrorKind) -> BackendErrorKind {
-        self.classify
-            .as_ref()
-            .and_then(|c| c(err))
-            .unwrap_or(default)
     }
 }
 

@@ -5,15 +5,26 @@
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use poolwarden::{ConnectionConfig, Secret};
 
-use super::process::{kill, on_free_port, pidfile_reaper_script, start_from_template, Spawn};
+use super::process::{
+    on_free_port, pidfile_reaper_script, start_from_template, terminate, Process, ProcessSpec,
+};
 use super::{
     copy_tree, find_binary, is_root, log_tail, random_hex, run, server_dir, skip, wait_for, Reaper,
+};
+
+/// `mariadbd` as the harness runs it.
+const MARIADBD: ProcessSpec = ProcessSpec {
+    name: "mariadbd",
+    pidfile: "mariadb.pid",
+    log: "error.log",
+    log_lines: 30,
+    within: Duration::from_secs(60),
 };
 
 /// The user every harness server has, with all privileges (password:
@@ -81,12 +92,9 @@ impl MariaBin {
 /// authentication). Stopped and deleted on drop.
 pub struct MariaServer {
     bin: MariaBin,
-    dir: PathBuf,
-    port: u16,
     password: String,
     opts: MariaOptions,
-    child: Mutex<Option<Child>>,
-    reaper: Mutex<Option<Reaper>>,
+    process: Process,
 }
 
 impl MariaServer {
@@ -124,89 +132,59 @@ impl MariaServer {
         template: &Path,
         opts: &MariaOptions,
     ) -> Result<MariaServer, String> {
-        let dir = server_dir("pw-maria-");
-        let reaper = Reaper::spawn(&dir, &pidfile_reaper_script("mariadb.pid"));
-        copy_tree(&template.join("data"), &dir.join("data"))
+        let process = Process::new("pw-maria-", MARIADBD);
+        copy_tree(&template.join("data"), &process.dir().join("data"))
             .map_err(|e| format!("copy template: {e}"))?;
         let password = std::fs::read_to_string(template.join("password"))
             .map_err(|e| format!("read the template password: {e}"))?;
         let mut server = MariaServer {
             bin: bin.clone(),
-            dir,
-            port: 0,
             password,
             opts: opts.clone(),
-            child: Mutex::new(None),
-            reaper: Mutex::new(Some(reaper)),
+            process,
         };
         on_free_port(|port| {
-            server.port = port;
+            server.process.set_port(port);
             server.spawn()
         })?;
         Ok(server)
     }
 
-    fn pidfile(&self) -> PathBuf {
-        self.dir.join("mariadb.pid")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("error.log")
-    }
-
     fn socket(&self) -> PathBuf {
-        self.dir.join("mysql.sock")
+        self.dir().join("mysql.sock")
     }
 
     fn spawn(&self) -> Result<(), String> {
+        let p = &self.process;
         let mut cmd = Command::new(&self.bin.server);
         cmd.args(self.bin.common_args())
-            .arg(format!("--datadir={}", self.dir.join("data").display()))
-            .arg(format!("--port={}", self.port))
+            .arg(format!("--datadir={}", p.dir().join("data").display()))
+            .arg(format!("--port={}", p.port()))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", self.socket().display()))
-            .arg(format!("--pid-file={}", self.pidfile().display()))
-            .arg(format!("--log-error={}", self.log_path().display()));
+            .arg(format!("--pid-file={}", p.pidfile().display()))
+            .arg(format!("--log-error={}", p.log_path().display()));
         if let Some(n) = self.opts.max_connections {
             cmd.arg(format!("--max-connections={n}"));
         }
         cmd.args(&self.opts.args);
-        let port = self.port;
-        let spawn = Spawn {
-            name: "mariadbd",
-            pidfile: &self.pidfile(),
-            log: &self.log_path(),
-            log_lines: 30,
-            within: Duration::from_secs(60),
-        };
-        let child = spawn.run(&mut cmd, || greeting(port).then_some(Ok(())))?;
-        *self.child.lock().unwrap() = Some(child);
-        Ok(())
+        let port = p.port();
+        p.spawn(&mut cmd, || greeting(port).then_some(Ok(())))
     }
 
     /// Stop the server (SIGTERM, then SIGKILL after 30 s). No-op when stopped.
     pub fn stop(&self) {
-        if let Some(child) = self.child.lock().unwrap().take() {
-            terminate(child);
-            let _ = std::fs::remove_file(self.pidfile());
-        }
+        self.process.terminate();
     }
 
     /// Kill the server at once (SIGKILL), as in a crash. No-op when stopped.
     pub fn kill(&self) {
-        if let Some(child) = self.child.lock().unwrap().take() {
-            kill(child, &self.pidfile());
-        }
+        self.process.kill();
     }
 
     /// Start again on the same port after [`stop`](Self::stop) / [`kill`](Self::kill).
     pub fn start_again(&self) {
-        if self.child.lock().unwrap().is_some() {
-            return;
-        }
-        if let Err(e) = self.spawn() {
-            panic!("cannot restart MariaDB on port {}: {e}", self.port);
-        }
+        self.process.start_again("MariaDB", || self.spawn());
     }
 
     /// Stop and start again on the same port.
@@ -217,7 +195,7 @@ impl MariaServer {
 
     /// The TCP port (on 127.0.0.1).
     pub fn port(&self) -> u16 {
-        self.port
+        self.process.port()
     }
 
     /// [`MARIA_USER`]'s password.
@@ -227,20 +205,21 @@ impl MariaServer {
 
     /// The server's directory (data, log, socket).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.process.dir()
     }
 
     /// `mysql://pw_test:<password>@127.0.0.1:<port>/pw_test`.
     pub fn url(&self) -> String {
         format!(
             "mysql://{MARIA_USER}:{}@127.0.0.1:{}/{MARIA_DB}",
-            self.password, self.port
+            self.password,
+            self.port()
         )
     }
 
     /// [`MARIA_USER`]'s connection config.
     pub fn config(&self) -> ConnectionConfig {
-        let mut c = ConnectionConfig::new("mysql", "127.0.0.1", self.port);
+        let mut c = ConnectionConfig::new("mysql", "127.0.0.1", self.port());
         c.database = Some(MARIA_DB.into());
         c.user = Some(MARIA_USER.into());
         c.password = Some(Secret::new(self.password.clone()));
@@ -285,16 +264,6 @@ impl MariaServer {
     }
 }
 
-impl Drop for MariaServer {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            // Throwaway data: no need for a clean shutdown.
-            kill(child, &self.pidfile());
-        }
-        drop(self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take());
-    }
-}
-
 /// Whether a MySQL-protocol server greets on `port` (any first packet counts).
 fn greeting(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -303,21 +272,6 @@ fn greeting(port: u16) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let mut header = [0u8; 5];
     s.read_exact(&mut header).is_ok()
-}
-
-/// SIGTERM, wait up to 30 s, then SIGKILL.
-fn terminate(mut child: Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let exited = wait_for(Duration::from_secs(30), || {
-        child.try_wait().ok().flatten().map(|_| ())
-    });
-    if exited.is_none() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
 }
 
 /// `mariadb-install-db` into `staging/data`, then start it once (socket only) to create
@@ -367,8 +321,7 @@ fn build_template(bin: &MariaBin, staging: &Path) -> Result<(), String> {
         ))
         .map(drop),
     };
-    terminate(child);
-    let _ = std::fs::remove_file(sockdir.join("boot.pid"));
+    terminate(child, &sockdir.join("boot.pid"));
     drop(reaper); // deletes sockdir
     result?;
     std::fs::write(staging.join("password"), password).map_err(|e| e.to_string())

@@ -4,14 +4,23 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::{Mutex, OnceLock};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use poolwarden::{ConnectionConfig, Secret};
 
-use super::process::{kill, on_free_port, pidfile_reaper_script, Spawn};
-use super::{find_binary, server_dir, skip, Reaper};
+use super::process::{on_free_port, Process, ProcessSpec};
+use super::{find_binary, skip};
+
+/// `redis-server` as the harness runs it.
+const REDIS_SERVER: ProcessSpec = ProcessSpec {
+    name: "redis-server",
+    pidfile: "redis.pid",
+    log: "redis.log",
+    log_lines: 20,
+    within: Duration::from_secs(20),
+};
 
 /// Settings of a [`RedisServer`] beyond the defaults.
 #[derive(Clone, Debug, Default)]
@@ -26,11 +35,8 @@ pub struct RedisOptions {
 /// drop.
 pub struct RedisServer {
     bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
     opts: RedisOptions,
-    child: Mutex<Option<Child>>,
-    reaper: Mutex<Option<Reaper>>,
+    process: Process,
 }
 
 impl RedisServer {
@@ -50,82 +56,54 @@ impl RedisServer {
         let Some(bin) = find_binary(&["redis-server"], &[PathBuf::from("/usr/bin")]) else {
             return skip("Redis (redis-server)", "redis-server");
         };
-        let dir = server_dir("pw-redis-");
-        let reaper = Reaper::spawn(&dir, &pidfile_reaper_script("redis.pid"));
         let mut server = RedisServer {
             bin,
-            dir,
-            port: 0,
             opts,
-            child: Mutex::new(None),
-            reaper: Mutex::new(Some(reaper)),
+            process: Process::new("pw-redis-", REDIS_SERVER),
         };
         on_free_port(|port| {
-            server.port = port;
+            server.process.set_port(port);
             server.spawn()
         })
         .unwrap_or_else(|e| panic!("cannot start Redis: {e}"));
         Some(server)
     }
 
-    fn pidfile(&self) -> PathBuf {
-        self.dir.join("redis.pid")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("redis.log")
-    }
-
     fn spawn(&self) -> Result<(), String> {
+        let p = &self.process;
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--port")
-            .arg(self.port.to_string())
+            .arg(p.port().to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--protected-mode", "yes"])
             .arg("--dir")
-            .arg(&self.dir)
+            .arg(p.dir())
             .arg("--pidfile")
-            .arg(self.pidfile())
+            .arg(p.pidfile())
             .arg("--logfile")
-            .arg(self.log_path());
+            .arg(p.log_path());
         if let Some(pw) = &self.opts.password {
             cmd.arg("--requirepass").arg(pw);
         }
         cmd.args(&self.opts.args);
-        let spawn = Spawn {
-            name: "redis-server",
-            pidfile: &self.pidfile(),
-            log: &self.log_path(),
-            log_lines: 20,
-            within: Duration::from_secs(20),
-        };
-        let child = spawn.run(&mut cmd, || match self.admin() {
+        p.spawn(&mut cmd, || match self.admin() {
             Ok(mut c) => match c.command(&["PING"]) {
                 Ok(_) => Some(Ok(())),
                 Err(e) if e.contains("LOADING") => None,
                 Err(e) => Some(Err(e)),
             },
             Err(_) => None,
-        })?;
-        *self.child.lock().unwrap() = Some(child);
-        Ok(())
+        })
     }
 
     /// Kill the server (SIGKILL: every connection drops at once). No-op when stopped.
     pub fn stop(&self) {
-        if let Some(child) = self.child.lock().unwrap().take() {
-            kill(child, &self.pidfile());
-        }
+        self.process.kill();
     }
 
     /// Start again on the same port after [`stop`](Self::stop); returns when PING answers.
     pub fn start_again(&self) {
-        if self.child.lock().unwrap().is_some() {
-            return;
-        }
-        if let Err(e) = self.spawn() {
-            panic!("cannot restart Redis on port {}: {e}", self.port);
-        }
+        self.process.start_again("Redis", || self.spawn());
     }
 
     /// Kill and start again on the same port (the data set is lost: no persistence).
@@ -136,7 +114,7 @@ impl RedisServer {
 
     /// The TCP port (on 127.0.0.1).
     pub fn port(&self) -> u16 {
-        self.port
+        self.process.port()
     }
 
     /// The password, if the server requires one.
@@ -146,27 +124,27 @@ impl RedisServer {
 
     /// The server's directory (log, pid file).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.process.dir()
     }
 
     /// `redis://[:password@]127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         match &self.opts.password {
-            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port()),
+            None => format!("redis://127.0.0.1:{}", self.port()),
         }
     }
 
     /// A connection config for this server (password set when required).
     pub fn config(&self) -> ConnectionConfig {
-        let mut c = ConnectionConfig::new("redis", "127.0.0.1", self.port);
+        let mut c = ConnectionConfig::new("redis", "127.0.0.1", self.port());
         c.password = self.opts.password.clone().map(Secret::new);
         c
     }
 
     /// A synchronous admin connection (authenticated when the server has a password).
     pub fn admin(&self) -> Result<RespConn, String> {
-        let mut c = RespConn::connect(self.port)?;
+        let mut c = RespConn::connect(self.port())?;
         if let Some(pw) = &self.opts.password {
             c.command(&["AUTH", pw])?;
         }
@@ -205,15 +183,6 @@ impl RedisServer {
             .iter()
             .filter(|l| l.contains(&needle))
             .count()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            kill(child, &self.pidfile());
-        }
-        drop(self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 }
 
