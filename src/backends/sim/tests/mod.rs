@@ -9,7 +9,8 @@ mod world;
 
 use std::time::Duration;
 
-use super::{server_seed, SimBackend, SimBehavior, SimRole, SimServer};
+use super::world::server_seed;
+use super::{SimBackend, SimBehavior, SimRole, SimServer};
 use crate::config::connection::ConnectionConfig;
 
 fn ms(n: u64) -> Duration {
