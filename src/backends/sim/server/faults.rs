@@ -1,0 +1,126 @@
+//! Fault injection on a [`SimServer`]: taking it down, scheduled outages, server-side
+//! kills, armed connect failures, panics and stalls, and the password it requires.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[cfg(doc)]
+use super::super::SimConnection;
+use super::{Outage, SimServer, RELAXED};
+#[cfg(doc)]
+use crate::backends::Backend;
+#[cfg(doc)]
+use crate::error::BackendErrorKind;
+use crate::secret::Secret;
+
+impl SimServer {
+    /// Take the server down: new connects fail with a
+    /// [`Connect`](BackendErrorKind::Connect) error (`connection refused`) and every open
+    /// connection is killed.
+    pub fn go_down(&self) {
+        let mut st = self.inner.state.lock();
+        self.inner.up.store(false, Ordering::Release);
+        let killed = self.inner.kill_all_locked(&mut st);
+        tracing::debug!(server = %self.inner.name, killed, "simulated server went down");
+    }
+
+    /// Bring the server back up. Also ends a [scheduled outage](Self::schedule_outage) in
+    /// progress; outages that have not begun yet still happen.
+    pub fn come_up(&self) {
+        let now = Instant::now();
+        let mut st = self.inner.state.lock();
+        self.inner.sync_outages_locked(&mut st, now);
+        for outage in &mut st.outages {
+            if outage.begun && now < outage.end {
+                outage.end = now;
+            }
+        }
+        self.inner.sync_outages_locked(&mut st, now);
+        self.inner.up.store(true, Ordering::Release);
+    }
+
+    /// Whether new connects can succeed now: not [down](Self::go_down) and not inside a
+    /// [scheduled outage](Self::schedule_outage).
+    pub fn is_up(&self) -> bool {
+        self.inner.is_up()
+    }
+
+    /// Schedule an outage: the server is down from `now + start_after` until
+    /// `now + start_after + duration` ([`tokio::time::Instant`], so a paused clock works).
+    ///
+    /// The connections open when the outage begins are killed; this is noticed by the next
+    /// operation on the server or any of its connections (including
+    /// [`is_broken`](Backend::is_broken) and the counters). A zero `duration` is a restart
+    /// blip: connections are killed but connects never fail.
+    pub fn schedule_outage(&self, start_after: Duration, duration: Duration) {
+        let now = Instant::now();
+        let start = now + start_after;
+        let mut st = self.inner.state.lock();
+        st.outages.push(Outage {
+            start,
+            end: start + duration,
+            begun: false,
+        });
+        self.inner.sync_outages_locked(&mut st, now);
+    }
+
+    /// Server-side kill of the connection with this [`id`](SimConnection::id). Returns
+    /// whether such a connection was alive on this server.
+    pub fn kill_connection(&self, id: u64) -> bool {
+        let conn = self.inner.state.lock().conns.remove(&id);
+        conn.is_some_and(|c| c.mark_dead(&self.inner.open))
+    }
+
+    /// Kill every open connection. Returns how many there were.
+    pub fn kill_all(&self) -> usize {
+        let mut st = self.inner.state.lock();
+        self.inner.kill_all_locked(&mut st)
+    }
+
+    /// The next `n` connects that reach the server (it is up) fail with a
+    /// [`Connect`](BackendErrorKind::Connect) error. Adds to the connects already armed.
+    pub fn fail_next_connects(&self, n: usize) {
+        self.inner.fail_connects.fetch_add(n, RELAXED);
+    }
+
+    /// The next `n` connect calls panic with `simulated panic in connect`.
+    pub fn panic_on_next_connects(&self, n: usize) {
+        self.inner.panic_connects.fetch_add(n, RELAXED);
+    }
+
+    /// The next `n` probes panic with `simulated panic in probe`.
+    pub fn panic_on_next_probes(&self, n: usize) {
+        self.inner.panic_probes.fetch_add(n, RELAXED);
+    }
+
+    /// The next `n` resets panic with `simulated panic in reset`.
+    pub fn panic_on_next_resets(&self, n: usize) {
+        self.inner.panic_resets.fetch_add(n, RELAXED);
+    }
+
+    /// The next `n` connect futures never complete. They count as in flight until dropped.
+    pub fn stall_next_connects(&self, n: usize) {
+        self.inner.stall_connects.fetch_add(n, RELAXED);
+    }
+
+    /// The next `n` probe futures never complete. Dropping one kills its connection (a
+    /// command cancelled mid-flight leaves it unusable).
+    pub fn stall_next_probes(&self, n: usize) {
+        self.inner.stall_probes.fetch_add(n, RELAXED);
+    }
+
+    /// The next `n` reset futures never complete. Dropping one kills its connection.
+    pub fn stall_next_resets(&self, n: usize) {
+        self.inner.stall_resets.fetch_add(n, RELAXED);
+    }
+
+    /// Require a password. While set, a connect whose config password differs (or is
+    /// missing) fails with an [`Auth`](BackendErrorKind::Auth) error
+    /// `password authentication failed for user "<user>"`, which names neither password.
+    /// Open connections are not affected.
+    pub fn set_password(&self, pw: Option<&str>) {
+        self.inner.state.lock().password = pw.map(Secret::new);
+    }
+}
