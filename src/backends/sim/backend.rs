@@ -8,12 +8,12 @@ use super::server::Hook;
 #[cfg(doc)]
 use super::SimServer;
 use super::{SimBackend, SimConnection, SimRole};
+use crate::backends::Role;
 use crate::backends::{Backend, MemberStatus};
 use crate::connection::ConnectionConfig;
 use crate::error::BackendError;
 #[cfg(doc)]
 use crate::error::BackendErrorKind;
-use crate::backends::Role;
 
 impl Backend for SimBackend {
     type Connection = SimConnection;

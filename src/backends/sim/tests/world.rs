@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use super::{latency, ms, SimBackend, SimBehavior, SimRole, SimServer};
 use crate::backends::Backend;
+use crate::backends::Role;
 use crate::connection::ConnectionConfig;
 use crate::error::BackendErrorKind;
-use crate::backends::Role;
 
 #[tokio::test]
 async fn world_servers_and_defaults() {

@@ -1,0 +1,132 @@
+//! tokio-postgres errors as [`BackendError`]s: classified by the stage they happened in,
+//! described with their whole source chain, scrubbed of the password.
+
+use std::error::Error as StdError;
+use std::io;
+
+use tokio_postgres::error::SqlState;
+
+use crate::backends::support::redact;
+use crate::error::{BackendError, BackendErrorKind};
+use crate::secret::Secret;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// Opening the connection.
+    Connect,
+    /// Using an open connection (probe, reset).
+    Use,
+}
+
+/// A [`BackendError`] for a tokio-postgres error: classified, described with its whole
+/// source chain, scrubbed of the password.
+pub(super) fn pg_error(
+    e: tokio_postgres::Error,
+    stage: Stage,
+    what: &str,
+    password: Option<&Secret>,
+) -> BackendError {
+    let kind = classify(&e, stage);
+    let message = redact(&format!("{what}: {}", describe(&e)), password);
+    BackendError::new(kind, message).with_source(e)
+}
+
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" ({d})"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    s
+}
+
+/// Every error in the source chain, looking inside `io::Error`s too (their `source()`
+/// skips the wrapped error).
+fn chain<'a>(e: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
+    let mut out = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        out.push(err);
+        next = match err.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => err.source(),
+        };
+    }
+    out
+}
+
+fn classify(e: &tokio_postgres::Error, stage: Stage) -> BackendErrorKind {
+    use BackendErrorKind as K;
+    let lost = if stage == Stage::Connect {
+        K::Connect
+    } else {
+        K::Closed
+    };
+    if let Some(code) = e.code() {
+        return match code {
+            c if *c == SqlState::INVALID_PASSWORD
+                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                || *c == SqlState::INSUFFICIENT_PRIVILEGE && stage == Stage::Connect =>
+            {
+                K::Auth
+            }
+            c if *c == SqlState::INVALID_CATALOG_NAME && stage == Stage::Connect => K::Config,
+            c if *c == SqlState::TOO_MANY_CONNECTIONS || *c == SqlState::CANNOT_CONNECT_NOW => {
+                K::Connect
+            }
+            c if *c == SqlState::QUERY_CANCELED => K::Timeout,
+            c if *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || c.code().starts_with("08") =>
+            {
+                lost
+            }
+            _ if stage == Stage::Connect => K::Connect,
+            _ => K::Query,
+        };
+    }
+    if e.is_closed() {
+        return lost;
+    }
+    for cause in chain(e) {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return match tls {
+                rustls::Error::InvalidCertificate(_)
+                | rustls::Error::NoCertificatesPresented
+                | rustls::Error::UnsupportedNameType => K::Config,
+                rustls::Error::AlertReceived(
+                    rustls::AlertDescription::BadCertificate
+                    | rustls::AlertDescription::CertificateRequired
+                    | rustls::AlertDescription::UnknownCA
+                    | rustls::AlertDescription::CertificateRevoked
+                    | rustls::AlertDescription::CertificateExpired
+                    | rustls::AlertDescription::AccessDenied,
+                ) => K::Auth,
+                _ => K::Connect,
+            };
+        }
+    }
+    let text = describe(e);
+    if text.contains("server does not support TLS") || text.starts_with("invalid configuration") {
+        K::Config
+    } else if text.starts_with("authentication error") {
+        K::Auth
+    } else if text.starts_with("timeout waiting for server") {
+        K::Timeout
+    } else if chain(e).iter().any(|c| c.is::<io::Error>()) {
+        lost
+    } else if stage == Stage::Connect {
+        K::Connect
+    } else {
+        K::Other
+    }
+}

@@ -1,0 +1,40 @@
+use super::*;
+
+#[test]
+fn options_are_parsed_and_unknown_ones_rejected() {
+    let cfg = ConnectionConfig::parse(
+        "postgres://u@h/db?connect_timeout=3&statement_timeout=5s&reset=discard_all&options=-c%20search_path%3Dapp",
+    )
+    .unwrap();
+    let o = Options::parse(&cfg).unwrap();
+    assert_eq!(o.connect_timeout, Some(Duration::from_secs(3)));
+    assert_eq!(o.reset, ResetMode::DiscardAll);
+    assert_eq!(
+        o.server_options.as_deref(),
+        Some("-c search_path=app -c statement_timeout=5s")
+    );
+    for bad in [
+        "connect_timeout=soon",
+        "statement_timeout=5 s;drop",
+        "reset=sometimes",
+        "statment_timeout=5s",
+        "target_session_attrs=primary",
+    ] {
+        let cfg = ConnectionConfig::parse(&format!("postgres://u@h/db?{bad}")).unwrap();
+        let e = Options::parse(&cfg).unwrap_err();
+        assert_eq!(e.kind(), BackendErrorKind::Config, "{bad}: {e}");
+    }
+    assert_eq!(
+        parse_duration("500ms", Duration::from_secs(1)),
+        Some(Duration::from_millis(500))
+    );
+    assert_eq!(
+        parse_duration("0", Duration::from_secs(1)),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        parse_duration("1min", Duration::from_secs(1)),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(parse_duration("ms", Duration::from_secs(1)), None);
+}

@@ -1,0 +1,82 @@
+//! What the wire tap learns about one connection ([`Session`]), and the transaction status
+//! read from it.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, AtomicU8, Ordering};
+
+/// The server's transaction status, from the last ReadyForQuery message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionStatus {
+    /// Not in a transaction block.
+    Idle,
+    /// In a transaction block (`BEGIN` was run).
+    InTransaction,
+    /// In a failed transaction block: only `ROLLBACK` is accepted.
+    Failed,
+    /// Not known (no ReadyForQuery yet).
+    Unknown,
+}
+
+const STATUS_IDLE: u8 = b'I';
+const STATUS_IN_TRANSACTION: u8 = b'T';
+const STATUS_FAILED: u8 = b'E';
+
+/// What the tap learned about one connection. Written only by the connection task (which
+/// does all reads and writes), read by the pool.
+#[derive(Debug)]
+pub(super) struct Session {
+    /// Requests written that the server answers with exactly one ReadyForQuery (`Query`,
+    /// `Sync`), plus one for the startup.
+    pub(super) sent: AtomicU64,
+    /// ReadyForQuery messages read.
+    pub(super) ready: AtomicU64,
+    /// Added to `sent - ready` once a barrier proved nothing is in flight.
+    correction: AtomicI64,
+    /// Status byte of the last ReadyForQuery; 0 before the first.
+    pub(super) status: AtomicU8,
+    /// Backend process id, from BackendKeyData.
+    pub(super) pid: AtomicI32,
+    /// The tap lost the message framing: the connection must not be reused.
+    pub(super) desync: AtomicBool,
+}
+
+impl Session {
+    pub(super) fn new() -> Self {
+        Session {
+            sent: AtomicU64::new(1),
+            ready: AtomicU64::new(0),
+            correction: AtomicI64::new(0),
+            status: AtomicU8::new(0),
+            pid: AtomicI32::new(0),
+            desync: AtomicBool::new(false),
+        }
+    }
+
+    /// Requests written and not answered with a ReadyForQuery yet. Reads `ready` first, so
+    /// a race with the connection task can only over-count (which costs a barrier).
+    pub(super) fn in_flight(&self) -> i64 {
+        let ready = self.ready.load(Ordering::Acquire) as i64;
+        let sent = self.sent.load(Ordering::Acquire) as i64;
+        sent + self.correction.load(Ordering::Acquire) - ready
+    }
+
+    pub(super) fn status(&self) -> TransactionStatus {
+        match self.status.load(Ordering::Acquire) {
+            STATUS_IDLE => TransactionStatus::Idle,
+            STATUS_IN_TRANSACTION => TransactionStatus::InTransaction,
+            STATUS_FAILED => TransactionStatus::Failed,
+            _ => TransactionStatus::Unknown,
+        }
+    }
+
+    /// Idle, nothing in flight: nothing to reset.
+    pub(super) fn is_clean(&self) -> bool {
+        self.in_flight() == 0 && self.status.load(Ordering::Acquire) == STATUS_IDLE
+    }
+
+    /// After a barrier completed: nothing written before it is still in flight.
+    pub(super) fn settle(&self) {
+        let ready = self.ready.load(Ordering::Acquire) as i64;
+        let sent = self.sent.load(Ordering::Acquire) as i64;
+        self.correction.store(ready - sent, Ordering::Release);
+    }
+}

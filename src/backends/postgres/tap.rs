@@ -1,0 +1,306 @@
+//! The socket and the wire tap: [`Tap`] follows the protocol's message framing in both
+//! directions and records what it sees in a [`Session`] (see the [backend's module
+//! docs](super)).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_postgres::tls::{ChannelBinding, TlsStream};
+
+use super::session::Session;
+
+/// A TCP or Unix-domain socket.
+pub(super) enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Follows the framing of PostgreSQL protocol messages in one direction: a 1-byte tag
+/// and a 4-byte big-endian length counting itself, then the body (skipped, except its first
+/// bytes). The first messages of a connection (SSLRequest, StartupMessage) have no tag.
+#[derive(Default)]
+struct Framer {
+    /// Untagged messages still expected.
+    untagged: u8,
+    header: [u8; 5],
+    have: usize,
+    in_body: bool,
+    tag: u8,
+    left: usize,
+    capture: [u8; 8],
+    captured: usize,
+}
+
+enum Frame {
+    Start(u8),
+    End(u8),
+}
+
+impl Framer {
+    /// Feed bytes in stream order; `on` sees each message's start and end (with the first
+    /// bytes of its body). `Err` on an impossible length.
+    fn feed(&mut self, mut data: &[u8], mut on: impl FnMut(Frame, &[u8])) -> Result<(), ()> {
+        loop {
+            if !self.in_body {
+                if data.is_empty() {
+                    return Ok(());
+                }
+                let need = if self.untagged > 0 { 4 } else { 5 };
+                let take = (need - self.have).min(data.len());
+                self.header[self.have..self.have + take].copy_from_slice(&data[..take]);
+                self.have += take;
+                data = &data[take..];
+                if self.have < need {
+                    return Ok(());
+                }
+                let (tag, len) = if self.untagged > 0 {
+                    self.untagged -= 1;
+                    (0, &self.header[..4])
+                } else {
+                    (self.header[0], &self.header[1..5])
+                };
+                let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+                if len < 4 {
+                    return Err(());
+                }
+                self.tag = tag;
+                self.left = len as usize - 4;
+                self.have = 0;
+                self.captured = 0;
+                self.in_body = true;
+                on(Frame::Start(tag), &[]);
+            }
+            if self.left > 0 {
+                if data.is_empty() {
+                    return Ok(());
+                }
+                let take = self.left.min(data.len());
+                let keep = (self.capture.len() - self.captured).min(take);
+                self.capture[self.captured..self.captured + keep].copy_from_slice(&data[..keep]);
+                self.captured += keep;
+                self.left -= take;
+                data = &data[take..];
+            }
+            if self.left == 0 {
+                self.in_body = false;
+                on(Frame::End(self.tag), &self.capture[..self.captured]);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LastExecute {
+    Simple,
+    Extended,
+}
+
+/// A stream that watches the PostgreSQL messages passing through it (see the module docs)
+/// and updates a [`Session`]. Bytes pass unchanged.
+pub(super) struct Tap<S> {
+    inner: S,
+    session: Arc<Session>,
+    rx: Framer,
+    tx: Framer,
+    /// The next byte read answers an SSLRequest.
+    ssl_answer_pending: bool,
+    /// Stop watching: the stream is encrypted from here (a tap above TLS takes over) or the
+    /// framing was lost.
+    passthrough: bool,
+    last_execute: LastExecute,
+    /// `Sync`s written since the last `Execute` (ignored by the server in copy-in mode).
+    syncs_since_execute: u64,
+}
+
+impl<S> Tap<S> {
+    /// On the raw socket: the first message written is an SSLRequest when `ssl_request`,
+    /// else the StartupMessage.
+    pub(super) fn new(inner: S, session: Arc<Session>, ssl_request: bool) -> Self {
+        Tap {
+            inner,
+            session,
+            rx: Framer::default(),
+            tx: Framer {
+                untagged: 1,
+                ..Framer::default()
+            },
+            ssl_answer_pending: ssl_request,
+            passthrough: false,
+            last_execute: LastExecute::Simple,
+            syncs_since_execute: 0,
+        }
+    }
+
+    /// Above TLS: the first message written is the StartupMessage.
+    pub(super) fn over_tls(inner: S, session: Arc<Session>) -> Self {
+        Self::new(inner, session, false)
+    }
+
+    fn lost_framing(&mut self) {
+        self.passthrough = true;
+        self.session.desync.store(true, Ordering::Release);
+    }
+
+    fn observe_read(&mut self, mut data: &[u8]) {
+        if self.passthrough || data.is_empty() {
+            return;
+        }
+        if self.ssl_answer_pending {
+            self.ssl_answer_pending = false;
+            if data[0] == b'S' {
+                // TLS from here: the tap over the TLS stream watches the plaintext.
+                self.passthrough = true;
+                return;
+            }
+            // 'N': the StartupMessage follows in plaintext.
+            self.tx.untagged = 1;
+            data = &data[1..];
+        }
+        let session = &self.session;
+        let ok = self.rx.feed(data, |frame, body| match frame {
+            Frame::End(b'Z') if !body.is_empty() => {
+                session.status.store(body[0], Ordering::Release);
+                session.ready.fetch_add(1, Ordering::AcqRel);
+            }
+            Frame::End(b'K') if body.len() >= 4 => {
+                let pid = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                session.pid.store(pid, Ordering::Relaxed);
+            }
+            _ => {}
+        });
+        if ok.is_err() {
+            self.lost_framing();
+        }
+    }
+
+    fn observe_write(&mut self, data: &[u8]) {
+        if self.passthrough || data.is_empty() {
+            return;
+        }
+        let session = &self.session;
+        let last_execute = &mut self.last_execute;
+        let syncs = &mut self.syncs_since_execute;
+        let ok = self.tx.feed(data, |frame, _| match frame {
+            Frame::Start(b'Q') => {
+                session.sent.fetch_add(1, Ordering::AcqRel);
+                *last_execute = LastExecute::Simple;
+            }
+            Frame::Start(b'E') => {
+                *last_execute = LastExecute::Extended;
+                *syncs = 0;
+            }
+            Frame::Start(b'S') => {
+                session.sent.fetch_add(1, Ordering::AcqRel);
+                if *last_execute == LastExecute::Extended {
+                    *syncs += 1;
+                }
+            }
+            // CopyDone / CopyFail: a Sync written after the Execute that started an
+            // extended-protocol COPY FROM STDIN was ignored by the server.
+            Frame::Start(b'c' | b'f') => {
+                if *last_execute == LastExecute::Extended && *syncs > 0 {
+                    session.sent.fetch_sub(*syncs, Ordering::AcqRel);
+                }
+                *syncs = 0;
+            }
+            _ => {}
+        });
+        if ok.is_err() {
+            self.lost_framing();
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.observe_read(&buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            this.observe_write(&buf[..n]);
+        }
+        result
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: TlsStream + Unpin> TlsStream for Tap<S> {
+    fn channel_binding(&self) -> ChannelBinding {
+        self.inner.channel_binding()
+    }
+}
+
+#[cfg(test)]
+#[path = "tap_tests.rs"]
+mod tests;

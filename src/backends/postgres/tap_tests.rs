@@ -1,0 +1,143 @@
+use super::super::session::TransactionStatus;
+use super::*;
+
+fn feed_all(f: &mut Framer, chunks: &[&[u8]]) -> Vec<(char, Vec<u8>)> {
+    let mut out = Vec::new();
+    for c in chunks {
+        f.feed(c, |frame, body| {
+            if let Frame::End(t) = frame {
+                out.push((t as char, body.to_vec()));
+            }
+        })
+        .unwrap();
+    }
+    out
+}
+
+fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+#[test]
+fn framer_follows_messages_split_anywhere() {
+    let mut stream = Vec::new();
+    stream.extend(msg(b'C', b"SELECT 1\0"));
+    stream.extend(msg(b'Z', b"T"));
+    stream.extend(msg(b'K', &[0, 0, 0, 42, 1, 2, 3, 4]));
+    stream.extend(msg(b'I', b""));
+    for split in 0..stream.len() {
+        let mut f = Framer::default();
+        let got = feed_all(&mut f, &[&stream[..split], &stream[split..]]);
+        let tags: String = got.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, "CZKI", "split at {split}");
+        assert_eq!(got[1].1, b"T");
+        assert_eq!(&got[2].1[..4], &[0, 0, 0, 42]);
+    }
+    // Byte by byte.
+    let mut f = Framer::default();
+    let chunks: Vec<&[u8]> = stream.chunks(1).collect();
+    assert_eq!(feed_all(&mut f, &chunks).len(), 4);
+}
+
+#[test]
+fn framer_handles_untagged_startup_and_rejects_bad_lengths() {
+    let mut f = Framer {
+        untagged: 1,
+        ..Framer::default()
+    };
+    let mut stream = 8i32.to_be_bytes().to_vec();
+    stream.extend_from_slice(&80877103i32.to_be_bytes());
+    stream.extend(msg(b'Q', b"BEGIN\0"));
+    let got = feed_all(&mut f, &[&stream]);
+    assert_eq!(
+        got.iter().map(|(t, _)| *t as u32).collect::<Vec<_>>(),
+        [0, 'Q' as u32]
+    );
+    let mut f = Framer::default();
+    assert!(f.feed(&[b'Z', 0, 0, 0, 1], |_, _| {}).is_err());
+}
+
+fn tap() -> Tap<tokio::io::Empty> {
+    let mut t = Tap::new(tokio::io::empty(), Arc::new(Session::new()), false);
+    // Past the startup: StartupMessage written, ReadyForQuery read.
+    t.tx.untagged = 0;
+    t.observe_read(&msg(b'Z', b"I"));
+    t
+}
+
+#[test]
+fn session_tracks_status_and_requests_in_flight() {
+    let mut t = tap();
+    assert!(t.session.is_clean());
+    t.observe_write(&msg(b'Q', b"BEGIN\0"));
+    assert_eq!(t.session.in_flight(), 1);
+    assert!(!t.session.is_clean());
+    t.observe_read(&[msg(b'C', b"BEGIN\0"), msg(b'Z', b"T")].concat());
+    assert_eq!(t.session.in_flight(), 0);
+    assert_eq!(t.session.status(), TransactionStatus::InTransaction);
+    // Extended protocol: Parse/Bind/Execute/Sync, one ReadyForQuery.
+    let batch = [
+        msg(b'P', b"\0COMMIT\0\0\0"),
+        msg(b'B', b"\0\0\0\0\0\0\0\0"),
+        msg(b'E', b"\0\0\0\0\0"),
+        msg(b'S', b""),
+    ]
+    .concat();
+    t.observe_write(&batch);
+    assert_eq!(t.session.in_flight(), 1);
+    t.observe_read(&[msg(b'2', b""), msg(b'C', b"COMMIT\0"), msg(b'Z', b"I")].concat());
+    assert!(t.session.is_clean());
+}
+
+#[test]
+fn extended_copy_in_sync_is_not_counted() {
+    let mut t = tap();
+    // copy_in: Bind, Execute, Sync (ignored in copy-in mode), data, CopyDone, Sync.
+    t.observe_write(
+        &[
+            msg(b'B', b"\0\0\0\0\0\0\0\0"),
+            msg(b'E', b"\0\0\0\0\0"),
+            msg(b'S', b""),
+        ]
+        .concat(),
+    );
+    t.observe_read(&[msg(b'2', b""), msg(b'G', b"\0\0\0")].concat());
+    t.observe_write(&[msg(b'd', b"1\n"), msg(b'c', b""), msg(b'S', b"")].concat());
+    assert_eq!(t.session.in_flight(), 1);
+    t.observe_read(&[msg(b'C', b"COPY 1\0"), msg(b'Z', b"I")].concat());
+    assert!(t.session.is_clean());
+}
+
+#[test]
+fn ssl_answer_switches_to_passthrough_or_plaintext_startup() {
+    let session = Arc::new(Session::new());
+    let mut t = Tap::new(tokio::io::empty(), Arc::clone(&session), true);
+    let mut ssl_request = 8i32.to_be_bytes().to_vec();
+    ssl_request.extend_from_slice(&80877103i32.to_be_bytes());
+    t.observe_write(&ssl_request);
+    t.observe_read(b"S");
+    assert!(t.passthrough);
+    t.observe_read(b"\x16\x03\x03garbage that is TLS");
+    assert!(!session.desync.load(Ordering::Relaxed));
+
+    let mut t = Tap::new(tokio::io::empty(), Arc::new(Session::new()), true);
+    t.observe_write(&ssl_request);
+    t.observe_read(b"N");
+    let mut startup = 9i32.to_be_bytes().to_vec();
+    startup.extend_from_slice(&196608i32.to_be_bytes());
+    startup.push(0);
+    t.observe_write(&startup);
+    t.observe_read(
+        &[
+            msg(b'R', &[0, 0, 0, 0]),
+            msg(b'K', &[0, 0, 1, 0, 9, 9, 9, 9]),
+            msg(b'Z', b"I"),
+        ]
+        .concat(),
+    );
+    assert!(t.session.is_clean());
+    assert_eq!(t.session.pid.load(Ordering::Relaxed), 256);
+}
