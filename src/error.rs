@@ -33,7 +33,19 @@ impl fmt::Display for Phase {
     }
 }
 
-/// What kind of failure a backend reported.
+/// What kind of failure a backend reported. The kind alone decides what the pool does
+/// with a failed connect, one table for every backend:
+///
+/// | kind | retried by the acquire | counts against the endpoint (breaker) | what the pool does |
+/// |---|---|---|---|
+/// | `Connect`, `Timeout`, `Closed`, `Other` | yes, with backoff | yes | the endpoint may be down |
+/// | `Capacity` | no: waits for a returned connection | no | lowers its effective size to what the server accepted, grows back with backoff |
+/// | `Auth`, `Config` | no | no | the caller gets the error at once |
+/// | `Query` | yes | no | the server answered: nothing against the endpoint |
+///
+/// A connection that breaks while checked out, a failed query and a caller's
+/// cancellation are not reported as kinds at all: the connection is closed and replaced,
+/// and only a fresh connect says anything about the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendErrorKind {
     /// The server could not be reached or refused the connection.
@@ -44,8 +56,12 @@ pub enum BackendErrorKind {
     Timeout,
     /// The connection broke while in use.
     Closed,
-    /// The configuration cannot work with this backend. Not retried.
+    /// The configuration cannot work with this backend, or the server refused what was
+    /// asked of it (an unknown database or role). Not retried.
     Config,
+    /// The server is up but accepts no more connections (PostgreSQL 53300, MySQL 1040,
+    /// Redis "max number of clients reached"): a capacity signal, not an outage.
+    Capacity,
     /// A query or command failed.
     Query,
     /// Anything else.
@@ -83,9 +99,24 @@ impl BackendError {
         self.kind
     }
 
-    /// Whether connecting again may succeed (false for authentication and configuration errors).
+    /// Whether connecting again may succeed (false for authentication and configuration
+    /// errors). A capacity error is retryable, but later: the pool waits for a returned
+    /// connection rather than connecting again at once.
     pub fn is_retryable(&self) -> bool {
         !matches!(self.kind, BackendErrorKind::Auth | BackendErrorKind::Config)
+    }
+
+    /// Whether this failure of a fresh connect is evidence that the endpoint is down,
+    /// so that it counts toward the pool's circuit breaker (see the table on
+    /// [`BackendErrorKind`]).
+    pub fn is_endpoint_down(&self) -> bool {
+        matches!(
+            self.kind,
+            BackendErrorKind::Connect
+                | BackendErrorKind::Timeout
+                | BackendErrorKind::Closed
+                | BackendErrorKind::Other
+        )
     }
 }
 

@@ -205,6 +205,8 @@ fn classify(e: &MyError) -> BackendErrorKind {
             1044 | 1045 | 1698 | 1251 | 1820 | 1862 | 1130 => BackendErrorKind::Auth,
             // unknown database
             1049 => BackendErrorKind::Config,
+            // too many connections (server, user, user limit): capacity, not an outage
+            1040 | 1203 | 1226 => BackendErrorKind::Capacity,
             _ => BackendErrorKind::Connect,
         },
         MyError::Driver(DriverError::UnknownAuthPlugin { .. }) | MyError::Url(_) => {

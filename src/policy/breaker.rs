@@ -12,17 +12,31 @@ use tokio::time::Instant;
 use crate::error::{BackendError, ConfigError};
 
 /// Settings of a circuit breaker. Every field has a default.
+///
+/// Only failed connects count (see [`BackendErrorKind`](crate::BackendErrorKind) for
+/// which): `failure_threshold` in a row open the breaker. While open it blocks connects,
+/// not the reuse of idle connections (they are probed before they are handed out). After
+/// the open time one connect is let through as a trial; `success_threshold` good trials
+/// close it, a failed one opens it again. For the first `grow_after` of an outage the open
+/// time stays at `open_for`, so a restart costs callers a short wait and no error; after
+/// that it doubles with each failed trial up to `max_open_for`, so a long outage fails
+/// fast (an acquire whose deadline comes before the next trial fails at once).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
-    /// Consecutive failures that open the breaker. Default 5.
+    /// Consecutive failed connects that open the breaker. Default 5.
     pub failure_threshold: u32,
     /// Consecutive successful trials (while half-open) that close it. Default 2.
     pub success_threshold: u32,
-    /// How long it stays open after the first trip. Default 1s.
+    /// How long it stays open after a trip while the outage is younger than
+    /// `grow_after` (with equal jitter: between half and all of it). Default 50ms.
     #[serde(with = "humantime_serde")]
     pub open_for: Duration,
-    /// Cap of the open time, which doubles on each consecutive trip. Default 30s.
+    /// How long an outage lasts before the open time starts to double with each failed
+    /// trial. Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub grow_after: Duration,
+    /// Cap of the open time. Default 30s.
     #[serde(with = "humantime_serde")]
     pub max_open_for: Duration,
 }
@@ -32,7 +46,8 @@ impl Default for BreakerConfig {
         Self {
             failure_threshold: 5,
             success_threshold: 2,
-            open_for: Duration::from_secs(1),
+            open_for: Duration::from_millis(50),
+            grow_after: Duration::from_secs(1),
             max_open_for: Duration::from_secs(30),
         }
     }
@@ -126,6 +141,10 @@ pub struct CircuitBreaker {
     failures: u32,
     successes: u32,
     trips: u32,
+    /// When the breaker first opened in the current outage (reset when it closes).
+    outage_since: Option<Instant>,
+    /// Trips since the outage passed `grow_after`: the open time doubles with each.
+    grown: u32,
     open_until: Instant,
     trial_in_flight: bool,
     last_error: Option<BackendError>,
@@ -140,6 +159,8 @@ impl CircuitBreaker {
             failures: 0,
             successes: 0,
             trips: 0,
+            outage_since: None,
+            grown: 0,
             open_until: now,
             trial_in_flight: false,
             last_error: None,
@@ -159,6 +180,12 @@ impl CircuitBreaker {
     /// When an open breaker lets the next trial through.
     pub fn retry_at(&self) -> Instant {
         self.open_until
+    }
+
+    /// Open and refusing connects until the returned instant (after `now`); `None` when a
+    /// connect may be tried now or as soon as the trial under way ends.
+    pub fn refusing(&self, now: Instant) -> Option<Instant> {
+        (self.state == BreakerState::Open && now < self.open_until).then_some(self.open_until)
     }
 
     /// Consecutive trips so far (reset when it closes).
@@ -204,6 +231,8 @@ impl CircuitBreaker {
                 self.successes += 1;
                 if self.successes >= self.config.success_threshold {
                     self.trips = 0;
+                    self.outage_since = None;
+                    self.grown = 0;
                     self.last_error = None;
                     Some(self.go(BreakerState::Closed, "trials succeeded", now))
                 } else {
@@ -245,9 +274,14 @@ impl CircuitBreaker {
 
     fn trip(&mut self, now: Instant, reason: String, rng: &mut impl Rng) -> Change {
         self.trips = self.trips.saturating_add(1);
-        let factor = 1u32
-            .checked_shl(self.trips.saturating_sub(1).min(31))
-            .unwrap_or(u32::MAX);
+        let since = *self.outage_since.get_or_insert(now);
+        let factor = if now.saturating_duration_since(since) >= self.config.grow_after {
+            let f = 1u32.checked_shl(self.grown.min(31)).unwrap_or(u32::MAX);
+            self.grown = self.grown.saturating_add(1);
+            f
+        } else {
+            1
+        };
         let ceiling = self
             .config
             .open_for
@@ -257,7 +291,8 @@ impl CircuitBreaker {
         // tripped together do not retry together, yet never retry at once.
         let half = ceiling / 2;
         let extra = rng.random_range(0..=half.as_nanos().min(u64::MAX as u128) as u64);
-        self.open_until = now + half + Duration::from_nanos(extra);
+        let open = half + Duration::from_nanos(extra);
+        self.open_until = far_at(now, open);
         self.failures = 0;
         self.successes = 0;
         self.go(BreakerState::Open, &reason, now)
@@ -272,6 +307,12 @@ impl CircuitBreaker {
             at: now,
         }
     }
+}
+
+/// `now + d`, or 30 years from now where that would overflow (as tokio's own "far future").
+fn far_at(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 #[cfg(test)]
@@ -289,6 +330,8 @@ mod tests {
             failure_threshold: 3,
             success_threshold: 2,
             open_for: Duration::from_secs(1),
+            // Doubling from the first trip, as these tests check.
+            grow_after: Duration::ZERO,
             max_open_for: Duration::from_secs(8),
         };
         (
@@ -412,5 +455,76 @@ mod tests {
         };
         assert_eq!(bad.validate().unwrap_err().field, "breaker.max_open_for");
         BreakerConfig::default().validate().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_open_time_stays_short_while_the_outage_is_young_then_doubles() {
+        let cfg = BreakerConfig {
+            failure_threshold: 1,
+            open_for: Duration::from_millis(100),
+            grow_after: Duration::from_secs(1),
+            max_open_for: Duration::from_millis(800),
+            ..BreakerConfig::default()
+        };
+        let start = Instant::now();
+        let mut b = CircuitBreaker::new(cfg, start);
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut now = start;
+        let mut opens = Vec::new();
+        b.on_failure(now, err(), &mut rng).expect("opens");
+        for _ in 0..20 {
+            let open = b.retry_at() - now;
+            opens.push((now - start, open));
+            now = b.retry_at();
+            assert!(matches!(b.admit(now), Admission::Trial(_)));
+            b.on_failure(now, err(), &mut rng)
+                .expect("the trial failed: open again");
+        }
+        for (age, open) in &opens {
+            let ceiling = if *age < Duration::from_secs(1) {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_millis(800)
+            };
+            assert!(*open <= ceiling, "{age:?}: open {open:?}");
+            assert!(*open >= Duration::from_millis(50), "{age:?}: open {open:?}");
+        }
+        let young: Vec<_> = opens
+            .iter()
+            .filter(|(age, _)| *age < Duration::from_secs(1))
+            .collect();
+        assert!(
+            young.len() >= 10,
+            "trials every 50-100ms at first: {opens:?}"
+        );
+        let (_, last) = opens.last().unwrap();
+        assert!(
+            *last >= Duration::from_millis(400),
+            "grown to the cap: {opens:?}"
+        );
+        // A success closes it and the next outage starts short again.
+        assert!(matches!(b.admit(b.retry_at()), Admission::Trial(_)));
+        b.on_success(b.retry_at());
+        assert!(matches!(b.admit(b.retry_at()), Admission::Trial(_)));
+        b.on_success(b.retry_at());
+        assert_eq!(b.state(), BreakerState::Closed);
+        let now = b.retry_at() + Duration::from_secs(5);
+        for _ in 0..1 {
+            b.on_failure(now, err(), &mut rng).expect("opens");
+        }
+        assert!(b.retry_at() - now <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn refusing_says_until_when_only_while_open() {
+        let (mut b, mut rng) = breaker();
+        let now = Instant::now();
+        assert_eq!(b.refusing(now), None);
+        for _ in 0..3 {
+            b.on_failure(now, err(), &mut rng);
+        }
+        let until = b.refusing(now).expect("open");
+        assert_eq!(until, b.retry_at());
+        assert_eq!(b.refusing(until), None, "the trial may go now");
     }
 }

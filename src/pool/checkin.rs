@@ -8,27 +8,29 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tokio::time::{timeout_at, Instant};
 
+use super::checkout::far_at;
 use super::conn::Conn;
 use super::shared::PoolShared;
 use crate::backends::Backend;
-use crate::error::{BackendError, BackendErrorKind, Phase};
+use crate::error::Phase;
 
 impl<B: Backend> PoolShared<B> {
     /// Take back a connection from a guard. Synchronous unless the backend must reset it.
     pub(crate) fn release(self: &Arc<Self>, mut conn: Conn<B::Connection>, broken: bool) {
         let now = Instant::now();
-        if conn.checkout != 0 && !self.leaks.checked_in(conn.checkout, now) {
-            // Reclaimed as a leak: its slot is long free; only the connection remains.
-            self.close_conn(conn);
-            return;
+        // Reclaimed as a leak: its slot was freed then and it was no longer counted live;
+        // it comes back as a connection with no slot, kept only if there is room.
+        let reclaimed = conn.checkout != 0 && !self.leaks.checked_in(conn.checkout, now);
+        if reclaimed {
+            self.counters.reattached();
+        } else {
+            self.hot.checked_in();
         }
-        self.hot.checked_in();
         let died = self.backend.is_broken(&mut conn.raw);
         if died {
-            self.health.report_failure(&BackendError::new(
-                BackendErrorKind::Closed,
-                "connection broke while checked out",
-            ));
+            // Not evidence against the endpoint (a terminated backend, a cancelled
+            // command): close it, and probe the idle ones that may share its fate.
+            self.health.suspect(now);
         }
         let keep = !broken
             && !died
@@ -39,13 +41,17 @@ impl<B: Backend> PoolShared<B> {
             // the surplus once the queue is empty).
             && (self.counters.live() <= self.slots.max_size() || self.hot.waiters() > 0)
             && !self.slots.shrinking();
-        if !keep {
+        let reset = keep && self.config.reset_on_return && self.backend.needs_reset(&conn.raw);
+        let clean = reset || (keep && self.config.test_on_return);
+        if !keep || (clean && reclaimed) {
+            // (Cleaning holds a slot until it is done; a reclaimed connection has none.)
             self.close_conn(conn);
-            self.release_slot();
+            if !reclaimed {
+                self.release_slot();
+            }
             return;
         }
-        let reset = self.config.reset_on_return && self.backend.needs_reset(&conn.raw);
-        if reset || self.config.test_on_return {
+        if clean {
             // The slot stays taken until the connection is clean, so nobody gets it dirty.
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
@@ -61,13 +67,15 @@ impl<B: Backend> PoolShared<B> {
         }
         conn.last_used = now;
         self.idle.push(conn);
-        self.release_slot();
+        if !reclaimed {
+            self.release_slot();
+        }
     }
 
     async fn clean_and_return(self: Arc<Self>, conn: Conn<B::Connection>, reset: bool) {
         let mut pending = self.pending(conn);
         let start = Instant::now();
-        let deadline = start + self.config.probe_timeout;
+        let deadline = far_at(start, self.config.probe_timeout);
         let raw = pending.raw();
         let ok = if reset {
             match timeout_at(

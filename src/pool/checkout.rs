@@ -1,18 +1,19 @@
 //! Checkout: acquire a slot (at once, or queued FIFO until the deadline), then reuse an
-//! idle connection (probing it when due) or open one, retrying with backoff. Runs in the
-//! caller's task; every await point is cancellation safe (slot and connection are held in
-//! drop guards).
+//! idle connection (probing it when due) or open one (`connect.rs`), retrying with
+//! backoff. Waits where waiting can help — for the breaker's next trial, for a connection
+//! to come back when the server has no room for more — and fails at once where it cannot.
+//! Runs in the caller's task; every await point is cancellation safe (slot and connection
+//! are held in drop guards).
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use rand::Rng;
 use tokio::sync::TryAcquireError;
 use tokio::time::{timeout_at, Instant};
 
+use super::capacity::Room;
 use super::conn::Conn;
+use super::connect::Attempt;
 use super::guard::PooledConnection;
 use super::shared::{PoolShared, Slot};
 use crate::backends::Backend;
@@ -50,38 +51,30 @@ impl<B: Backend> PoolShared<B> {
     ) -> Result<PooledConnection<B>, Error> {
         let start = Instant::now();
         self.check_open()?;
-        let mut trial = self.health.admit(start)?;
+        let deadline = far_at(start, budget);
+        // Fail fast exactly when waiting cannot help: the breaker refuses connects past
+        // this caller's deadline and there is no idle connection to reuse.
+        if let Some(until) = self.health.refusing(start) {
+            if (!retry_connect || until >= deadline) && self.idle.is_empty() {
+                return Err(self.health.circuit_open(start, None));
+            }
+        }
         let slot = match self.try_slot() {
             Ok(slot) => slot,
             Err(TryAcquireError::Closed) => return Err(self.closed_error()),
-            Err(TryAcquireError::NoPermits) => {
-                let slot = self.wait_for_slot(start, budget).await?;
-                // The breaker may have opened while we queued: a waiter woken then must
-                // not make one more connect to a dead endpoint (the slot frees on `?`).
-                if trial.is_none() {
-                    trial = self.health.admit(Instant::now())?;
-                }
-                slot
-            }
+            Err(TryAcquireError::NoPermits) => self.wait_for_slot(start, deadline).await?,
         };
         // The pool may have failed or closed while we waited.
         self.check_open()?;
         self.hot.touch(start);
-        let deadline = start + budget;
-        let mut conn = self
-            .checkout(start, deadline, trial.is_some(), retry_connect)
-            .await?;
-        // A trial's checkout probed or connected, so its outcome is already reported.
-        if let Some(t) = trial {
-            t.resolved();
-        }
+        let mut conn = self.checkout(start, deadline, retry_connect).await?;
         conn.checkout = self.leaks.checkout();
         slot.disarm();
         self.hot.checked_out();
         Ok(PooledConnection::new(Arc::clone(self), conn))
     }
 
-    async fn wait_for_slot(&self, start: Instant, budget: Duration) -> Result<Slot<'_, B>, Error> {
+    async fn wait_for_slot(&self, start: Instant, deadline: Instant) -> Result<Slot<'_, B>, Error> {
         let (queued, _queued) = self.hot.queue();
         if queued >= self.config.max_waiters {
             return Err(Error::PoolSaturated {
@@ -105,7 +98,7 @@ impl<B: Backend> PoolShared<B> {
                 }
             }
         };
-        match timeout_at(start + budget, wait).await {
+        match timeout_at(deadline, wait).await {
             Ok(Some(Ok(slot))) => Ok(slot),
             Ok(Some(Err(_)) | None) => Err(self.closed_error()),
             Err(_) => {
@@ -120,162 +113,191 @@ impl<B: Backend> PoolShared<B> {
         }
     }
 
-    /// With a slot held: reuse an idle connection (testing it when due) or open one.
-    /// `must_check`: a breaker trial, which must probe or connect to learn an outcome.
+    /// With a slot held: reuse an idle connection (probing it when due) or open one,
+    /// until `deadline`. With `retry_connect` false the first failed connect (or a
+    /// breaker that refuses connects) is the answer, so the caller can try elsewhere.
     async fn checkout(
         &self,
         start: Instant,
         deadline: Instant,
-        must_check: bool,
         retry_connect: bool,
-    ) -> Result<Conn<B::Connection>, Error> {
-        while let Some(conn) = self.pop_reusable(start) {
-            let due = must_check
-                || (self.config.test_on_checkout
-                    && start.saturating_duration_since(conn.last_used)
-                        > self.config.checkout_bypass);
-            if !due {
-                return Ok(conn);
-            }
-            let mut pending = self.pending(conn);
-            match self.probe_raw(pending.raw(), deadline, start).await {
-                Ok(()) => return Ok(pending.keep()),
-                Err(e @ (Error::BackendPanic { .. } | Error::Timeout { .. })) => return Err(e),
-                Err(_) => continue, // dead connection: `pending` closes it; try the next
-            }
-        }
-        self.connect_with(start, deadline, Phase::Connect, retry_connect)
-            .await
-    }
-
-    /// Open a connection, retrying with backoff and full jitter until `deadline`.
-    pub(super) async fn connect(
-        &self,
-        start: Instant,
-        deadline: Instant,
-        phase: Phase,
-    ) -> Result<Conn<B::Connection>, Error> {
-        self.connect_with(start, deadline, phase, true).await
-    }
-
-    /// [`connect`](Self::connect); with `retry` false, the first failed attempt is the
-    /// answer.
-    async fn connect_with(
-        &self,
-        start: Instant,
-        deadline: Instant,
-        phase: Phase,
-        retry: bool,
     ) -> Result<Conn<B::Connection>, Error> {
         let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
         let mut last: Option<BackendError> = None;
+        // What a timeout names: connecting, or waiting for a connection to come back.
+        let mut phase = Phase::Connect;
         loop {
+            self.check_open()?;
+            if let Some(conn) = self.reuse(start, deadline).await? {
+                return Ok(conn);
+            }
             let now = Instant::now();
             if now >= deadline {
-                self.counters.timed_out();
-                return Err(Error::Timeout {
-                    key: self.key,
-                    phase,
-                    elapsed: start.elapsed(),
-                    // No attempt of its own got an answer (it waited for a connect permit
-                    // or was cut short): the pool's last connect error says why.
-                    last_error: last.or_else(|| self.health.last_error()),
-                });
+                return Err(self.timed_out(start, phase, last));
             }
-            // At most `max_connecting` connects at once: no storm when a server comes back.
-            let permit = match timeout_at(deadline, self.connects.acquire()).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(_)) => return Err(self.closed_error()),
-                Err(_) => continue, // the deadline check above reports the timeout
-            };
-            let now = Instant::now();
-            let own_limit = now + self.config.connect_timeout;
-            let limit = deadline.min(own_limit);
-            let _connecting = self.counters.connecting();
-            let attempt = AssertUnwindSafe(self.backend.connect(&self.connection)).catch_unwind();
-            let err = match timeout_at(limit, attempt).await {
-                Ok(Ok(Ok(raw))) => {
-                    self.health.connected();
-                    return Ok(self.adopt(raw));
+            // An open breaker blocks connects until its next trial: wait for it (or for a
+            // connection to come back) when that is before the deadline, else fail now.
+            if let Some(until) = self.health.refusing(now) {
+                if !retry_connect || until >= deadline {
+                    return Err(self.health.circuit_open(now, last));
                 }
-                Ok(Ok(Err(e))) => e,
-                Ok(Err(payload)) => return Err(self.crashed(Phase::Connect, &*payload)),
-                Err(_) if limit < own_limit => {
-                    // The caller's deadline, not the endpoint, ended this attempt: it says
-                    // nothing against the server, so the breaker and health don't hear of
-                    // it. The timeout reported next carries an earlier attempt's error if
-                    // there was one.
-                    let waited = limit.saturating_duration_since(now);
-                    last.get_or_insert_with(|| {
-                        BackendError::new(
-                            BackendErrorKind::Timeout,
-                            format!("connect attempt cut short by the deadline after {waited:?}"),
-                        )
-                    });
-                    continue; // the deadline check above reports the timeout
+                phase = Phase::Connect;
+                self.wait_for_change(until).await;
+                continue;
+            }
+            // A server that refused for capacity gets no connect past what it accepted,
+            // but one try to grow when due.
+            let open = self.counters.live() + self.counters.connects_under_way();
+            let growing = match self.capacity.room(open, now) {
+                Room::Free => false,
+                Room::Grow => true,
+                Room::Full { next_try } => {
+                    phase = Phase::Wait;
+                    self.wait_for_change(next_try.min(deadline)).await;
+                    continue;
                 }
-                Err(_) => BackendError::new(
-                    BackendErrorKind::Timeout,
-                    format!(
-                        "connect attempt timed out after {:?}",
-                        limit.saturating_duration_since(now)
-                    ),
-                ),
             };
-            drop(permit);
-            self.counters.connect_failed();
-            tracing::debug!(pool = %self.key, error = %err, "connect failed");
-            self.health.connect_failed(&err);
+            let trial = match self.health.admit(now) {
+                Ok(trial) => trial,
+                // Half-open with its one trial under way: its outcome wakes us.
+                Err(e) => {
+                    if growing {
+                        self.capacity.grow_abandoned();
+                    }
+                    if !retry_connect {
+                        return Err(e);
+                    }
+                    self.wait_for_change(deadline).await;
+                    continue;
+                }
+            };
+            let attempt = self.connect_once(deadline).await;
+            let (err, counted) = match attempt {
+                Ok(Attempt::Opened(conn)) => {
+                    if let Some(trial) = trial {
+                        trial.resolved();
+                    }
+                    self.capacity
+                        .opened(self.counters.live(), self.slots.max_size());
+                    return Ok(conn);
+                }
+                Ok(Attempt::Failed { error, counted }) => (error, counted),
+                Ok(Attempt::CutShort(error)) => {
+                    // The deadline, not the endpoint, ended it: the next turn reports the
+                    // timeout with an earlier attempt's error if there was one.
+                    if growing {
+                        self.capacity.grow_abandoned();
+                    }
+                    last.get_or_insert(error);
+                    continue;
+                }
+                Err(e) => {
+                    if growing {
+                        self.capacity.grow_abandoned();
+                    }
+                    return Err(e);
+                }
+            };
+            // The outcome was reported to the breaker; a trial that learnt nothing (an
+            // error that says nothing about the endpoint) is handed to the next caller.
+            match (trial, counted) {
+                (Some(trial), true) => trial.resolved(),
+                (Some(trial), false) => drop(trial),
+                (None, _) => {}
+            }
+            if err.kind() == BackendErrorKind::Capacity {
+                self.capacity.refused(self.counters.live(), Instant::now());
+                phase = Phase::Wait;
+                last = Some(err);
+                continue;
+            }
+            if growing {
+                self.capacity.grow_abandoned();
+            }
             if !err.is_retryable() {
                 self.health.set_healthy(false);
                 return Err(Error::Backend {
                     key: self.key,
-                    phase,
+                    phase: Phase::Connect,
                     source: err,
                 });
             }
-            if !retry {
-                if Instant::now() < deadline {
-                    return Err(Error::Backend {
-                        key: self.key,
-                        phase,
-                        source: err,
-                    });
-                }
-                last = Some(err);
-                continue; // the deadline check above reports the timeout
-            }
-            if self.health.tripped() && Instant::now() < deadline {
-                // The breaker opened (perhaps on this very failure): stop hammering the
-                // endpoint; the breaker's trials decide when to try again.
-                return Err(self.health.circuit_open(Instant::now(), Some(err)));
+            if !retry_connect && Instant::now() < deadline {
+                return Err(Error::Backend {
+                    key: self.key,
+                    phase: Phase::Connect,
+                    source: err,
+                });
             }
             last = Some(err);
+            phase = Phase::Connect;
             let delay = backoff.next_delay(&mut rand::rng());
-            tokio::time::sleep_until(deadline.min(Instant::now() + delay)).await;
+            self.wait_for_change(deadline.min(far_at(Instant::now(), delay)))
+                .await;
         }
     }
 
-    /// Account for a freshly opened connection.
-    fn adopt(&self, raw: B::Connection) -> Conn<B::Connection> {
-        let now = Instant::now();
-        self.counters.opened();
-        let expires = self.config.max_lifetime.map(|life| {
-            let jitter = self.config.lifetime_jitter.as_nanos() as u64;
-            let off = if jitter == 0 {
-                0
-            } else {
-                rand::rng().random_range(0..=jitter)
-            };
-            now + life - Duration::from_nanos(off)
-        });
-        Conn {
-            raw,
-            created: now,
-            expires,
-            last_used: now,
-            generation: self.incarnation.generation(),
-            checkout: 0,
+    /// An idle connection fit to hand out, probed first when due; `None` when none is.
+    async fn reuse(
+        &self,
+        start: Instant,
+        deadline: Instant,
+    ) -> Result<Option<Conn<B::Connection>>, Error> {
+        while let Some(conn) = self.pop_reusable(start) {
+            if !self.due_for_probe(&conn, start) {
+                return Ok(Some(conn));
+            }
+            let mut pending = self.pending(conn);
+            match self.probe_raw(pending.raw(), deadline, start).await {
+                Ok(()) => return Ok(Some(pending.keep())),
+                Err(e @ (Error::BackendPanic { .. } | Error::Timeout { .. })) => return Err(e),
+                Err(_) => continue, // dead connection: `pending` closes it; try the next
+            }
+        }
+        Ok(None)
+    }
+
+    /// Probe before handing out: while the breaker is not closed, when a connection broke
+    /// since this one was last used, or on test-on-checkout past the bypass window.
+    #[inline]
+    fn due_for_probe(&self, conn: &Conn<B::Connection>, start: Instant) -> bool {
+        self.health.tripped()
+            || self.health.suspects(conn.last_used)
+            || (self.config.test_on_checkout
+                && start.saturating_duration_since(conn.last_used) > self.config.checkout_bypass)
+    }
+
+    /// Wait until `until`, or until a connection comes back to the idle list, the breaker
+    /// has news, or the pool stops serving — whichever is first.
+    async fn wait_for_change(&self, until: Instant) {
+        let (returned, _waiting) = self.idle.wait_for_return();
+        let changed = self.health.changed();
+        let state = self.hot.changed();
+        tokio::pin!(returned, changed, state);
+        returned.as_mut().enable();
+        changed.as_mut().enable();
+        state.as_mut().enable();
+        // Registered before looking: a return in between is not missed.
+        if !self.idle.is_empty() || !self.hot.is_open() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            () = returned => {}
+            () = changed => {}
+            () = state => {}
+        }
+    }
+
+    fn timed_out(&self, start: Instant, phase: Phase, last: Option<BackendError>) -> Error {
+        self.counters.timed_out();
+        Error::Timeout {
+            key: self.key,
+            phase,
+            elapsed: start.elapsed(),
+            // No attempt of its own got an answer (it waited for a trial, a permit or a
+            // returned connection): the pool's last connect error says why.
+            last_error: last.or_else(|| self.health.last_error()),
         }
     }
 
@@ -295,4 +317,11 @@ impl<B: Backend> PoolShared<B> {
             return Some(conn);
         }
     }
+}
+
+/// `start + d`, or 30 years on where that would overflow: a deadline never panics.
+pub(super) fn far_at(start: Instant, d: Duration) -> Instant {
+    start
+        .checked_add(d)
+        .unwrap_or_else(|| start + Duration::from_secs(86_400 * 365 * 30))
 }

@@ -33,6 +33,18 @@ impl Counters {
         self.closed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A checked-out connection was reclaimed as a leak: its borrower still holds it,
+    /// but the pool no longer counts it (it holds no slot, and must not make a returned
+    /// healthy connection look like overflow).
+    pub(super) fn detached(&self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A reclaimed connection came back: counted again until it is kept or closed.
+    pub(super) fn reattached(&self) {
+        self.live.fetch_add(1, Ordering::Relaxed);
+    }
+
     #[inline]
     pub(super) fn live(&self) -> usize {
         self.live.load(Ordering::Relaxed)

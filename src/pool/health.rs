@@ -1,12 +1,20 @@
 //! The pool's health: its circuit breaker (admission, outcome reports, transitions
 //! published to the supervisor's subscribers), whether its last probe or connect
-//! succeeded, and its last connect error. The breaker itself is a pure state machine in
-//! `policy/breaker.rs`; this is the glue. The probes that feed it are in `probe.rs`.
+//! succeeded, its last connect error, and since when its idle connections are suspect.
+//! The breaker itself is a pure state machine in `policy/breaker.rs`; this is the glue.
+//!
+//! Only evidence about the endpoint moves the breaker: the outcome of a fresh connect
+//! (and of those, only the kinds [`BackendError::is_endpoint_down`] names). A connection
+//! that broke while checked out, a failed probe of an existing connection or a caller's
+//! cancellation say nothing about the server: the connection is closed and replaced, and
+//! the idle connections that may share its fate are probed before they are handed out.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::error::{BackendError, Error};
@@ -26,6 +34,13 @@ pub(crate) struct Health {
     last_error: Mutex<Option<BackendError>>,
     probing: AtomicBool,
     events: Option<EventSink>,
+    /// While the breaker is not closed: woken by every outcome and transition, so callers
+    /// waiting for a trial look again.
+    changed: Notify,
+    epoch: Instant,
+    /// Nanoseconds after `epoch` (plus one; 0: never) at which a connection last broke
+    /// while checked out: idle connections last used before then are probed first.
+    suspect_at: AtomicU64,
 }
 
 /// A half-open breaker's one trial. Dropped without an outcome (the acquire was cancelled
@@ -71,6 +86,9 @@ impl Health {
             last_error: Mutex::new(None),
             probing: AtomicBool::new(false),
             events,
+            changed: Notify::new(),
+            epoch: now,
+            suspect_at: AtomicU64::new(0),
         }
     }
 
@@ -107,6 +125,38 @@ impl Health {
         self.breaker.lock().state()
     }
 
+    /// Open and refusing connects until the returned instant; `None` while closed, or
+    /// when a connect may be tried now (or once the trial under way ends).
+    #[inline]
+    pub(super) fn refusing(&self, now: Instant) -> Option<Instant> {
+        if !self.tripped() {
+            return None;
+        }
+        self.breaker.lock().refusing(now)
+    }
+
+    /// Resolves at the next outcome or transition while the breaker is not closed, or at
+    /// [`wake`](Self::wake) (enable it before looking at the state).
+    pub(super) fn changed(&self) -> Notified<'_> {
+        self.changed.notified()
+    }
+
+    /// A connection broke while checked out: the idle connections used before now may
+    /// have died with it (a restart, a terminated backend), so they are probed before
+    /// they are handed out. Nothing is counted against the endpoint.
+    pub(super) fn suspect(&self, now: Instant) {
+        let at = now.saturating_duration_since(self.epoch).as_nanos() as u64 + 1;
+        self.suspect_at.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// Whether a connection last used at `last_used` must be probed before reuse because
+    /// one broke since.
+    #[inline]
+    pub(super) fn suspects(&self, last_used: Instant) -> bool {
+        let at = self.suspect_at.load(Ordering::Relaxed);
+        at != 0 && (last_used.saturating_duration_since(self.epoch).as_nanos() as u64) < at
+    }
+
     /// The error for an acquire refused or stopped by an open breaker.
     pub(super) fn circuit_open(&self, now: Instant, last_error: Option<BackendError>) -> Error {
         self.open_error(&self.breaker.lock(), now, last_error)
@@ -127,12 +177,12 @@ impl Health {
         }
     }
 
-    pub(super) fn report_success(&self) {
+    fn report_success(&self) {
         let change = self.breaker.lock().on_success(Instant::now());
         self.publish(change);
     }
 
-    pub(super) fn report_failure(&self, error: &BackendError) {
+    fn report_failure(&self, error: &BackendError) {
         let change =
             self.breaker
                 .lock()
@@ -140,10 +190,27 @@ impl Health {
         self.publish(change);
     }
 
+    /// An existing connection answered its probe: the server is up. While the breaker is
+    /// closed that clears the failure count; it never opens or closes the breaker (only
+    /// connects do).
+    pub(super) fn probe_ok(&self) {
+        if !self.tripped() {
+            self.report_success();
+        }
+    }
+
     fn publish(&self, change: Option<Change>) {
-        let Some(change) = change else { return };
+        let Some(change) = change else {
+            if self.tripped() {
+                // An outcome without a transition (a half-open trial succeeded, one more
+                // to go): the next waiter may try.
+                self.changed.notify_waiters();
+            }
+            return;
+        };
         self.tripped
             .store(change.to != BreakerState::Closed, Ordering::Release);
+        self.changed.notify_waiters();
         match change.to {
             BreakerState::Open => {
                 tracing::warn!(pool = %self.key, from = %change.from, reason = %change.reason, "circuit breaker opened")
@@ -164,10 +231,15 @@ impl Health {
         self.report_success();
     }
 
-    /// A connect failed with `error`: remembered as the last error and reported.
-    pub(super) fn connect_failed(&self, error: &BackendError) {
+    /// A connect failed with `error`: remembered as the last error, and counted against
+    /// the endpoint if its kind says the endpoint is down. Answers whether it counted.
+    pub(super) fn connect_failed(&self, error: &BackendError) -> bool {
         *self.last_error.lock() = Some(error.clone());
-        self.report_failure(error);
+        let counts = error.is_endpoint_down();
+        if counts {
+            self.report_failure(error);
+        }
+        counts
     }
 
     pub(super) fn set_healthy(&self, healthy: bool) {

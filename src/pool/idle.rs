@@ -4,11 +4,19 @@
 use std::collections::VecDeque;
 
 use parking_lot::Mutex;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
 
 use super::conn::Conn;
+use super::gauge::{Entered, Gauge};
 
 pub(crate) struct Idle<C> {
     deque: Mutex<VecDeque<Conn<C>>>,
+    /// Acquires holding a slot and waiting for a connection to come back (a breaker
+    /// trial, a full server): a push wakes one of them. Zero on the usual path, where a
+    /// push costs one more load.
+    waiting: Gauge,
+    returned: Notify,
 }
 
 impl<C> Idle<C> {
@@ -17,12 +25,30 @@ impl<C> Idle<C> {
     pub(super) fn new() -> Self {
         Self {
             deque: Mutex::new(VecDeque::new()),
+            waiting: Gauge::default(),
+            returned: Notify::new(),
         }
     }
 
     #[inline]
     pub(super) fn push(&self, conn: Conn<C>) {
         self.deque.lock().push_back(conn);
+        // After the push: a waiter counted before it looked at the deque either saw the
+        // connection or is woken here.
+        if self.waiting.get() > 0 {
+            self.returned.notify_one();
+        }
+    }
+
+    /// Resolves when a connection is pushed; counted as waiting until the guard drops
+    /// (enable the future, then look at the deque).
+    pub(super) fn wait_for_return(&self) -> (Notified<'_>, Entered<'_>) {
+        let (_, waiting) = self.waiting.enter();
+        (self.returned.notified(), waiting)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.deque.lock().is_empty()
     }
 
     /// The most recently returned.

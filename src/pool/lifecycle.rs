@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use tokio::time::{timeout_at, Instant};
 
+use super::checkout::far_at;
 use super::hot::PoolState;
 use super::incarnation::CrashHook;
 use super::shared::PoolShared;
 use crate::backends::Backend;
-use crate::error::{Error, Phase};
+use crate::error::Error;
 
 impl<B: Backend> PoolShared<B> {
     pub(crate) fn set_crash_hook(&self, hook: Option<CrashHook>) {
@@ -113,6 +114,7 @@ impl<B: Backend> PoolShared<B> {
         let (events, reclaimed) = self.leaks.scan();
         for _ in 0..reclaimed {
             self.hot.checked_in();
+            self.counters.detached();
             self.release_slot();
         }
         events
@@ -135,7 +137,7 @@ impl<B: Backend> PoolShared<B> {
             let warming = warming.adopt();
             async move {
                 let _warming = warming;
-                self.open_one(Instant::now() + self.config.connect_timeout)
+                self.open_one(far_at(Instant::now(), self.config.connect_timeout))
                     .await
             }
         });
@@ -146,10 +148,17 @@ impl<B: Backend> PoolShared<B> {
             .count()
     }
 
-    /// How many more connections fit under `max_size`, counting those being opened.
+    /// How many more connections fit under `max_size` (and under what the server
+    /// accepted, after a capacity refusal), counting those being opened.
     pub(super) fn room(&self) -> usize {
         let open = self.counters.live() + self.counters.connects_under_way();
-        self.slots.max_size().saturating_sub(open)
+        self.effective_size().saturating_sub(open)
+    }
+
+    /// `max_size`, or fewer while the server accepts no more than that.
+    pub(crate) fn effective_size(&self) -> usize {
+        let max = self.slots.max_size();
+        self.capacity.limit().map_or(max, |l| l.min(max))
     }
 
     /// Open one connection into the idle deque on a free slot, on the home runtime when
@@ -179,12 +188,9 @@ impl<B: Backend> PoolShared<B> {
         let Ok(_slot) = self.try_slot() else {
             return Ok(false);
         };
-        let conn = self
-            .connect(Instant::now(), deadline, Phase::Connect)
-            .await
-            .inspect_err(
-                |e| tracing::debug!(pool = %self.key, error = %e, "background connect failed"),
-            )?;
+        let conn = self.open_retrying(deadline).await.inspect_err(
+            |e| tracing::debug!(pool = %self.key, error = %e, "background connect failed"),
+        )?;
         self.idle.push(conn);
         Ok(true)
     }

@@ -3,10 +3,12 @@
 //! that each file owns its fields (see `shared.rs` for the map).
 
 pub(crate) mod actor;
+mod capacity;
 mod checkin;
 mod checkout;
 pub(crate) mod config;
 mod conn;
+mod connect;
 mod counters;
 pub(crate) mod factory;
 mod gauge;

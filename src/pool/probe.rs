@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::time::{timeout_at, Instant};
 
+use super::checkout::far_at;
 use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
@@ -17,9 +18,11 @@ impl<B: Backend> PoolShared<B> {
     /// Probe the endpoint: an idle connection if there is one, else a fresh one if a slot is
     /// free; a pool whose slots are all busy is judged by its last connect.
     ///
-    /// At most one probe runs at a time (a second caller is judged by history). While the
-    /// breaker is open the probe is refused; once the open time has passed the probe is
-    /// the half-open trial, so a pool with no traffic still heals.
+    /// At most one probe runs at a time (a second caller is judged by history). Only a
+    /// fresh connect says anything against the endpoint: an idle connection that fails
+    /// its probe is closed and a fresh connect confirms or clears the verdict. While the
+    /// breaker is open the probe is refused; once the open time has passed the probe's
+    /// connect is the half-open trial, so a pool with no traffic still heals.
     ///
     /// `open_within` bounds opening a connection when none is idle to probe: a caller
     /// waiting on a health check passes its budget; the background probe passes at least
@@ -37,36 +40,61 @@ impl<B: Backend> PoolShared<B> {
             return self.health.judge_by_history();
         };
         let start = Instant::now();
-        let deadline = start + budget;
-        let _trial = self.health.admit(start).map_err(|e| e.to_string())?;
-        let next = self.pop_reusable(start);
-        let result = if let Some(conn) = next {
-            let Ok(_slot) = self.try_slot() else {
-                // Every slot is busy: put it back and judge by recent history.
-                self.idle.push(conn);
-                return self.health.judge_by_history();
-            };
-            let mut pending = self.pending(conn);
-            let r = self.probe_raw(pending.raw(), deadline, start).await;
-            if r.is_ok() {
-                let mut c = pending.keep();
-                c.last_used = Instant::now();
-                self.idle.push(c);
+        let deadline = far_at(start, budget);
+        let trial = self.health.admit(start).map_err(|e| e.to_string())?;
+        if trial.is_none() {
+            if let Some(conn) = self.pop_reusable(start) {
+                let Ok(_slot) = self.try_slot() else {
+                    // Every slot is busy: put it back and judge by recent history.
+                    self.idle.push(conn);
+                    return self.health.judge_by_history();
+                };
+                let mut pending = self.pending(conn);
+                match self.probe_raw(pending.raw(), deadline, start).await {
+                    Ok(()) => {
+                        let mut c = pending.keep();
+                        c.last_used = Instant::now();
+                        self.idle.push(c);
+                        self.health.set_healthy(true);
+                        return Ok(());
+                    }
+                    // The connection, not necessarily the server: `pending` closes it
+                    // and a fresh connect below gives the verdict.
+                    Err(Error::Backend { .. }) => {}
+                    Err(e) => {
+                        self.health.set_healthy(false);
+                        return Err(e.to_string());
+                    }
+                }
             }
-            r
-        } else if self.counters.connects_under_way() > 0 {
-            // A connect is under way (a warm-up, a refill, an acquire): its outcome is the
+        }
+        if self.counters.connects_under_way() > 0
+            || self.counters.warming().get() > 0
+            || self.room() == 0
+        {
+            // A connect is under way (a warm-up, a refill, an acquire), or a background
+            // open has connected and is about to file its connection: its outcome is the
             // verdict, and opening one more would leave the pool above what it wants.
             return self.health.judge_by_history();
-        } else if self.room() > 0 {
-            match self.open_one(start + open_within).await {
-                Ok(true) => Ok(()),
-                Ok(false) => return self.health.judge_by_history(),
-                Err(e) => Err(e),
-            }
-        } else {
-            return self.health.judge_by_history();
+        }
+        let result = match self.open_one(far_at(start, open_within)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return self.health.judge_by_history(),
+            Err(e) => Err(e),
         };
+        // The connect reported its outcome to the breaker (a trial included), unless its
+        // error said nothing about the endpoint: then the trial goes to someone else.
+        if let Some(trial) = trial {
+            let reported = match &result {
+                Ok(()) => true,
+                Err(e) => e
+                    .source_backend()
+                    .is_some_and(BackendError::is_endpoint_down),
+            };
+            if reported {
+                trial.resolved();
+            }
+        }
         self.health.set_healthy(result.is_ok());
         result.map_err(|e| match &e {
             // "… failed" says not why; the others show their last error already.
@@ -82,7 +110,7 @@ impl<B: Backend> PoolShared<B> {
         deadline: Instant,
         start: Instant,
     ) -> Result<(), Error> {
-        let limit = deadline.min(Instant::now() + self.config.probe_timeout);
+        let limit = deadline.min(far_at(Instant::now(), self.config.probe_timeout));
         match timeout_at(
             limit,
             AssertUnwindSafe(self.backend.probe(raw)).catch_unwind(),
@@ -90,24 +118,22 @@ impl<B: Backend> PoolShared<B> {
         .await
         {
             Ok(Ok(Ok(()))) => {
-                self.health.report_success();
+                self.health.probe_ok();
                 Ok(())
             }
-            Ok(Ok(Err(e))) => {
-                self.health.report_failure(&e);
-                Err(Error::Backend {
-                    key: self.key,
-                    phase: Phase::Probe,
-                    source: e,
-                })
-            }
+            // A failed probe condemns the connection, not the endpoint: only a fresh
+            // connect counts against it.
+            Ok(Ok(Err(e))) => Err(Error::Backend {
+                key: self.key,
+                phase: Phase::Probe,
+                source: e,
+            }),
             Ok(Err(payload)) => Err(self.crashed(Phase::Probe, &*payload)),
             Err(_) => {
                 let e = BackendError::new(
                     BackendErrorKind::Timeout,
                     format!("probe timed out after {:?}", self.config.probe_timeout),
                 );
-                self.health.report_failure(&e);
                 if limit == deadline {
                     Err(Error::Timeout {
                         key: self.key,

@@ -1,14 +1,15 @@
 //! The state one pool shares between its actor and its handles, composed of parts that
 //! each own their fields (`hot.rs`, `slots.rs`, `idle.rs`, `counters.rs`, `health.rs`,
-//! `leaks.rs`, `incarnation.rs`). Acquire and release run on it in the caller's task,
+//! `leaks.rs`, `incarnation.rs`, `capacity.rs`). Acquire and release run on it in the caller's task,
 //! without a message hop (see `docs/architecture.md` for the measurements behind that);
-//! the jobs done on it are one file each: `checkout.rs`, `checkin.rs`, `probe.rs`,
+//! the jobs done on it are one file each: `checkout.rs`, `connect.rs`, `checkin.rs`, `probe.rs`,
 //! `lifecycle.rs`, `stats.rs`. Nothing here knows about actix.
 
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::capacity::Capacity;
 use super::config::PoolConfig;
 use super::conn::Conn;
 use super::counters::Counters;
@@ -38,6 +39,7 @@ pub(crate) struct PoolShared<B: Backend> {
     pub(super) health: Health,
     pub(super) leaks: Leaks,
     pub(super) incarnation: Incarnation,
+    pub(super) capacity: Capacity,
     /// Bounds connects in progress (acquires and refills together).
     pub(super) connects: tokio::sync::Semaphore,
 }
@@ -118,6 +120,7 @@ impl<B: Backend> PoolShared<B> {
                 config.leak_backtrace,
             ),
             incarnation: Incarnation::default(),
+            capacity: Capacity::new(key),
             connects: tokio::sync::Semaphore::new(config.max_connecting as usize),
             key,
             backend,

@@ -27,6 +27,9 @@ pub struct PoolStats {
     pub waiters: usize,
     /// Current `max_size`.
     pub max_size: u32,
+    /// `max_size`, or what the server accepted after it refused a connection for
+    /// capacity ("too many connections"); grows back as the server takes more.
+    pub effective_size: u32,
     /// Current `min_idle`.
     pub min_idle: u32,
     /// `max_overflow`.
@@ -70,6 +73,7 @@ impl<B: Backend> PoolShared<B> {
             connecting: self.counters.connects_under_way(),
             waiters: self.hot.waiters(),
             max_size: self.slots.max_size() as u32,
+            effective_size: self.effective_size() as u32,
             min_idle: self.slots.min_idle() as u32,
             max_overflow: self.config.max_overflow,
             created: self.counters.created(),

@@ -73,16 +73,26 @@ fn classify(e: &tokio_postgres::Error, stage: Stage) -> BackendErrorKind {
     };
     if let Some(code) = e.code() {
         return match code {
+            // 28P01 wrong password; 42501 no CONNECT privilege on the database.
             c if *c == SqlState::INVALID_PASSWORD
-                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
                 || *c == SqlState::INSUFFICIENT_PRIVILEGE && stage == Stage::Connect =>
             {
                 K::Auth
             }
-            c if *c == SqlState::INVALID_CATALOG_NAME && stage == Stage::Connect => K::Config,
-            c if *c == SqlState::TOO_MANY_CONNECTIONS || *c == SqlState::CANNOT_CONNECT_NOW => {
-                K::Connect
+            // 28000: the role does not exist, or no pg_hba.conf entry lets it in; 3D000:
+            // the database does not exist. What was asked cannot work: not retried, and
+            // nothing against the endpoint.
+            c if (*c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                || *c == SqlState::INVALID_CATALOG_NAME)
+                && stage == Stage::Connect =>
+            {
+                K::Config
             }
+            // Of class 53 only 53300 is capacity (53100 disk full and 53200 out of memory
+            // are the server in trouble: the default below counts them against it).
+            c if *c == SqlState::TOO_MANY_CONNECTIONS && stage == Stage::Connect => K::Capacity,
+            // 57P03: starting up or shutting down, a transient outage.
+            c if *c == SqlState::CANNOT_CONNECT_NOW => K::Connect,
             c if *c == SqlState::QUERY_CANCELED => K::Timeout,
             c if *c == SqlState::ADMIN_SHUTDOWN
                 || *c == SqlState::CRASH_SHUTDOWN

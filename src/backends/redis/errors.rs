@@ -23,6 +23,8 @@ pub(super) fn classify(e: &RedisError) -> BackendErrorKind {
         || text.contains("refused to switch database")
     {
         BackendErrorKind::Config
+    } else if text.contains("max number of clients reached") {
+        BackendErrorKind::Capacity
     } else if e.is_timeout() {
         BackendErrorKind::Timeout
     } else {

@@ -11,4 +11,10 @@ fn errors_are_classified() {
     assert_eq!(classify(&io), BackendErrorKind::Connect);
     let cfg = RedisError::from((ErrorKind::InvalidClientConfig, "bad"));
     assert_eq!(classify(&cfg), BackendErrorKind::Config);
+    let full = RedisError::from((
+        ErrorKind::Client,
+        "ERR",
+        "max number of clients reached".to_string(),
+    ));
+    assert_eq!(classify(&full), BackendErrorKind::Capacity);
 }

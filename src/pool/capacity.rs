@@ -1,0 +1,112 @@
+//! What the server accepted: after a "too many connections" refusal the pool serves with
+//! the connections it has, no connect is tried past that many, and one try to grow is let
+//! through at a time with backoff. A capacity refusal is not an outage: it never touches
+//! the breaker.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::key::PoolKey;
+
+const NONE: usize = usize::MAX;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub(crate) struct Capacity {
+    key: PoolKey,
+    /// Connections the server accepted; `NONE` while it has not refused any.
+    limit: AtomicUsize,
+    /// When the next try past the limit may go, and the backoff after it.
+    next: Mutex<(Instant, Duration)>,
+    growing: AtomicBool,
+}
+
+/// May one more connection be opened?
+pub(super) enum Room {
+    /// Yes.
+    Free,
+    /// Yes, as the one try past what the server accepted; report how it went.
+    Grow,
+    /// No: the server is full; wait for a connection to come back (or until `next_try`).
+    Full { next_try: Instant },
+}
+
+impl Capacity {
+    pub(super) fn new(key: PoolKey) -> Self {
+        Self {
+            key,
+            limit: AtomicUsize::new(NONE),
+            next: Mutex::new((Instant::now(), FIRST_BACKOFF)),
+            growing: AtomicBool::new(false),
+        }
+    }
+
+    /// The limit the server set, if it refused a connection.
+    #[inline]
+    pub(crate) fn limit(&self) -> Option<usize> {
+        let l = self.limit.load(Ordering::Relaxed);
+        (l != NONE).then_some(l)
+    }
+
+    /// With `open` connections open or opening: may one more be opened now?
+    #[inline]
+    pub(super) fn room(&self, open: usize, now: Instant) -> Room {
+        match self.limit() {
+            None => Room::Free,
+            Some(limit) if open < limit => Room::Free,
+            Some(_) => self.grow_room(now),
+        }
+    }
+
+    #[cold]
+    fn grow_room(&self, now: Instant) -> Room {
+        let next_try = self.next.lock().0;
+        if now >= next_try
+            && self
+                .growing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            Room::Grow
+        } else {
+            Room::Full { next_try }
+        }
+    }
+
+    /// The server refused a connection for capacity with `open` others open: serve with
+    /// those, try again past them after a growing backoff.
+    pub(super) fn refused(&self, open: usize, now: Instant) {
+        let before = self.limit.swap(open, Ordering::AcqRel);
+        let mut next = self.next.lock();
+        let backoff = if before == NONE {
+            tracing::warn!(pool = %self.key, accepted = open, "the server accepts no more connections; serving with those it accepted");
+            FIRST_BACKOFF
+        } else {
+            next.1
+        };
+        *next = (now + backoff, (backoff * 2).min(MAX_BACKOFF));
+        self.growing.store(false, Ordering::Release);
+    }
+
+    /// A connection opened; `open` are open now. Past the limit it raises it, and at
+    /// `max_size` the limit is gone.
+    pub(super) fn opened(&self, open: usize, max_size: usize) {
+        let Some(limit) = self.limit() else { return };
+        if open >= max_size {
+            self.limit.store(NONE, Ordering::Release);
+            tracing::info!(pool = %self.key, "the server accepts the pool's full size again");
+        } else if open > limit {
+            self.limit.store(open, Ordering::Release);
+            *self.next.lock() = (Instant::now(), FIRST_BACKOFF);
+        }
+        self.growing.store(false, Ordering::Release);
+    }
+
+    /// A try to grow ended without an answer about capacity (cancelled, another error).
+    pub(super) fn grow_abandoned(&self) {
+        self.growing.store(false, Ordering::Release);
+    }
+}

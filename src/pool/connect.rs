@@ -1,0 +1,156 @@
+//! Opening one connection: a permit from `max_connecting` (no storm when a server comes
+//! back), one attempt bounded by `connect_timeout` and the caller's deadline, panics
+//! caught, the outcome reported to the pool's health (which decides, by the error's
+//! kind, whether it counts against the endpoint). Retrying is the caller's business:
+//! `checkout.rs` for acquires, [`open_retrying`](PoolShared::open_retrying) for the
+//! pool's own connects.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use rand::Rng;
+use tokio::time::{timeout_at, Instant};
+
+use super::checkout::far_at;
+use super::conn::Conn;
+use super::shared::PoolShared;
+use crate::backends::Backend;
+use crate::error::{BackendError, BackendErrorKind, Error, Phase};
+use crate::policy::backoff::Backoff;
+
+/// How one connect attempt ended.
+pub(super) enum Attempt<C> {
+    Opened(Conn<C>),
+    /// The server or the network answered with `error`; `counted`: it counted against
+    /// the endpoint.
+    Failed {
+        error: BackendError,
+        counted: bool,
+    },
+    /// The caller's deadline ended it (waiting for a permit, or mid-attempt): it says
+    /// nothing about the server.
+    CutShort(BackendError),
+}
+
+impl<B: Backend> PoolShared<B> {
+    /// One connect attempt, never past `deadline`. `Err`: the pool closed, or the
+    /// backend panicked.
+    pub(super) async fn connect_once(
+        &self,
+        deadline: Instant,
+    ) -> Result<Attempt<B::Connection>, Error> {
+        let permit = match timeout_at(deadline, self.connects.acquire()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(self.closed_error()),
+            Err(_) => {
+                return Ok(Attempt::CutShort(BackendError::new(
+                    BackendErrorKind::Timeout,
+                    "waited for a connect permit until the deadline",
+                )))
+            }
+        };
+        let now = Instant::now();
+        let own_limit = far_at(now, self.config.connect_timeout);
+        let limit = deadline.min(own_limit);
+        let _connecting = self.counters.connecting();
+        let attempt = AssertUnwindSafe(self.backend.connect(&self.connection)).catch_unwind();
+        let error = match timeout_at(limit, attempt).await {
+            Ok(Ok(Ok(raw))) => {
+                self.health.connected();
+                return Ok(Attempt::Opened(self.adopt(raw)));
+            }
+            Ok(Ok(Err(e))) => e,
+            Ok(Err(payload)) => return Err(self.crashed(Phase::Connect, &*payload)),
+            Err(_) if limit < own_limit => {
+                let waited = limit.saturating_duration_since(now);
+                return Ok(Attempt::CutShort(BackendError::new(
+                    BackendErrorKind::Timeout,
+                    format!("connect attempt cut short by the deadline after {waited:?}"),
+                )));
+            }
+            Err(_) => BackendError::new(
+                BackendErrorKind::Timeout,
+                format!(
+                    "connect attempt timed out after {:?}",
+                    limit.saturating_duration_since(now)
+                ),
+            ),
+        };
+        drop(permit);
+        self.counters.connect_failed();
+        tracing::debug!(pool = %self.key, error = %error, "connect failed");
+        let counted = self.health.connect_failed(&error);
+        Ok(Attempt::Failed { error, counted })
+    }
+
+    /// The pool's own connects (warm-up, refill, a probe with nothing idle): retried with
+    /// backoff until `deadline`, but never against a breaker that is not closed, a server
+    /// that refused for capacity, or an error retrying cannot fix.
+    pub(super) async fn open_retrying(
+        &self,
+        deadline: Instant,
+    ) -> Result<Conn<B::Connection>, Error> {
+        let start = Instant::now();
+        let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
+        loop {
+            let error = match self.connect_once(deadline).await? {
+                Attempt::Opened(conn) => {
+                    self.capacity
+                        .opened(self.counters.live(), self.slots.max_size());
+                    return Ok(conn);
+                }
+                Attempt::CutShort(error) => {
+                    self.counters.timed_out();
+                    return Err(Error::Timeout {
+                        key: self.key,
+                        phase: Phase::Connect,
+                        elapsed: start.elapsed(),
+                        last_error: Some(error),
+                    });
+                }
+                Attempt::Failed { error, .. } => error,
+            };
+            if error.kind() == BackendErrorKind::Capacity {
+                self.capacity.refused(self.counters.live(), Instant::now());
+            }
+            let now = Instant::now();
+            if !error.is_retryable()
+                || error.kind() == BackendErrorKind::Capacity
+                || self.health.tripped()
+                || now >= deadline
+            {
+                return Err(Error::Backend {
+                    key: self.key,
+                    phase: Phase::Connect,
+                    source: error,
+                });
+            }
+            let delay = backoff.next_delay(&mut rand::rng());
+            tokio::time::sleep_until(deadline.min(far_at(now, delay))).await;
+        }
+    }
+
+    /// Account for a freshly opened connection.
+    fn adopt(&self, raw: B::Connection) -> Conn<B::Connection> {
+        let now = Instant::now();
+        self.counters.opened();
+        let expires = self.config.max_lifetime.map(|life| {
+            let jitter = self.config.lifetime_jitter.as_nanos() as u64;
+            let off = if jitter == 0 {
+                0
+            } else {
+                rand::rng().random_range(0..=jitter)
+            };
+            far_at(now, life.saturating_sub(Duration::from_nanos(off)))
+        });
+        Conn {
+            raw,
+            created: now,
+            expires,
+            last_used: now,
+            generation: self.incarnation.generation(),
+            checkout: 0,
+        }
+    }
+}
