@@ -7,6 +7,7 @@
 //! (`pg_stat_activity` for its `application_name`) equals the pool's `stats().live`.
 #![cfg(feature = "postgres")]
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::sync::{Arc, OnceLock};

@@ -55,6 +55,7 @@
 //! succeeded there. Roles come from the backend's `Backend::status`; a backend without it
 //! routes by the configured roles only.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;

@@ -13,6 +13,7 @@
 //! in progress, so the `max_connecting` limit is checked from outside the pool.
 #![cfg(feature = "postgres")]
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
