@@ -68,7 +68,7 @@ pub fn pg_throughput() -> String {
      every message header from the server (transaction-status tracking for \
      reset-on-return): CPU per operation, which a run with server and client sharing 2 \
      cores turns into throughput, though one caller's latency shows no difference \
-     (`reset_tracking_cost` in tests/postgres.rs; scenario 7). (Warm-up connections no \
+     (`reset_tracking_cost` in tests/postgres/cost.rs; scenario 7). (Warm-up connections no \
      longer run on the supervisor's thread: `src/pool/home.rs`.)"
         .into()
 }

@@ -87,7 +87,7 @@
 //! `execute("BEGIN", &[])`, `START TRANSACTION` in a function, a dropped `Transaction`.
 //!
 //! Cost: clean connections pay nothing beyond the tap's header parsing. Measured by
-//! `reset_tracking_cost` in `tests/postgres.rs` (release build, loopback, 2 cores): `SELECT 1`
+//! `reset_tracking_cost` in `tests/postgres/cost.rs` (release build, loopback, 2 cores): `SELECT 1`
 //! takes 93–98 µs on a bare tokio-postgres client and on a tapped connection alike (the
 //! difference is within run-to-run noise), and acquire + `SELECT 1` + release through the
 //! pool 95 µs; the same loop with a `ROLLBACK` on every release takes 141 µs (+48 %), and

@@ -1,0 +1,148 @@
+//! Basics: acquire, query, release and reuse; hosts in order and Unix sockets; options that
+//! reach the server and unknown ones that are configuration errors.
+
+use crate::common;
+use crate::common::secs;
+use crate::common::PgServer;
+use crate::{assert_server_count_matches, backend_error, pool_config, start_pool};
+use poolwarden::backends::postgres::{PostgresBackend, TransactionStatus};
+use poolwarden::{Backend, BackendErrorKind};
+use tokio::time::Instant;
+
+#[actix::test]
+async fn acquire_query_release_and_reuse() {
+    let Some(pg) = PgServer::shared() else { return };
+    let app = PgServer::unique_app("basic");
+    let (_sup, pool) = start_pool(pg.config_for(&app), pool_config(2)).await;
+
+    let conn = pool.acquire().await.expect("acquire");
+    let row = conn
+        .query_one(
+            "SELECT $1::int + 1, pg_backend_pid(), current_setting('application_name')",
+            &[&41i32],
+        )
+        .await
+        .expect("query");
+    assert_eq!(row.get::<_, i32>(0), 42);
+    let pid: i32 = row.get(1);
+    assert_eq!(conn.backend_pid(), pid, "the tap read BackendKeyData");
+    assert_eq!(row.get::<_, String>(2), app);
+    assert_eq!(conn.transaction_status(), TransactionStatus::Idle);
+    assert_eq!(pg.backend_connections(&app).await, 1);
+    drop(conn);
+
+    let s = pool.stats();
+    assert_eq!((s.live, s.idle, s.in_use, s.served), (1, 1, 0, 1), "{s:?}");
+    let conn = pool.acquire().await.expect("acquire again");
+    assert_eq!(conn.backend_pid(), pid, "the idle connection is reused");
+    drop(conn);
+    assert_eq!(pool.stats().created, 1);
+    assert_server_count_matches(pg, &app, &pool).await;
+}
+
+#[actix::test]
+async fn hosts_are_tried_in_order_and_unix_sockets_work() {
+    let Some(pg) = PgServer::shared() else { return };
+    let app = PgServer::unique_app("hosts");
+    let backend = PostgresBackend::new();
+
+    // The first host refuses; the second is the server.
+    let mut cfg = pg.config_for(&app);
+    let dead = common::free_port();
+    cfg.hosts.insert(
+        0,
+        poolwarden::Host {
+            host: "127.0.0.1".into(),
+            port: dead,
+        },
+    );
+    let conn = backend.connect(&cfg).await.expect("the second host");
+    assert_eq!(conn.host(), format!("127.0.0.1:{}", pg.port()));
+    conn.batch_execute("SELECT 1").await.unwrap();
+
+    // A host starting with '/' is a Unix socket directory (never TLS).
+    let mut cfg = pg.config_for(&app);
+    cfg.hosts = vec![poolwarden::Host {
+        host: pg.dir().display().to_string(),
+        port: pg.port(),
+    }];
+    cfg.tls.mode = poolwarden::SslMode::Require;
+    let unix = backend.connect(&cfg).await.expect("unix socket");
+    let local: bool = unix
+        .query_one("SELECT inet_client_addr() IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(local, "connected through the socket");
+    assert!(unix.host().ends_with(&format!(".s.PGSQL.{}", pg.port())));
+
+    // Every host failing: one error naming each.
+    let mut cfg = pg.config_for(&app);
+    cfg.hosts = vec![
+        poolwarden::Host {
+            host: "127.0.0.1".into(),
+            port: dead,
+        },
+        poolwarden::Host {
+            host: "127.0.0.1".into(),
+            port: common::free_port(),
+        },
+    ];
+    let err = backend.connect(&cfg).await.expect_err("no host");
+    assert_eq!(err.kind(), BackendErrorKind::Connect, "{err}");
+    assert!(err.to_string().contains(&dead.to_string()), "{err}");
+    drop((conn, unix));
+    assert_eq!(pg.wait_backend_connections(&app, 0, secs(10)).await, 0);
+}
+
+#[actix::test]
+async fn options_reach_the_server() {
+    let Some(pg) = PgServer::shared() else { return };
+    let app = PgServer::unique_app("options");
+    let mut cfg = pg.config_for(&app);
+    cfg.options
+        .insert("statement_timeout".into(), "150ms".into());
+    cfg.options
+        .insert("options".into(), "-c search_path=pw_nowhere,public".into());
+    cfg.options.insert("connect_timeout".into(), "5".into());
+    let (_sup, pool) = start_pool(cfg, pool_config(1)).await;
+    let conn = pool.acquire().await.expect("acquire");
+    let timeout: String = conn
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(timeout, "150ms");
+    let path: String = conn
+        .query_one("SHOW search_path", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(path.replace(' ', ""), "pw_nowhere,public");
+    let err = conn
+        .batch_execute("SELECT pg_sleep(2)")
+        .await
+        .expect_err("the statement timeout fires");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
+    );
+    drop(conn);
+    assert_server_count_matches(pg, &app, &pool).await;
+}
+
+#[actix::test]
+async fn unknown_options_are_configuration_errors() {
+    let Some(pg) = PgServer::shared() else { return };
+    let app = PgServer::unique_app("badopt");
+    let mut cfg = pg.config_for(&app);
+    cfg.options.insert("statment_timeout".into(), "5s".into());
+    let (_sup, pool) = start_pool(cfg, pool_config(1)).await;
+    let t = Instant::now();
+    let err = pool.acquire().await.expect_err("refused");
+    let source = backend_error(&err);
+    assert_eq!(source.kind(), BackendErrorKind::Config, "{source}");
+    assert!(source.to_string().contains("statment_timeout"), "{source}");
+    assert!(t.elapsed() < secs(2), "not retried: {:?}", t.elapsed());
+    assert_server_count_matches(pg, &app, &pool).await;
+}
