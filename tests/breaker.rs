@@ -1,9 +1,12 @@
-//! The circuit breaker end to end on the simulated backend: what opens it (connect
-//! failures, probe failures, connections returned broken), how an open breaker answers
-//! (at once, `CircuitOpen` with the key, the last error and when to retry), the half-open
-//! trial (one at a time, `success_threshold` successes close it, a failure re-opens it for
-//! longer, up to the cap), background probes healing it with no traffic, how fast a down
-//! server is noticed, and the `BreakerTransition` events a subscriber actor receives.
+//! The circuit breaker end to end on the simulated backend: what opens it (failed fresh
+//! connects, a fresh connection failing its probe) and what does not (connections returned
+//! broken, failed probes of old connections, cancelled acquires), how an open breaker
+//! answers (`CircuitOpen` at once to a caller whose deadline comes before the next trial,
+//! a wait for the trial otherwise, idle connections still served after a probe), the
+//! half-open trial (one at a time, `success_threshold` successes close it, a failure
+//! re-opens it for longer, up to the cap), background probes healing it with no traffic,
+//! how fast a down server is noticed, and the `BreakerTransition` events a subscriber actor
+//! receives.
 
 mod support_pool;
 
@@ -73,6 +76,7 @@ fn breaker() -> BreakerConfig {
         failure_threshold: 3,
         success_threshold: 2,
         open_for: secs(1),
+        grow_after: std::time::Duration::ZERO,
         max_open_for: secs(4),
     }
 }
@@ -141,11 +145,12 @@ impl Fixture {
         at
     }
 
-    /// An acquire refused by the open breaker: it returns at once. Answers its `retry_in`.
+    /// An acquire refused by the open breaker: its deadline (1ms) comes before the next
+    /// trial, so it returns at once. Answers its `retry_in`.
     async fn refused(&self) -> Duration {
         let t = Instant::now();
         let attempts = self.server.connect_attempts();
-        let err = self.pool.acquire().await.unwrap_err();
+        let err = self.pool.acquire_timeout(ms(1)).await.unwrap_err();
         assert_eq!(
             t.elapsed(),
             Duration::ZERO,
@@ -204,15 +209,16 @@ async fn consecutive_connect_failures_open_the_breaker_at_the_threshold() {
     );
 }
 
+/// A probe that fails on an old connection condemns the connection; a fresh connection
+/// failing its probe too condemns the endpoint: the server accepts connections but every
+/// statement fails.
 #[actix::test]
-async fn consecutive_probe_failures_open_the_breaker() {
+async fn fresh_connections_failing_their_probe_open_the_breaker() {
     let (f, recorder) = setup("probefail", config(), SimBehavior::default()).await;
     let held: Vec<_> = futures::future::join_all((0..3).map(|_| f.pool.acquire())).await;
     drop(held);
     assert_eq!(f.pool.stats().idle, 3);
 
-    // The server accepts connections but every statement fails: each health probe takes
-    // an idle connection, fails on it and closes it.
     f.server.set_behavior(SimBehavior {
         query_failure_rate: 1.0,
         ..SimBehavior::default()
@@ -228,7 +234,10 @@ async fn consecutive_probe_failures_open_the_breaker() {
     assert_eq!(f.pool.stats().breaker, Closed);
     let r = f.sup.health().await.unwrap();
     assert_eq!(r.status, HealthStatus::Unhealthy);
-    assert_eq!(f.pool.stats().breaker, Open);
+    let s = f.pool.stats();
+    assert_eq!(s.breaker, Open, "{s:?}");
+    // Each health check closed an old connection and the fresh one that confirmed it.
+    assert_eq!((s.created, s.closed, s.live), (6, 6, 0), "{s:?}");
 
     let events = seen(&recorder).await;
     assert_eq!(moves(&events), [(Closed, Open)]);
@@ -238,7 +247,7 @@ async fn consecutive_probe_failures_open_the_breaker() {
         "{}",
         events[0].reason
     );
-    let err = f.pool.acquire().await.unwrap_err();
+    let err = f.pool.acquire_timeout(ms(1)).await.unwrap_err();
     match err {
         Error::CircuitOpen {
             last_error: Some(e),
@@ -248,35 +257,53 @@ async fn consecutive_probe_failures_open_the_breaker() {
     }
 }
 
+/// Old connections failing their probe while fresh ones work: the connections were at
+/// fault (a restart, a proxy that dropped them), not the server.
 #[actix::test]
-async fn connections_returned_broken_open_the_breaker() {
-    let (f, recorder) = setup("killed", config(), SimBehavior::default()).await;
-    let mut held: Vec<_> = Vec::new();
-    for _ in 0..3 {
-        held.push(f.pool.acquire().await.unwrap());
+async fn old_connections_failing_their_probe_do_not_count_against_the_server() {
+    let (f, recorder) = setup("oldfail", config(), SimBehavior::default()).await;
+    let held: Vec<_> = futures::future::join_all((0..3).map(|_| f.pool.acquire())).await;
+    drop(held);
+    for _ in 0..breaker().failure_threshold + 1 {
+        f.server.fail_next_probes(1);
+        let r = f.sup.health().await.unwrap();
+        assert_eq!(r.status, HealthStatus::Healthy, "the server is fine: {r:?}");
     }
-    // The server kills them while they are checked out (the server stays up).
+    assert_eq!(f.pool.stats().breaker, Closed);
+    assert!(seen(&recorder).await.is_empty());
+    f.assert_quiescent();
+}
+
+#[actix::test]
+async fn connections_returned_broken_do_not_open_the_breaker_and_idle_ones_are_probed() {
+    let (f, recorder) = setup("killed", config(), SimBehavior::default()).await;
+    let held = f.hold(4).await;
+    // Two go back to the idle list, used a moment ago (well inside the 500ms bypass).
+    let mut held = held.into_iter();
+    drop(held.next());
+    drop(held.next());
+    let held: Vec<_> = held.collect();
+    settle_for(ms(10)).await;
+    // The server kills the checked-out ones (it stays up); they come back broken.
     for conn in &held {
         assert!(f.server.kill_connection(conn.id()));
     }
-    let third = held.pop().unwrap();
     drop(held);
-    assert_eq!(f.pool.stats().breaker, Closed, "2 of 3");
-    drop(third);
     let s = f.pool.stats();
-    assert_eq!(s.breaker, Open, "{s:?}");
-    assert_eq!((s.live, s.in_use, s.closed), (0, 0, 3), "{s:?}");
-    assert_eq!(f.server.open_connections(), 0);
+    assert_eq!(s.breaker, Closed, "{s:?}");
+    assert_eq!((s.live, s.idle, s.in_use, s.closed), (2, 2, 0, 2), "{s:?}");
+    assert!(seen(&recorder).await.is_empty());
 
-    let events = seen(&recorder).await;
-    assert_eq!(moves(&events), [(Closed, Open)]);
-    assert!(
-        events[0].reason.contains("broke while checked out"),
-        "{}",
-        events[0].reason
-    );
-    let retry_in = f.refused().await;
-    assert!(retry_in >= ms(500) && retry_in <= secs(1), "{retry_in:?}");
+    // The idle ones may share the dead ones' fate: each is probed before it is handed
+    // out, inside the bypass window though it is.
+    let queries = f.server.queries();
+    drop(f.pool.acquire().await.unwrap());
+    assert_eq!(f.server.queries(), queries + 1, "probed");
+    // Returned after the break, it is trusted again.
+    drop(f.pool.acquire().await.unwrap());
+    assert_eq!(f.server.queries(), queries + 1, "not probed twice");
+    assert_eq!(f.pool.stats().breaker, Closed);
+    f.assert_quiescent();
 }
 
 /// A connect cut short by the acquirer's own deadline (shorter than the connect timeout)
@@ -299,19 +326,19 @@ async fn connects_cut_short_by_the_callers_deadline_do_not_count() {
     assert!(f.pool.acquire().await.is_ok(), "a patient acquire connects");
 }
 
-/// Waiters queued for a slot when the breaker opens are answered `CircuitOpen` as they are
-/// woken, without one more connect each to the dead endpoint.
+/// Waiters queued for a slot when the server dies do not storm it: once failed connects
+/// open the breaker only its trials connect, and each waiter ends by its deadline with the
+/// last connect error (or `CircuitOpen` at once when the next trial is past its deadline).
 #[actix::test]
-async fn waiters_woken_after_the_breaker_opened_do_not_connect() {
+async fn waiters_do_not_hammer_a_dead_endpoint_once_the_breaker_opens() {
     let config = PoolConfig {
         max_size: 3,
+        acquire_timeout: secs(2),
         ..config()
     };
     let (f, _recorder) = setup("woken", config, SimBehavior::default()).await;
-    let mut held: Vec<_> = Vec::new();
-    for _ in 0..3 {
-        held.push(f.pool.acquire().await.unwrap());
-    }
+    let held = f.hold(3).await;
+    let start = Instant::now();
     let waiters: Vec<_> = (0..5)
         .map(|_| {
             let pool = f.pool.clone();
@@ -320,26 +347,30 @@ async fn waiters_woken_after_the_breaker_opened_do_not_connect() {
         .collect();
     tokio::time::sleep(ms(1)).await;
     assert_eq!(f.pool.stats().waiters, 5);
-    // The server dies and kills the held connections; their return opens the breaker and
-    // frees the slots the waiters queue for.
     for conn in &held {
         assert!(f.server.kill_connection(conn.id()));
     }
     f.server.go_down();
-    let attempts = f.server.connect_attempts();
     drop(held);
-    assert_eq!(f.pool.stats().breaker, Open);
     for w in waiters {
         match w.await.unwrap() {
+            Err(Error::Timeout {
+                phase: Phase::Connect,
+                last_error: Some(e),
+                ..
+            }) => assert!(e.to_string().contains("connection refused"), "{e}"),
             Err(Error::CircuitOpen { key, .. }) => assert_eq!(key, f.pool.key()),
-            other => panic!("expected CircuitOpen, got {other:?}"),
+            other => panic!("expected a timeout or CircuitOpen, got {other:?}"),
         }
+        assert!(start.elapsed() <= secs(2) + ms(1), "{:?}", start.elapsed());
     }
-    assert_eq!(
-        f.server.connect_attempts(),
-        attempts,
-        "no waiter connected to the dead endpoint"
+    // 3 failures open it; in 2s with open times [0.5s, 1s] then [1s, 2s], at most 2 trials.
+    assert!(
+        f.server.connect_attempts() <= 3 + 3 + 2,
+        "{} attempts",
+        f.server.connect_attempts()
     );
+    assert_eq!(f.pool.stats().breaker, Open);
     assert_eq!(f.pool.stats().in_use, 0);
 }
 
@@ -368,12 +399,12 @@ async fn idle_connections_killed_by_the_server_do_not_count_as_failures() {
 // ----- an open breaker ---------------------------------------------------------------------
 
 #[actix::test]
-async fn an_open_breaker_refuses_at_once_naming_the_key_the_last_error_and_when_to_retry() {
+async fn an_open_breaker_refuses_at_once_a_caller_whose_deadline_is_before_the_next_trial() {
     let (f, _recorder) = setup("refuse", config(), slow_connects()).await;
     let opened = f.trip().await;
 
     let t = Instant::now();
-    let err = f.pool.acquire().await.unwrap_err();
+    let err = f.pool.acquire_timeout(ms(400)).await.unwrap_err();
     assert_eq!(t.elapsed(), Duration::ZERO, "no waiting");
     let Error::CircuitOpen {
         key,
@@ -405,13 +436,102 @@ async fn an_open_breaker_refuses_at_once_naming_the_key_the_last_error_and_when_
 
     // Through the supervisor's Acquire message: at once too.
     let t = Instant::now();
-    let err = f.sup.acquire(f.pool.key()).await.unwrap_err();
+    let err = f
+        .sup
+        .addr()
+        .send(poolwarden::messages::Acquire::new(f.pool.key()).timeout(ms(1)))
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, Error::CircuitOpen { .. }), "{err:?}");
     assert_eq!(t.elapsed(), Duration::ZERO);
     let r = f.sup.health().await.unwrap();
     assert_eq!(r.status, HealthStatus::Unhealthy);
     assert!(r.unhealthy[0].1.contains("circuit open"), "{r:?}");
     assert_eq!(f.pool.stats().waiters, 0);
+}
+
+/// A caller whose deadline lies beyond the next trial waits for it instead of failing:
+/// the server back by then, it is served; a restart costs it time, not an error.
+#[actix::test]
+async fn a_caller_with_time_to_spare_waits_for_the_trial_and_is_served() {
+    let (f, recorder) = setup("patient", config(), slow_connects()).await;
+    let opened = f.trip().await;
+    let retry_in = f.refused().await;
+    let waiter = {
+        let pool = f.pool.clone();
+        tokio::spawn(async move { pool.acquire_timeout(secs(3)).await })
+    };
+    settle_for(ms(100)).await;
+    assert_eq!(
+        f.server.connect_attempts(),
+        3,
+        "nobody connects before the trial"
+    );
+    f.server.come_up();
+    let conn = waiter.await.unwrap().expect("served after the trial");
+    // The trial starts when the open time is up and takes one connect.
+    assert_eq!(Instant::now(), opened + retry_in + CONNECT);
+    drop(conn);
+    assert_eq!(
+        moves(&seen(&recorder).await)[..2],
+        [(Closed, Open), (Open, HalfOpen)]
+    );
+}
+
+/// The same caller, the server still down: it ends at its own deadline (never later),
+/// with the last connect error; the trials in between were the only connects.
+#[actix::test]
+async fn a_waiting_caller_ends_at_its_deadline_with_the_last_connect_error() {
+    let (f, _recorder) = setup("deadline", config(), slow_connects()).await;
+    f.trip().await;
+    let t = Instant::now();
+    let err = f.pool.acquire_timeout(secs(2)).await.unwrap_err();
+    let took = t.elapsed();
+    assert!(took <= secs(2) + ms(1), "{took:?}");
+    match err {
+        Error::Timeout {
+            last_error: Some(e),
+            ..
+        } => assert!(e.to_string().contains("connection refused"), "{e}"),
+        Error::CircuitOpen {
+            last_error: Some(e),
+            ..
+        } => assert!(e.to_string().contains("connection refused"), "{e}"),
+        other => panic!("expected a timeout with the last error, got {other:?}"),
+    }
+    assert!(
+        f.server.connect_attempts() <= 3 + 2,
+        "only trials connected"
+    );
+}
+
+/// An open breaker blocks connects, not reuse: an idle connection is probed and served.
+#[actix::test]
+async fn an_open_breaker_still_serves_idle_connections_after_probing_them() {
+    let (f, _recorder) = setup("reuse", config(), slow_connects()).await;
+    drop(f.pool.acquire().await.unwrap());
+    assert_eq!(f.pool.stats().idle, 1);
+    // New connects are refused (the listener is gone) but the open connection works.
+    f.server.refuse_new_connections(true);
+    let mut refused = Vec::new();
+    for _ in 0..breaker().failure_threshold {
+        let held = f.pool.acquire().await.unwrap();
+        refused.push(f.pool.acquire_timeout(CONNECT).await.unwrap_err());
+        drop(held);
+    }
+    assert_eq!(f.pool.stats().breaker, Open);
+    let queries = f.server.queries();
+    let t = Instant::now();
+    let conn = f
+        .pool
+        .acquire()
+        .await
+        .expect("the idle connection is served");
+    assert_eq!(t.elapsed(), Duration::ZERO);
+    assert_eq!(f.server.queries(), queries + 1, "after a probe");
+    drop(conn);
+    assert_eq!(f.pool.stats().breaker, Open, "a probe is not a trial");
 }
 
 // ----- half-open ---------------------------------------------------------------------------
@@ -430,7 +550,8 @@ async fn half_open_lets_one_trial_through_and_success_threshold_successes_close_
     tokio::time::advance(ms(1)).await;
     assert_eq!(Instant::now(), opened + retry_in);
 
-    // The trial connects (50ms); meanwhile everybody else is refused at once.
+    // The trial connects (50ms); meanwhile callers who cannot wait for it are refused at
+    // once, and the others wait for its outcome without connecting.
     let trial = {
         let pool = f.pool.clone();
         tokio::spawn(async move { pool.acquire().await })
@@ -438,22 +559,26 @@ async fn half_open_lets_one_trial_through_and_success_threshold_successes_close_
     settle().await;
     assert_eq!(f.pool.stats().breaker, HalfOpen);
     assert_eq!(f.server.in_flight_connects(), 1);
-    for _ in 0..5 {
-        let t = Instant::now();
-        let err = f.pool.acquire().await.unwrap_err();
-        assert!(matches!(err, Error::CircuitOpen { .. }), "{err:?}");
-        assert_eq!(t.elapsed(), Duration::ZERO);
-    }
-    let concurrent: Vec<_> = (0..5)
+    let patient: Vec<_> = (0..3)
         .map(|_| {
             let pool = f.pool.clone();
-            tokio::spawn(async move { pool.acquire().await })
+            tokio::spawn(async move { pool.acquire_timeout(ms(20)).await })
         })
         .collect();
-    for r in futures::future::join_all(concurrent).await {
+    for r in futures::future::join_all(patient).await {
         let err = r.unwrap().unwrap_err();
-        assert!(matches!(err, Error::CircuitOpen { .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Timeout {
+                    phase: Phase::Connect,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
+    assert_eq!(f.server.in_flight_connects(), 1, "still only the trial");
     assert_eq!(
         f.server.connect_attempts(),
         4,
@@ -468,10 +593,11 @@ async fn half_open_lets_one_trial_through_and_success_threshold_successes_close_
         "one success of the two needed"
     );
 
-    // The second trial is the idle connection, tested (a trial must learn something).
+    // The second success is the idle connection answering its probe (a half-open breaker
+    // probes before it hands out).
     let queries = f.server.queries();
-    drop(f.pool.acquire().await.expect("the second trial"));
-    assert_eq!(f.server.queries(), queries + 1, "the trial probed");
+    drop(f.pool.acquire().await.expect("the second success"));
+    assert_eq!(f.server.queries(), queries + 1, "probed");
     assert_eq!(f.pool.stats().breaker, Closed);
     assert_eq!(f.server.connects(), 1);
 

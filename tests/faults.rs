@@ -178,6 +178,7 @@ fn fuzz_config() -> PoolConfig {
             failure_threshold: 4,
             success_threshold: 1,
             open_for: ms(50),
+            grow_after: std::time::Duration::ZERO,
             max_open_for: ms(200),
         },
         // Nobody holds a connection for more than 40ms: no report is a true one.

@@ -56,6 +56,7 @@ fn pool_config() -> PoolConfig {
             failure_threshold: 5,
             success_threshold: 2,
             open_for: ms(300),
+            grow_after: std::time::Duration::ZERO,
             max_open_for: secs(1),
         },
         ..PoolConfig::default()

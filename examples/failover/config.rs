@@ -21,6 +21,7 @@ pub fn pool_config() -> PoolConfig {
             failure_threshold: 3,
             success_threshold: 2,
             open_for: Duration::from_millis(250),
+            grow_after: std::time::Duration::ZERO,
             max_open_for: Duration::from_secs(1),
         },
         ..PoolConfig::default()

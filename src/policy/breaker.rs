@@ -229,15 +229,25 @@ impl CircuitBreaker {
             BreakerState::HalfOpen => {
                 self.trial_in_flight = false;
                 self.successes += 1;
-                if self.successes >= self.config.success_threshold {
-                    self.trips = 0;
-                    self.outage_since = None;
-                    self.grown = 0;
-                    self.last_error = None;
-                    Some(self.go(BreakerState::Closed, "trials succeeded", now))
-                } else {
-                    None
-                }
+                (self.successes >= self.config.success_threshold).then(|| self.close(now))
+            }
+        }
+    }
+
+    /// An existing connection answered a probe. The server is up, but a probe is not a
+    /// trial: while closed it clears the failure count, while half-open it counts toward
+    /// `success_threshold` (without ending a trial in flight), while open it changes
+    /// nothing (only a trial's connect reopens the way).
+    pub fn on_probe_success(&mut self, now: Instant) -> Option<Change> {
+        match self.state {
+            BreakerState::Closed => {
+                self.failures = 0;
+                None
+            }
+            BreakerState::Open => None,
+            BreakerState::HalfOpen => {
+                self.successes += 1;
+                (self.successes >= self.config.success_threshold).then(|| self.close(now))
             }
         }
     }
@@ -296,6 +306,15 @@ impl CircuitBreaker {
         self.failures = 0;
         self.successes = 0;
         self.go(BreakerState::Open, &reason, now)
+    }
+
+    fn close(&mut self, now: Instant) -> Change {
+        self.trips = 0;
+        self.outage_since = None;
+        self.grown = 0;
+        self.last_error = None;
+        self.trial_in_flight = false;
+        self.go(BreakerState::Closed, "trials succeeded", now)
     }
 
     fn go(&mut self, to: BreakerState, reason: &str, now: Instant) -> Change {

@@ -171,7 +171,7 @@ impl<B: Backend> PoolShared<B> {
                     continue;
                 }
             };
-            let attempt = self.connect_once(deadline).await;
+            let attempt = self.connect_once(deadline, true).await;
             let (err, counted) = match attempt {
                 Ok(Attempt::Opened(conn)) => {
                     if let Some(trial) = trial {

@@ -35,10 +35,12 @@ pub(super) enum Attempt<C> {
 
 impl<B: Backend> PoolShared<B> {
     /// One connect attempt, never past `deadline`. `Err`: the pool closed, or the
-    /// backend panicked.
+    /// backend panicked. `vouch`: a success counts for the endpoint at once (false when
+    /// the caller will probe the new connection first and report that).
     pub(super) async fn connect_once(
         &self,
         deadline: Instant,
+        vouch: bool,
     ) -> Result<Attempt<B::Connection>, Error> {
         let permit = match timeout_at(deadline, self.connects.acquire()).await {
             Ok(Ok(p)) => p,
@@ -57,7 +59,9 @@ impl<B: Backend> PoolShared<B> {
         let attempt = AssertUnwindSafe(self.backend.connect(&self.connection)).catch_unwind();
         let error = match timeout_at(limit, attempt).await {
             Ok(Ok(Ok(raw))) => {
-                self.health.connected();
+                if vouch {
+                    self.health.connected();
+                }
                 return Ok(Attempt::Opened(self.adopt(raw)));
             }
             Ok(Ok(Err(e))) => e,
@@ -90,11 +94,12 @@ impl<B: Backend> PoolShared<B> {
     pub(super) async fn open_retrying(
         &self,
         deadline: Instant,
+        vouch: bool,
     ) -> Result<Conn<B::Connection>, Error> {
         let start = Instant::now();
         let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
         loop {
-            let error = match self.connect_once(deadline).await? {
+            let error = match self.connect_once(deadline, vouch).await? {
                 Attempt::Opened(conn) => {
                     self.capacity
                         .opened(self.counters.live(), self.slots.max_size());

@@ -190,13 +190,18 @@ impl Health {
         self.publish(change);
     }
 
-    /// An existing connection answered its probe: the server is up. While the breaker is
-    /// closed that clears the failure count; it never opens or closes the breaker (only
-    /// connects do).
+    /// An existing connection answered its probe: the server is up (see
+    /// [`CircuitBreaker::on_probe_success`]).
     pub(super) fn probe_ok(&self) {
-        if !self.tripped() {
-            self.report_success();
-        }
+        let change = self.breaker.lock().on_probe_success(Instant::now());
+        self.publish(change);
+    }
+
+    /// A connection opened a moment ago failed its probe: the endpoint accepts
+    /// connections but cannot serve them, which counts against it.
+    pub(super) fn fresh_probe_failed(&self, error: &BackendError) {
+        *self.last_error.lock() = Some(error.clone());
+        self.report_failure(error);
     }
 
     fn publish(&self, change: Option<Change>) {

@@ -137,7 +137,7 @@ impl<B: Backend> PoolShared<B> {
             let warming = warming.adopt();
             async move {
                 let _warming = warming;
-                self.open_one(far_at(Instant::now(), self.config.connect_timeout))
+                self.open_one(far_at(Instant::now(), self.config.connect_timeout), true)
                     .await
             }
         });
@@ -165,11 +165,16 @@ impl<B: Backend> PoolShared<B> {
     /// one is known (`home.rs`). `Ok(false)`: no free slot (or the pool is closed),
     /// nothing was tried. Cancellation safe: the work is a task of its own that holds the
     /// slot, so dropping this future leaves it to finish and file the connection.
-    pub(super) async fn open_one(self: &Arc<Self>, deadline: Instant) -> Result<bool, Error> {
+    /// `vouch`: see [`connect_once`](Self::connect_once).
+    pub(super) async fn open_one(
+        self: &Arc<Self>,
+        deadline: Instant,
+        vouch: bool,
+    ) -> Result<bool, Error> {
         if let Some(home) = self.home.get() {
             let pool = Arc::clone(self);
             match home
-                .spawn(async move { pool.open_here(deadline).await })
+                .spawn(async move { pool.open_here(deadline, vouch).await })
                 .await
             {
                 Ok(opened) => return opened,
@@ -178,17 +183,17 @@ impl<B: Backend> PoolShared<B> {
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             }
         }
-        self.open_here(deadline).await
+        self.open_here(deadline, vouch).await
     }
 
-    async fn open_here(&self, deadline: Instant) -> Result<bool, Error> {
+    async fn open_here(&self, deadline: Instant, vouch: bool) -> Result<bool, Error> {
         if self.is_closed() {
             return Ok(false);
         }
         let Ok(_slot) = self.try_slot() else {
             return Ok(false);
         };
-        let conn = self.open_retrying(deadline).await.inspect_err(
+        let conn = self.open_retrying(deadline, vouch).await.inspect_err(
             |e| tracing::debug!(pool = %self.key, error = %e, "background connect failed"),
         )?;
         self.idle.push(conn);

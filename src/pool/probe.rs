@@ -42,6 +42,9 @@ impl<B: Backend> PoolShared<B> {
         let start = Instant::now();
         let deadline = far_at(start, budget);
         let trial = self.health.admit(start).map_err(|e| e.to_string())?;
+        // An idle connection that fails its probe condemns itself, not the server: a
+        // fresh connection and its probe confirm or clear the verdict.
+        let mut confirm = false;
         if trial.is_none() {
             if let Some(conn) = self.pop_reusable(start) {
                 let Ok(_slot) = self.try_slot() else {
@@ -58,9 +61,8 @@ impl<B: Backend> PoolShared<B> {
                         self.health.set_healthy(true);
                         return Ok(());
                     }
-                    // The connection, not necessarily the server: `pending` closes it
-                    // and a fresh connect below gives the verdict.
-                    Err(Error::Backend { .. }) => {}
+                    // Failed or timed out: the connection may be the one at fault.
+                    Err(Error::Backend { .. } | Error::Timeout { .. }) => confirm = true,
                     Err(e) => {
                         self.health.set_healthy(false);
                         return Err(e.to_string());
@@ -77,11 +79,18 @@ impl<B: Backend> PoolShared<B> {
             // verdict, and opening one more would leave the pool above what it wants.
             return self.health.judge_by_history();
         }
-        let result = match self.open_one(far_at(start, open_within)).await {
+        let mut result = match self.open_one(far_at(start, open_within), !confirm).await {
             Ok(true) => Ok(()),
             Ok(false) => return self.health.judge_by_history(),
             Err(e) => Err(e),
         };
+        if confirm && result.is_ok() {
+            // Its own probe budget: the old connection's probe may have used this one's.
+            let now = Instant::now();
+            result = self
+                .probe_fresh(far_at(now, self.config.probe_timeout), now)
+                .await;
+        }
         // The connect reported its outcome to the breaker (a trial included), unless its
         // error said nothing about the endpoint: then the trial goes to someone else.
         if let Some(trial) = trial {
@@ -101,6 +110,49 @@ impl<B: Backend> PoolShared<B> {
             Error::Backend { source, .. } => format!("{e}: {source}"),
             _ => e.to_string(),
         })
+    }
+
+    /// Probe the connection just opened (the newest idle one, never used): its failure,
+    /// unlike an old connection's, is evidence against the endpoint.
+    async fn probe_fresh(&self, deadline: Instant, start: Instant) -> Result<(), Error> {
+        let Some(conn) = self.pop_reusable(Instant::now()) else {
+            self.health.connected();
+            return Ok(());
+        };
+        let fresh = conn.created == conn.last_used;
+        let Ok(_slot) = self.try_slot() else {
+            self.idle.push(conn);
+            self.health.connected();
+            return Ok(());
+        };
+        let mut pending = self.pending(conn);
+        match self.probe_raw(pending.raw(), deadline, start).await {
+            Ok(()) => {
+                self.idle.push(pending.keep());
+                self.health.connected();
+                Ok(())
+            }
+            Err(Error::Backend { source, .. }) if fresh => {
+                self.health.fresh_probe_failed(&source);
+                Err(Error::Backend {
+                    key: self.key,
+                    phase: Phase::Probe,
+                    source,
+                })
+            }
+            Err(Error::Timeout {
+                last_error: Some(source),
+                ..
+            }) if fresh => {
+                self.health.fresh_probe_failed(&source);
+                Err(Error::Backend {
+                    key: self.key,
+                    phase: Phase::Probe,
+                    source,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Probe one connection with the probe timeout, never past `deadline`.

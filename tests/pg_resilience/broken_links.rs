@@ -82,6 +82,7 @@ async fn consecutive_resets_open_the_breaker_with_the_key_and_last_error() {
             failure_threshold: N,
             success_threshold: 1,
             open_for: ms(300),
+            grow_after: std::time::Duration::ZERO,
             max_open_for: ms(300),
         },
         ..proxy_config()
@@ -158,6 +159,7 @@ async fn a_blackholed_endpoint_is_detected_within_probe_interval_plus_timeout() 
             failure_threshold: 1,
             success_threshold: 1,
             open_for: ms(200),
+            grow_after: std::time::Duration::ZERO,
             max_open_for: ms(400),
         },
         ..proxy_config()

@@ -280,6 +280,7 @@ fn proxy_config() -> PoolConfig {
             failure_threshold: 5,
             success_threshold: 1,
             open_for: ms(100),
+            grow_after: std::time::Duration::ZERO,
             max_open_for: ms(400),
         },
         ..PoolConfig::default()

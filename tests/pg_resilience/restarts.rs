@@ -39,6 +39,7 @@ fn restart_config() -> PoolConfig {
             failure_threshold: 5,
             success_threshold: 2,
             open_for: ms(100),
+            grow_after: std::time::Duration::ZERO,
             max_open_for: ms(250),
         },
         ..PoolConfig::default()

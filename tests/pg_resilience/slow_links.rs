@@ -87,6 +87,7 @@ async fn background_probes_do_not_fail_a_slow_but_working_endpoint() {
             failure_threshold: 3,
             success_threshold: 1,
             open_for: ms(300),
+            grow_after: std::time::Duration::ZERO,
             max_open_for: ms(300),
         },
         ..proxy_config() // probes every 200 ms with a 300 ms budget; min_idle 0

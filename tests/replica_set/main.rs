@@ -56,6 +56,7 @@ fn pool_config() -> PoolConfig {
             failure_threshold: 5,
             success_threshold: 2,
             open_for: ms(200),
+            grow_after: std::time::Duration::ZERO,
             max_open_for: ms(1000),
         },
         ..PoolConfig::default()

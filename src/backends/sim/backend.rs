@@ -68,6 +68,13 @@ impl Backend for SimBackend {
         if conn.server().take_hook(Hook::StallProbe) {
             conn.stall().await;
         }
+        if conn.server().take_hook(Hook::FailProbe) {
+            conn.server().count_query();
+            return Err(BackendError::new(
+                crate::error::BackendErrorKind::Query,
+                "simulated probe failure",
+            ));
+        }
         conn.execute("SELECT 1").await.map(drop)
     }
 

@@ -11,7 +11,6 @@ use super::super::SimConnection;
 use super::{Outage, SimServer, RELAXED};
 #[cfg(doc)]
 use crate::backends::Backend;
-#[cfg(doc)]
 use crate::error::BackendErrorKind;
 use crate::secret::Secret;
 
@@ -122,5 +121,31 @@ impl SimServer {
     /// Open connections are not affected.
     pub fn set_password(&self, pw: Option<&str>) {
         self.inner.state.lock().password = pw.map(Secret::new);
+    }
+
+    /// The next `n` probes fail with a [`Query`](BackendErrorKind::Query) error
+    /// `simulated probe failure` (the connection stays usable).
+    pub fn fail_next_probes(&self, n: usize) {
+        self.inner.fail_probes.fetch_add(n, RELAXED);
+    }
+
+    /// While `true`, new connects are refused with `connection refused` (the listener is
+    /// gone) but open connections keep working.
+    pub fn refuse_new_connections(&self, refuse: bool) {
+        self.inner.refusing.store(refuse, RELAXED);
+    }
+
+    /// Accept at most `max` connections at once (`None`: no limit): a connect past it
+    /// fails with a [`Capacity`](BackendErrorKind::Capacity) error, as PostgreSQL's
+    /// "sorry, too many clients already". Open connections are not affected.
+    pub fn set_max_connections(&self, max: Option<usize>) {
+        self.inner.state.lock().max_connections = max;
+    }
+
+    /// The next `n` connects that reach the server fail with an error of `kind` (e.g.
+    /// [`Config`](BackendErrorKind::Config), as an unknown database would).
+    pub fn fail_next_connects_as(&self, kind: BackendErrorKind, n: usize) {
+        let mut st = self.inner.state.lock();
+        st.armed_failures.extend(std::iter::repeat_n(kind, n));
     }
 }

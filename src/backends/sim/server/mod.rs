@@ -52,6 +52,10 @@ struct ServerState {
     replay_paused: bool,
     /// Live connections, for server-side kills.
     conns: HashMap<u64, Arc<ConnShared>>,
+    /// Connections it accepts at most; past it a connect fails for capacity.
+    max_connections: Option<usize>,
+    /// Connects to fail with these kinds, in order, before anything else is checked.
+    armed_failures: std::collections::VecDeque<BackendErrorKind>,
 }
 
 struct ServerInner {
@@ -70,6 +74,9 @@ struct ServerInner {
 
     // Armed hooks.
     fail_connects: AtomicUsize,
+    fail_probes: AtomicUsize,
+    /// The listener is gone: new connects are refused, open connections keep working.
+    refusing: AtomicBool,
     panic_connects: AtomicUsize,
     panic_probes: AtomicUsize,
     panic_resets: AtomicUsize,
@@ -224,6 +231,8 @@ impl SimServer {
             connect_failure_bits: AtomicU64::new(0),
             query_failure_bits: AtomicU64::new(0),
             fail_connects: AtomicUsize::new(0),
+            fail_probes: AtomicUsize::new(0),
+            refusing: AtomicBool::new(false),
             panic_connects: AtomicUsize::new(0),
             panic_probes: AtomicUsize::new(0),
             panic_resets: AtomicUsize::new(0),
@@ -247,6 +256,8 @@ impl SimServer {
                 upstream: None,
                 replay_paused: false,
                 conns: HashMap::new(),
+                max_connections: None,
+                armed_failures: std::collections::VecDeque::new(),
             }),
         };
         {
@@ -337,6 +348,7 @@ pub(super) enum Hook {
     StallProbe,
     PanicReset,
     StallReset,
+    FailProbe,
 }
 
 impl SimServer {
@@ -350,6 +362,7 @@ impl SimServer {
             Hook::StallProbe => &inner.stall_probes,
             Hook::PanicReset => &inner.panic_resets,
             Hook::StallReset => &inner.stall_resets,
+            Hook::FailProbe => &inner.fail_probes,
         })
     }
 
@@ -382,10 +395,25 @@ impl SimServer {
         let mut st = inner.state.lock();
         let in_outage = inner.outage_count.load(RELAXED) != 0
             && inner.sync_outages_locked(&mut st, Instant::now());
-        if in_outage || !inner.up.load(Ordering::Acquire) {
+        if in_outage || !inner.up.load(Ordering::Acquire) || inner.refusing.load(RELAXED) {
             return Err(BackendError::new(
                 BackendErrorKind::Connect,
                 "connection refused",
+            ));
+        }
+        if let Some(kind) = st.armed_failures.pop_front() {
+            return Err(BackendError::new(
+                kind,
+                format!("simulated {kind:?} failure"),
+            ));
+        }
+        if st
+            .max_connections
+            .is_some_and(|max| inner.open.load(RELAXED) >= max)
+        {
+            return Err(BackendError::new(
+                BackendErrorKind::Capacity,
+                "sorry, too many clients already",
             ));
         }
         if take(&inner.fail_connects) {
