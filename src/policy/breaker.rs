@@ -11,7 +11,9 @@ use tokio::time::Instant;
 
 use crate::error::{BackendError, ConfigError};
 
-/// Settings of a circuit breaker. Every field has a default.
+/// Settings of a circuit breaker. Every field has a default; both durations are at most 365
+/// days ([`PoolConfig::MAX_DURATION`](crate::PoolConfig::MAX_DURATION)). A breaker config is
+/// validated as part of its [`PoolConfig`](crate::PoolConfig), also when deserialized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
@@ -19,10 +21,12 @@ pub struct BreakerConfig {
     pub failure_threshold: u32,
     /// Consecutive successful trials (while half-open) that close it. Default 2.
     pub success_threshold: u32,
-    /// How long it stays open after the first trip. Default 1s.
+    /// How long it stays open after the first trip. Default 1s; greater than zero, at most
+    /// 365 days.
     #[serde(with = "humantime_serde")]
     pub open_for: Duration,
-    /// Cap of the open time, which doubles on each consecutive trip. Default 30s.
+    /// Cap of the open time, which doubles on each consecutive trip. Default 30s; at least
+    /// `open_for`, at most 365 days.
     #[serde(with = "humantime_serde")]
     pub max_open_for: Duration,
 }
@@ -53,12 +57,8 @@ impl BreakerConfig {
                 "must be at least 1",
             ));
         }
-        if self.open_for.is_zero() {
-            return Err(ConfigError::new(
-                "breaker.open_for",
-                "must be greater than zero",
-            ));
-        }
+        crate::limits::check_positive_duration("breaker.open_for", self.open_for)?;
+        crate::limits::check_duration("breaker.max_open_for", self.max_open_for)?;
         if self.max_open_for < self.open_for {
             return Err(ConfigError::new(
                 "breaker.max_open_for",
