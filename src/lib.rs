@@ -34,6 +34,7 @@ pub mod backends;
 mod connection;
 mod error;
 mod key;
+mod limits;
 pub mod messages;
 mod policy;
 mod pool;

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::error::ConfigError;
+
 /// A password or other secret. `Debug` and `Display` print `***`; it is never serialized.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
@@ -17,6 +19,18 @@ impl Secret {
     /// The secret itself, for handing to a driver. Never log it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Refuse NUL and other control characters. The error names `field` and says nothing
+    /// about the value (not even where the bad character is).
+    pub(crate) fn check(&self, field: &str) -> Result<(), ConfigError> {
+        if self.0.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                field,
+                "contains a NUL or other control character",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -47,5 +61,17 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "*** \"***\"");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn check_refuses_controls_without_saying_where() {
+        Secret::new("p\u{e9}ss word")
+            .check("connection.password")
+            .unwrap();
+        let e = Secret::new("hun\0ter2")
+            .check("connection.password")
+            .unwrap_err();
+        assert_eq!(e.field, "connection.password");
+        assert!(!e.to_string().contains("hun"), "{e}");
     }
 }

@@ -21,6 +21,10 @@ use crate::error::{BackendError, ConfigError};
 /// time stays at `open_for`, so a restart costs callers a short wait and no error; after
 /// that it doubles with each failed trial up to `max_open_for`, so a long outage fails
 /// fast (an acquire whose deadline comes before the next trial fails at once).
+///
+/// Both durations are at most 365 days
+/// ([`PoolConfig::MAX_DURATION`](crate::PoolConfig::MAX_DURATION)); a breaker config is
+/// validated as part of its [`PoolConfig`](crate::PoolConfig), also when deserialized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
@@ -29,14 +33,15 @@ pub struct BreakerConfig {
     /// Consecutive successful trials (while half-open) that close it. Default 2.
     pub success_threshold: u32,
     /// How long it stays open after a trip while the outage is younger than
-    /// `grow_after` (with equal jitter: between half and all of it). Default 50ms.
+    /// `grow_after` (with equal jitter: between half and all of it). Default 50ms; greater
+    /// than zero.
     #[serde(with = "humantime_serde")]
     pub open_for: Duration,
     /// How long an outage lasts before the open time starts to double with each failed
     /// trial. Default 1s.
     #[serde(with = "humantime_serde")]
     pub grow_after: Duration,
-    /// Cap of the open time. Default 30s.
+    /// Cap of the open time. Default 30s; at least `open_for`.
     #[serde(with = "humantime_serde")]
     pub max_open_for: Duration,
 }
@@ -68,12 +73,9 @@ impl BreakerConfig {
                 "must be at least 1",
             ));
         }
-        if self.open_for.is_zero() {
-            return Err(ConfigError::new(
-                "breaker.open_for",
-                "must be greater than zero",
-            ));
-        }
+        crate::limits::check_positive_duration("breaker.open_for", self.open_for)?;
+        crate::limits::check_duration("breaker.grow_after", self.grow_after)?;
+        crate::limits::check_duration("breaker.max_open_for", self.max_open_for)?;
         if self.max_open_for < self.open_for {
             return Err(ConfigError::new(
                 "breaker.max_open_for",
@@ -302,7 +304,7 @@ impl CircuitBreaker {
         let half = ceiling / 2;
         let extra = rng.random_range(0..=half.as_nanos().min(u64::MAX as u128) as u64);
         let open = half + Duration::from_nanos(extra);
-        self.open_until = far_at(now, open);
+        self.open_until = crate::limits::deadline(now, open);
         self.failures = 0;
         self.successes = 0;
         self.go(BreakerState::Open, &reason, now)
@@ -326,12 +328,6 @@ impl CircuitBreaker {
             at: now,
         }
     }
-}
-
-/// `now + d`, or 30 years from now where that would overflow (as tokio's own "far future").
-fn far_at(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tokio::time::{timeout_at, Instant};
 
-use super::checkout::far_at;
 use super::conn::Conn;
 use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::error::Phase;
+use crate::limits::deadline as far_at;
 
 impl<B: Backend> PoolShared<B> {
     /// Take back a connection from a guard. Synchronous unless the backend must reset it.

@@ -18,6 +18,7 @@ use super::guard::PooledConnection;
 use super::shared::{PoolShared, Slot};
 use crate::backends::Backend;
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
+use crate::limits::deadline as far_at;
 use crate::policy::backoff::Backoff;
 
 impl<B: Backend> PoolShared<B> {
@@ -317,11 +318,4 @@ impl<B: Backend> PoolShared<B> {
             return Some(conn);
         }
     }
-}
-
-/// `start + d`, or 30 years on where that would overflow: a deadline never panics.
-pub(super) fn far_at(start: Instant, d: Duration) -> Instant {
-    start
-        .checked_add(d)
-        .unwrap_or_else(|| start + Duration::from_secs(86_400 * 365 * 30))
 }

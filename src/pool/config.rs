@@ -5,10 +5,22 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+use crate::limits::{
+    self, check_duration, check_optional_duration, check_positive_duration, check_size,
+    validated_config,
+};
 use crate::policy::breaker::BreakerConfig;
 
+validated_config! {
 /// Settings of one pool. Every field has a default (see [`PoolConfig::default`]), so a TOML
 /// table may set only what it changes.
+///
+/// # Bounds
+///
+/// Every duration is at most [`PoolConfig::MAX_DURATION`] (365 days); the sizes have the
+/// maximums given on each field. [`validate`](Self::validate) checks them, and so does
+/// deserialization: a config read from TOML or JSON is validated as it is read, and a bad
+/// value is an error naming the field (`pool.max_size`…).
 ///
 /// ```
 /// use poolwarden::PoolConfig;
@@ -19,19 +31,23 @@ use crate::policy::breaker::BreakerConfig;
 /// assert_eq!(cfg.max_size, 20);
 /// assert_eq!(cfg.min_idle, PoolConfig::default().min_idle);
 /// cfg.validate().unwrap();
+///
+/// let e = toml::from_str::<PoolConfig>(r#"acquire_timeout = "400days""#).unwrap_err();
+/// assert!(e.to_string().contains("pool.acquire_timeout"), "{e}");
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolConfig {
     /// Connections kept open while idle. Warmed up at start and refilled in the background.
-    /// Default 1.
+    /// Default 1; at most `max_size`.
     pub min_idle: u32,
-    /// Connections the pool keeps (open idle or checked out). Default 10.
+    /// Connections the pool keeps (open idle or checked out). Default 10; 1 to
+    /// [`PoolConfig::MAX_SIZE`] (10 000).
     pub max_size: u32,
     /// Extra connections allowed under load beyond `max_size`; they are closed on release
-    /// instead of kept idle. Default 0.
+    /// instead of kept idle. Default 0; at most [`PoolConfig::MAX_OVERFLOW`] (10 000).
     pub max_overflow: u32,
-    /// Acquires allowed to wait at once; past it acquire fails with `PoolSaturated`. Default 1024.
+    /// Acquires allowed to wait at once; past it acquire fails with `PoolSaturated`.
+    /// Default 1024; at most [`PoolConfig::MAX_WAITERS`] (1 000 000).
     pub max_waiters: usize,
     /// Whole budget of one acquire: waiting, connecting (with retries) and testing. Default 30s.
     #[serde(with = "humantime_serde")]
@@ -75,7 +91,8 @@ pub struct PoolConfig {
     #[serde(with = "humantime_serde")]
     pub probe_interval: Option<Duration>,
     /// Connects in progress at once, acquires and background refills together, so a
-    /// server coming back is not stormed. Default 4.
+    /// server coming back is not stormed. Default 4; 1 to [`PoolConfig::MAX_CONNECTING`]
+    /// (10 000).
     pub max_connecting: u32,
     /// The endpoint's circuit breaker. Default [`BreakerConfig::default`].
     pub breaker: BreakerConfig,
@@ -90,6 +107,8 @@ pub struct PoolConfig {
     /// Capture a backtrace at each checkout while leak detection is on, to show where a
     /// leaked connection was taken. Default false.
     pub leak_backtrace: bool,
+}
+fields: PoolConfigFields, #[serde(default, deny_unknown_fields)], default;
 }
 
 impl Default for PoolConfig {
@@ -173,21 +192,20 @@ impl PoolConfig {
         self.max_size as usize + self.max_overflow as usize
     }
 
-    /// Check the fields; the error names the first bad one.
+    /// Longest any duration setting may be: 365 days.
+    pub const MAX_DURATION: Duration = limits::MAX_DURATION;
+    /// Largest `max_size`.
+    pub const MAX_SIZE: u32 = limits::MAX_POOL_SIZE;
+    /// Largest `max_overflow`.
+    pub const MAX_OVERFLOW: u32 = limits::MAX_OVERFLOW;
+    /// Largest `max_waiters`.
+    pub const MAX_WAITERS: usize = limits::MAX_WAITERS;
+    /// Largest `max_connecting`.
+    pub const MAX_CONNECTING: u32 = limits::MAX_CONNECTING;
+
+    /// Check the fields; the error names the first bad one. Deserialization runs this too.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let nonzero = |field: &str, d: Duration| {
-            if d.is_zero() {
-                Err(ConfigError::new(
-                    format!("pool.{field}"),
-                    "must be greater than zero",
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        if self.max_size == 0 {
-            return Err(ConfigError::new("pool.max_size", "must be at least 1"));
-        }
+        check_size("pool.max_size", self.max_size, 1, Self::MAX_SIZE)?;
         if self.min_idle > self.max_size {
             return Err(ConfigError::new(
                 "pool.min_idle",
@@ -197,22 +215,20 @@ impl PoolConfig {
                 ),
             ));
         }
-        if self.capacity() > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err(ConfigError::new(
-                "pool.max_overflow",
-                "max_size + max_overflow is too large",
-            ));
-        }
-        nonzero("acquire_timeout", self.acquire_timeout)?;
-        nonzero("connect_timeout", self.connect_timeout)?;
-        nonzero("probe_timeout", self.probe_timeout)?;
-        nonzero("backoff_initial", self.backoff_initial)?;
-        nonzero("maintenance_interval", self.maintenance_interval)?;
-        if let Some(d) = self.idle_timeout {
-            nonzero("idle_timeout", d)?;
-        }
+        check_size(
+            "pool.max_overflow",
+            self.max_overflow,
+            0,
+            Self::MAX_OVERFLOW,
+        )?;
+        check_size("pool.max_waiters", self.max_waiters, 0, Self::MAX_WAITERS)?;
+        check_positive_duration("pool.acquire_timeout", self.acquire_timeout)?;
+        check_positive_duration("pool.connect_timeout", self.connect_timeout)?;
+        check_positive_duration("pool.probe_timeout", self.probe_timeout)?;
+        check_optional_duration("pool.idle_timeout", self.idle_timeout)?;
+        check_optional_duration("pool.max_lifetime", self.max_lifetime)?;
+        check_duration("pool.lifetime_jitter", self.lifetime_jitter)?;
         if let Some(d) = self.max_lifetime {
-            nonzero("max_lifetime", d)?;
             if self.lifetime_jitter >= d {
                 return Err(ConfigError::new(
                     "pool.lifetime_jitter",
@@ -220,21 +236,29 @@ impl PoolConfig {
                 ));
             }
         }
-        if let Some(d) = self.probe_interval {
-            nonzero("probe_interval", d)?;
-        }
-        if self.max_connecting == 0 {
+        check_duration("pool.checkout_bypass", self.checkout_bypass)?;
+        check_positive_duration("pool.backoff_initial", self.backoff_initial)?;
+        check_duration("pool.backoff_max", self.backoff_max)?;
+        if self.backoff_max < self.backoff_initial {
             return Err(ConfigError::new(
-                "pool.max_connecting",
-                "must be at least 1",
+                "pool.backoff_max",
+                "must not be shorter than backoff_initial",
             ));
         }
-        self.breaker.validate().map_err(|e| ConfigError {
-            field: format!("pool.{}", e.field),
-            ..e
-        })?;
-        if let Some(d) = self.leak_threshold {
-            nonzero("leak_threshold", d)?;
+        check_positive_duration("pool.maintenance_interval", self.maintenance_interval)?;
+        check_optional_duration("pool.probe_interval", self.probe_interval)?;
+        check_size(
+            "pool.max_connecting",
+            self.max_connecting,
+            1,
+            Self::MAX_CONNECTING,
+        )?;
+        self.breaker
+            .validate()
+            .map_err(|e| limits::nest(e, "breaker.", "pool.breaker."))?;
+        check_optional_duration("pool.leak_threshold", self.leak_threshold)?;
+        if let Some(r) = self.leak_reclaim_after {
+            check_duration("pool.leak_reclaim_after", r)?;
         }
         match (self.leak_threshold, self.leak_reclaim_after) {
             (None, Some(_)) => {
@@ -250,12 +274,6 @@ impl PoolConfig {
                 ))
             }
             _ => {}
-        }
-        if self.backoff_max < self.backoff_initial {
-            return Err(ConfigError::new(
-                "pool.backoff_max",
-                "must not be shorter than backoff_initial",
-            ));
         }
         Ok(())
     }

@@ -12,11 +12,11 @@ use futures::FutureExt;
 use rand::Rng;
 use tokio::time::{timeout_at, Instant};
 
-use super::checkout::far_at;
 use super::conn::Conn;
 use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
+use crate::limits::deadline as far_at;
 use crate::policy::backoff::Backoff;
 
 /// How one connect attempt ended.

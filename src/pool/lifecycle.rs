@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use tokio::time::{timeout_at, Instant};
 
-use super::checkout::far_at;
 use super::hot::PoolState;
 use super::incarnation::CrashHook;
 use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::error::Error;
+use crate::limits::deadline as far_at;
 
 impl<B: Backend> PoolShared<B> {
     pub(crate) fn set_crash_hook(&self, hook: Option<CrashHook>) {

@@ -9,10 +9,10 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::time::{timeout_at, Instant};
 
-use super::checkout::far_at;
 use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
+use crate::limits::deadline as far_at;
 
 impl<B: Backend> PoolShared<B> {
     /// Probe the endpoint: an idle connection if there is one, else a fresh one if a slot is

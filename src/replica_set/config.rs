@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::connection::ConnectionConfig;
 use crate::error::ConfigError;
+use crate::limits::{self, validated_config};
 use crate::pool::config::PoolConfig;
 use crate::replica_set::router::Strategy;
 
@@ -17,7 +18,13 @@ fn one_second() -> Duration {
     Duration::from_secs(1)
 }
 
+validated_config! {
 /// Settings of a replica set.
+///
+/// Every duration is at most [`ReplicaSetConfig::MAX_DURATION`] (365 days); at most
+/// [`ReplicaSetConfig::MAX_REPLICAS`] replicas. [`validate`](Self::validate) checks every
+/// member and the pool settings too, and deserialization runs it, so a bad TOML value is an
+/// error naming the field (`replica_set.replicas[0].hosts[0].port`…).
 ///
 /// ```
 /// use poolwarden::{ReplicaSetConfig, Strategy};
@@ -32,15 +39,15 @@ fn one_second() -> Duration {
 /// assert!(cfg.fallback_to_primary);
 /// cfg.validate().unwrap();
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReplicaSetConfig {
-    /// The set's name.
+    /// The set's name: not empty, no control characters.
     pub name: String,
     /// The member that takes writes at start (failover may change it).
+    #[serde(deserialize_with = "limits::nested")]
     pub primary: ConnectionConfig,
-    /// Read replicas. Default none.
-    #[serde(default)]
+    /// Read replicas. Default none; at most [`ReplicaSetConfig::MAX_REPLICAS`] (1000).
+    #[serde(default, deserialize_with = "limits::nested_vec")]
     pub replicas: Vec<ConnectionConfig>,
     /// How reads are spread. Default round-robin.
     #[serde(default)]
@@ -51,12 +58,15 @@ pub struct ReplicaSetConfig {
     /// With no usable replica, reads go to the primary. Default true.
     #[serde(default = "yes")]
     pub fallback_to_primary: bool,
-    /// How often each member's role, lag and position are read. Default 1s.
+    /// How often each member's role, lag and position are read. Default 1s; greater than
+    /// zero.
     #[serde(default = "one_second", with = "humantime_serde")]
     pub topology_interval: Duration,
     /// Settings of every member's pool; `None` uses the supervisor's default.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits::nested_option")]
     pub pool: Option<PoolConfig>,
+}
+fields: ReplicaSetConfigFields, #[serde(deny_unknown_fields)];
 }
 
 impl ReplicaSetConfig {
@@ -78,33 +88,35 @@ impl ReplicaSetConfig {
         }
     }
 
-    /// Check the fields; the error names the first bad one.
+    /// Longest any duration setting may be: 365 days.
+    pub const MAX_DURATION: Duration = limits::MAX_DURATION;
+    /// Most replicas in one set.
+    pub const MAX_REPLICAS: usize = limits::MAX_REPLICAS;
+
+    /// Check the fields; the error names the first bad one. Deserialization runs this too.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.name.is_empty() {
-            return Err(ConfigError::new("replica_set.name", "must not be empty"));
-        }
-        let prefix = |e: ConfigError, at: &str| ConfigError {
-            field: e
-                .field
-                .replacen("connection.", &format!("replica_set.{at}."), 1),
-            ..e
-        };
-        self.primary.validate().map_err(|e| prefix(e, "primary"))?;
-        for (i, r) in self.replicas.iter().enumerate() {
-            r.validate()
-                .map_err(|e| prefix(e, &format!("replicas[{i}]")))?;
-        }
-        if self.topology_interval.is_zero() {
+        limits::check_name("replica_set.name", &self.name)?;
+        self.primary
+            .validate()
+            .map_err(|e| limits::nest(e, "connection.", "replica_set.primary."))?;
+        if self.replicas.len() > Self::MAX_REPLICAS {
             return Err(ConfigError::new(
-                "replica_set.topology_interval",
-                "must be greater than zero",
+                "replica_set.replicas",
+                format!("must hold at most {} replicas", Self::MAX_REPLICAS),
             ));
         }
-        if let Some(p) = &self.pool {
-            p.validate().map_err(|e| ConfigError {
-                field: e.field.replacen("pool.", "replica_set.pool.", 1),
-                ..e
+        for (i, r) in self.replicas.iter().enumerate() {
+            r.validate().map_err(|e| {
+                limits::nest(e, "connection.", &format!("replica_set.replicas[{i}]."))
             })?;
+        }
+        if let Some(d) = self.max_lag {
+            limits::check_duration("replica_set.max_lag", d)?;
+        }
+        limits::check_positive_duration("replica_set.topology_interval", self.topology_interval)?;
+        if let Some(p) = &self.pool {
+            p.validate()
+                .map_err(|e| limits::nest(e, "pool.", "replica_set.pool."))?;
         }
         Ok(())
     }

@@ -2,12 +2,20 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::ConfigError;
+use crate::limits::{
+    self, check_optional_duration, check_positive_duration, check_size, validated_config,
+};
 use crate::pool::config::PoolConfig;
 
+validated_config! {
 /// Settings of a [`Supervisor`](crate::Supervisor). Every field has a default.
+///
+/// Every duration is at most [`SupervisorConfig::MAX_DURATION`] (365 days); `max_pools` at
+/// most [`SupervisorConfig::MAX_POOLS`]. [`validate`](Self::validate) checks them, and so does
+/// deserialization, so a bad TOML value is an error naming the field.
 ///
 /// ```
 /// use poolwarden::SupervisorConfig;
@@ -18,14 +26,17 @@ use crate::pool::config::PoolConfig;
 /// "#).unwrap();
 /// assert_eq!(cfg.default_pool.max_size, 4);
 /// cfg.validate().unwrap();
+///
+/// let e = toml::from_str::<SupervisorConfig>("[default_pool]\nmax_size = 0").unwrap_err();
+/// assert!(e.to_string().contains("supervisor.default_pool.max_size"), "{e}");
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SupervisorConfig {
     /// Config of pools created without one of their own. Default [`PoolConfig::default`].
+    #[serde(deserialize_with = "limits::nested")]
     pub default_pool: PoolConfig,
     /// Most pools alive at once; at the cap the least recently used idle pool is evicted.
-    /// Default 1024.
+    /// Default 1024; 1 to [`SupervisorConfig::MAX_POOLS`] (100 000).
     pub max_pools: usize,
     /// A pool unused for this long is drained and stopped. Default 10 min; `None` never.
     #[serde(with = "humantime_serde")]
@@ -33,7 +44,9 @@ pub struct SupervisorConfig {
     /// How often idle pools are looked for. Default 30s.
     #[serde(with = "humantime_serde")]
     pub reap_interval: Duration,
-    /// Budget of one pool's probe in `HealthCheck`. Default 2s.
+    /// Budget of one pool's probe in `HealthCheck`. Default 2s. A pool actor that does not
+    /// answer within twice this is reported unhealthy; the 365-day maximum keeps that
+    /// doubled wait representable.
     #[serde(with = "humantime_serde")]
     pub health_timeout: Duration,
     /// Restarts of one pool actor tolerated within `restart_window`; one more marks the
@@ -42,6 +55,8 @@ pub struct SupervisorConfig {
     /// See `max_restarts`. Default 10s.
     #[serde(with = "humantime_serde")]
     pub restart_window: Duration,
+}
+fields: SupervisorConfigFields, #[serde(default, deny_unknown_fields)], default;
 }
 
 impl Default for SupervisorConfig {
@@ -59,42 +74,21 @@ impl Default for SupervisorConfig {
 }
 
 impl SupervisorConfig {
-    /// Check the fields; the error names the first bad one.
+    /// Longest any duration setting may be: 365 days.
+    pub const MAX_DURATION: Duration = limits::MAX_DURATION;
+    /// Largest `max_pools`.
+    pub const MAX_POOLS: usize = limits::MAX_POOLS;
+
+    /// Check the fields; the error names the first bad one. Deserialization runs this too.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.default_pool.validate().map_err(|e| ConfigError {
-            field: e.field.replacen("pool.", "supervisor.default_pool.", 1),
-            ..e
-        })?;
-        if self.max_pools == 0 {
-            return Err(ConfigError::new(
-                "supervisor.max_pools",
-                "must be at least 1",
-            ));
-        }
-        if self.reap_interval.is_zero() {
-            return Err(ConfigError::new(
-                "supervisor.reap_interval",
-                "must be greater than zero",
-            ));
-        }
-        if self.health_timeout.is_zero() {
-            return Err(ConfigError::new(
-                "supervisor.health_timeout",
-                "must be greater than zero",
-            ));
-        }
-        if self.restart_window.is_zero() {
-            return Err(ConfigError::new(
-                "supervisor.restart_window",
-                "must be greater than zero",
-            ));
-        }
-        if self.pool_idle_timeout == Some(Duration::ZERO) {
-            return Err(ConfigError::new(
-                "supervisor.pool_idle_timeout",
-                "must be greater than zero",
-            ));
-        }
+        self.default_pool
+            .validate()
+            .map_err(|e| limits::nest(e, "pool.", "supervisor.default_pool."))?;
+        check_size("supervisor.max_pools", self.max_pools, 1, Self::MAX_POOLS)?;
+        check_optional_duration("supervisor.pool_idle_timeout", self.pool_idle_timeout)?;
+        check_positive_duration("supervisor.reap_interval", self.reap_interval)?;
+        check_positive_duration("supervisor.health_timeout", self.health_timeout)?;
+        check_positive_duration("supervisor.restart_window", self.restart_window)?;
         Ok(())
     }
 }
