@@ -274,8 +274,9 @@ async fn a_leak_past_reclaim_after_frees_its_slot_and_its_late_return_is_harmles
     conn.query("SELECT 1").await.unwrap();
     let s = f.pool.stats();
     assert_eq!((s.leaks_reported, s.leaks_reclaimed), (1, 1), "{s:?}");
-    // The leaked connection is still open, held by its (forgetful) owner.
-    assert_eq!((s.in_use, s.live), (1, 2), "{s:?}");
+    // The leaked connection is still open, held by its (forgetful) owner, but the pool no
+    // longer counts it: it holds no slot.
+    assert_eq!((s.in_use, s.live), (1, 1), "{s:?}");
     assert_eq!(f.server.open_connections(), 2);
     assert_eq!(
         logs.records_with("reclaimed the slot of a leaked connection")
@@ -291,11 +292,7 @@ async fn a_leak_past_reclaim_after_frees_its_slot_and_its_late_return_is_harmles
     let s = f.pool.stats();
     assert_eq!((s.in_use, s.live, s.idle), (1, 1, 0), "{s:?}");
     assert_eq!(f.server.open_connections(), 1);
-    assert_eq!(
-        logs.records_with("reclaimed connection returned; closing it")
-            .len(),
-        1
-    );
+    assert_eq!(logs.records_with("reclaimed connection returned").len(), 1);
     let err = f.pool.acquire_timeout(ms(100)).await.unwrap_err();
     assert!(
         is_wait_timeout(&err),
@@ -315,6 +312,69 @@ async fn a_leak_past_reclaim_after_frees_its_slot_and_its_late_return_is_harmles
     let s = f.pool.stats();
     assert_eq!((s.in_use, s.leaks_reclaimed), (0, 1), "{s:?}");
     assert_eq!(f.server.open_connections(), s.live);
+    f.assert_quiescent();
+}
+
+/// After a reclaim the pool no longer counts the leaked connection, so a healthy one
+/// returned to the full pool is kept, not closed as overflow.
+#[actix::test]
+async fn after_a_reclaim_returned_connections_are_kept_not_closed_as_overflow() {
+    let f = start(
+        "reclaimkeep",
+        PoolConfig {
+            max_size: 2,
+            leak_threshold: Some(secs(1)),
+            leak_reclaim_after: Some(secs(2)),
+            ..config()
+        },
+        SimBehavior::default(),
+    )
+    .await;
+    let leaked = f.pool.acquire().await.unwrap();
+    settle_for(secs(3)).await;
+    assert_eq!(f.pool.stats().leaks_reclaimed, 1);
+    // Both slots are usable again, and what comes back stays.
+    let a = f.pool.acquire().await.unwrap();
+    let b = f.pool.acquire().await.unwrap();
+    let (a_id, b_id) = (a.id(), b.id());
+    drop(a);
+    drop(b);
+    let s = f.pool.stats();
+    assert_eq!(
+        (s.idle, s.live, s.closed),
+        (2, 2, 0),
+        "kept, not overflow: {s:?}"
+    );
+    // The leaked one back late: no room (2 idle = max_size), so it is closed.
+    drop(leaked);
+    let s = f.pool.stats();
+    assert_eq!((s.idle, s.live, s.closed), (2, 2, 1), "{s:?}");
+    let ids = [f.pool.acquire().await.unwrap().id()];
+    assert!(ids[0] == a_id || ids[0] == b_id);
+    f.assert_quiescent();
+}
+
+/// With room, a reclaimed connection back late is kept.
+#[actix::test]
+async fn a_reclaimed_connection_back_late_is_kept_when_there_is_room() {
+    let f = start(
+        "reclaimroom",
+        PoolConfig {
+            max_size: 2,
+            leak_threshold: Some(secs(1)),
+            leak_reclaim_after: Some(secs(2)),
+            ..config()
+        },
+        SimBehavior::default(),
+    )
+    .await;
+    let leaked = f.pool.acquire().await.unwrap();
+    let id = leaked.id();
+    settle_for(secs(3)).await;
+    drop(leaked);
+    let s = f.pool.stats();
+    assert_eq!((s.idle, s.live, s.in_use), (1, 1, 0), "{s:?}");
+    assert_eq!(f.pool.acquire().await.unwrap().id(), id);
     f.assert_quiescent();
 }
 

@@ -431,7 +431,7 @@ mod tests {
         };
         assert_eq!(classify(&server(1045)), BackendErrorKind::Auth);
         assert_eq!(classify(&server(1049)), BackendErrorKind::Config);
-        assert_eq!(classify(&server(1040)), BackendErrorKind::Connect);
+        assert_eq!(classify(&server(1040)), BackendErrorKind::Capacity);
         assert_eq!(
             classify(&MyError::Driver(DriverError::ConnectionClosed)),
             BackendErrorKind::Connect

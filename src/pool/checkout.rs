@@ -172,6 +172,8 @@ impl<B: Backend> PoolShared<B> {
                     continue;
                 }
             };
+            // Under way until this turn ends: the attempt and its backoff wait.
+            let _connecting = self.counters.connecting();
             let attempt = self.connect_once(deadline, true).await;
             let (err, counted) = match attempt {
                 Ok(Attempt::Opened(conn)) => {

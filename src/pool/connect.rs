@@ -1,7 +1,8 @@
 //! Opening one connection: a permit from `max_connecting` (no storm when a server comes
 //! back), one attempt bounded by `connect_timeout` and the caller's deadline, panics
 //! caught, the outcome reported to the pool's health (which decides, by the error's
-//! kind, whether it counts against the endpoint). Retrying is the caller's business:
+//! kind, whether it counts against the endpoint). Retrying, and counting the connect as
+//! under way in the pool's figures (attempts and backoff waits), is the caller's business:
 //! `checkout.rs` for acquires, [`open_retrying`](PoolShared::open_retrying) for the
 //! pool's own connects.
 
@@ -55,7 +56,6 @@ impl<B: Backend> PoolShared<B> {
         let now = Instant::now();
         let own_limit = far_at(now, self.config.connect_timeout);
         let limit = deadline.min(own_limit);
-        let _connecting = self.counters.connecting();
         let attempt = AssertUnwindSafe(self.backend.connect(&self.connection)).catch_unwind();
         let error = match timeout_at(limit, attempt).await {
             Ok(Ok(Ok(raw))) => {
@@ -98,6 +98,8 @@ impl<B: Backend> PoolShared<B> {
     ) -> Result<Conn<B::Connection>, Error> {
         let start = Instant::now();
         let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
+        // Under way, attempts and backoff waits alike.
+        let _connecting = self.counters.connecting();
         loop {
             let error = match self.connect_once(deadline, vouch).await? {
                 Attempt::Opened(conn) => {

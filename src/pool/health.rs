@@ -39,7 +39,8 @@ pub(crate) struct Health {
     changed: Notify,
     epoch: Instant,
     /// Nanoseconds after `epoch` (plus one; 0: never) at which a connection last broke
-    /// while checked out: idle connections last used before then are probed first.
+    /// while checked out: idle connections last used before then (strictly) are probed
+    /// first.
     suspect_at: AtomicU64,
 }
 
@@ -154,7 +155,7 @@ impl Health {
     #[inline]
     pub(super) fn suspects(&self, last_used: Instant) -> bool {
         let at = self.suspect_at.load(Ordering::Relaxed);
-        at != 0 && (last_used.saturating_duration_since(self.epoch).as_nanos() as u64) < at
+        at != 0 && (last_used.saturating_duration_since(self.epoch).as_nanos() as u64) + 1 < at
     }
 
     /// The error for an acquire refused or stopped by an open breaker.

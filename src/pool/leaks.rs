@@ -49,8 +49,8 @@ impl Leaks {
         tracker.lock().checkout(Instant::now(), backtrace)
     }
 
-    /// Record a return. False: the checkout was reclaimed as a leak, so the caller must
-    /// only close the connection.
+    /// Record a return. False: the checkout was reclaimed as a leak (its slot is long
+    /// free), so the connection comes back holding none.
     pub(super) fn checked_in(&self, id: u64, now: Instant) -> bool {
         let Some(tracker) = &self.tracker else {
             return true;
@@ -63,7 +63,7 @@ impl Leaks {
                 true
             }
             Return::Reclaimed => {
-                tracing::info!(pool = %self.key, checkout = id, "reclaimed connection returned; closing it");
+                tracing::info!(pool = %self.key, checkout = id, "reclaimed connection returned; kept only if there is room");
                 false
             }
         }
