@@ -174,7 +174,7 @@ impl<B: Backend> PoolShared<B> {
             };
             // Under way until this turn ends: the attempt and its backoff wait.
             let _connecting = self.counters.connecting();
-            let attempt = self.connect_once(deadline, true).await;
+            let attempt = self.connect_once(Some(deadline), true).await;
             let (err, counted) = match attempt {
                 Ok(Attempt::Opened(conn)) => {
                     if let Some(trial) = trial {

@@ -35,15 +35,18 @@ pub(super) enum Attempt<C> {
 }
 
 impl<B: Backend> PoolShared<B> {
-    /// One connect attempt, never past `deadline`. `Err`: the pool closed, or the
-    /// backend panicked. `vouch`: a success counts for the endpoint at once (false when
-    /// the caller will probe the new connection first and report that).
+    /// One connect attempt, bounded by the connect timeout and never past the caller's
+    /// `deadline` (`None`: no caller waits). `Err`: the pool closed, or the backend
+    /// panicked. `vouch`: a success counts for the endpoint at once (false when the caller
+    /// will probe the new connection first and report that).
     pub(super) async fn connect_once(
         &self,
-        deadline: Instant,
+        deadline: Option<Instant>,
         vouch: bool,
     ) -> Result<Attempt<B::Connection>, Error> {
-        let permit = match timeout_at(deadline, self.connects.acquire()).await {
+        let permit_by =
+            deadline.unwrap_or_else(|| far_at(Instant::now(), self.config.connect_timeout));
+        let permit = match timeout_at(permit_by, self.connects.acquire()).await {
             Ok(Ok(p)) => p,
             Ok(Err(_)) => return Err(self.closed_error()),
             Err(_) => {
@@ -55,7 +58,7 @@ impl<B: Backend> PoolShared<B> {
         };
         let now = Instant::now();
         let own_limit = far_at(now, self.config.connect_timeout);
-        let limit = deadline.min(own_limit);
+        let limit = deadline.map_or(own_limit, |d| d.min(own_limit));
         let attempt = AssertUnwindSafe(self.backend.connect(&self.connection)).catch_unwind();
         let error = match timeout_at(limit, attempt).await {
             Ok(Ok(Ok(raw))) => {
@@ -101,7 +104,10 @@ impl<B: Backend> PoolShared<B> {
         // Under way, attempts and backoff waits alike.
         let _connecting = self.counters.connecting();
         loop {
-            let error = match self.connect_once(deadline, vouch).await? {
+            // No caller waits on a background open: `deadline` bounds its retries, never
+            // an attempt, which gets its whole connect timeout (one cut short would say
+            // nothing about the endpoint).
+            let error = match self.connect_once(None, vouch).await? {
                 Attempt::Opened(conn) => {
                     self.capacity
                         .opened(self.counters.live(), self.slots.max_size());

@@ -263,7 +263,7 @@ impl Health {
 
     /// Start the one probe; `None` if one is running.
     pub(super) fn start_probe(&self) -> Option<Probing<'_>> {
-        (!self.probing.swap(true, Ordering::AcqRel)).then_some(Probing(&self.probing))
+        (!self.probing.swap(true, Ordering::AcqRel)).then(|| Probing(&self.probing))
     }
 
     /// The verdict without a probe: an open breaker, else the last probe or connect.

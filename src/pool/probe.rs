@@ -79,7 +79,13 @@ impl<B: Backend> PoolShared<B> {
             // verdict, and opening one more would leave the pool above what it wants.
             return self.health.judge_by_history();
         }
-        let mut result = match self.open_one(far_at(start, open_within), !confirm).await {
+        // Confirming gets a whole connect of its own: the old connection's probe may have
+        // used the budget, and a connect cut short says nothing.
+        let open_from = if confirm { Instant::now() } else { start };
+        let mut result = match self
+            .open_one(far_at(open_from, open_within), !confirm)
+            .await
+        {
             Ok(true) => Ok(()),
             Ok(false) => return self.health.judge_by_history(),
             Err(e) => Err(e),

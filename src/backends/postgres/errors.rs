@@ -79,15 +79,21 @@ fn classify(e: &tokio_postgres::Error, stage: Stage) -> BackendErrorKind {
             {
                 K::Auth
             }
-            // 28000: the role does not exist, or no pg_hba.conf entry lets it in; 3D000:
-            // the database does not exist. What was asked cannot work: not retried, and
-            // nothing against the endpoint.
-            c if (*c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-                || *c == SqlState::INVALID_CATALOG_NAME)
-                && stage == Stage::Connect =>
-            {
-                K::Config
+            // 28000 is both "role does not exist" (what was asked cannot work: a
+            // configuration error) and pg_hba.conf refusing this client (no entry, no valid
+            // client certificate: an authentication error). Neither is retried or counted
+            // against the endpoint.
+            c if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION && stage == Stage::Connect => {
+                if e.as_db_error()
+                    .is_some_and(|d| d.message().contains("does not exist"))
+                {
+                    K::Config
+                } else {
+                    K::Auth
+                }
             }
+            // 3D000: the database does not exist.
+            c if *c == SqlState::INVALID_CATALOG_NAME && stage == Stage::Connect => K::Config,
             // Of class 53 only 53300 is capacity (53100 disk full and 53200 out of memory
             // are the server in trouble: the default below counts them against it).
             c if *c == SqlState::TOO_MANY_CONNECTIONS && stage == Stage::Connect => K::Capacity,
