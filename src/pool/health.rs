@@ -261,7 +261,8 @@ impl Health {
         !self.tripped() && self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Start the one probe; `None` if one is running.
+    /// Start the one probe; `None` if one is running. (The guard is built only when the
+    /// flag was ours: built and dropped otherwise, it would clear the running probe's.)
     pub(super) fn start_probe(&self) -> Option<Probing<'_>> {
         (!self.probing.swap(true, Ordering::AcqRel)).then(|| Probing(&self.probing))
     }
