@@ -59,10 +59,11 @@ fn errors_cause(fault: Fault, r: &Run) -> String {
 }
 
 /// The goals table of `fault`, its targets, and a note naming the best peer.
-pub fn evaluate(fault: Fault, runs: &[Run]) -> (Table, Vec<Target>, String) {
+/// `healthy`: each pool's healthy throughput over the whole scenario.
+pub fn evaluate(fault: Fault, runs: &[Run], healthy: &[f64]) -> (Table, Vec<Target>, String) {
     let pw = &runs[0];
     let eligible: Vec<usize> = (1..runs.len())
-        .filter(|&i| runs[i].healthy >= 0.95 * pw.healthy)
+        .filter(|&i| healthy[i] >= 0.95 * healthy[0])
         .collect();
     let (pool, fallback): (Vec<usize>, bool) = if eligible.is_empty() {
         ((1..runs.len()).collect(), true)
@@ -78,7 +79,7 @@ pub fn evaluate(fault: Fault, runs: &[Run]) -> (Table, Vec<Target>, String) {
         "best peer: {} (caller errors: {}; healthy throughput {} poolwarden's){}.",
         NAMES[best],
         b.errors.total(),
-        ratio(b.healthy / pw.healthy.max(1e-9)),
+        ratio(healthy[best] / healthy[0].max(1e-9)),
         if fallback {
             "; no peer ran at ≥ 0.95x poolwarden's healthy throughput, so every peer was \
              considered"

@@ -62,7 +62,8 @@ pub struct Env {
 
 /// What a fault did, as marks of the run's timeline (µs since its start).
 pub struct Struck {
-    /// The fault's instant: just before the stop, the termination, the freeze.
+    /// The fault's instant: just before the stop or the termination, just after the
+    /// freeze.
     pub at: u32,
     /// Callers inside a query at that instant.
     pub in_flight: usize,
@@ -208,11 +209,18 @@ impl Env {
                 }
             }
             Fault::Freeze => {
-                let (at, in_flight) = load.strike();
+                // The instant is taken once every process is stopped (sending the signals
+                // takes a few ms, during which the server still serves).
                 let frozen = Frozen(Arc::clone(&self.pg));
-                let n = self.pg.signal_all("STOP");
+                let pg = Arc::clone(&self.pg);
+                let n = tokio::task::spawn_blocking(move || pg.signal_all("STOP"))
+                    .await
+                    .expect("SIGSTOP");
+                let (at, in_flight) = load.strike();
                 tokio::time::sleep(hold).await;
-                drop(frozen);
+                tokio::task::spawn_blocking(move || drop(frozen))
+                    .await
+                    .expect("SIGCONT");
                 let lifted = load.mark();
                 Struck {
                     at,
