@@ -3,9 +3,10 @@
 //! and their reading).
 //!
 //! ```text
-//! cargo bench --bench load                                  # full run (≈ 8 min): rewrites docs/benchmarks.md and docs/bench/*.svg
+//! cargo bench --bench load                                  # full run (≈ 12 min): rewrites docs/benchmarks.md and docs/bench/*.svg
 //! cargo test --all-features --bench load -- --quick         # every scenario for a moment (CI); writes under target/bench-load/
 //! cargo bench --bench load -- --only 1,5                    # some scenarios; writes under target/bench-load/
+//! cargo bench --bench load -- --only faults                 # scenario 9 (faults) alone
 //! cargo bench --bench load -- --postgres-url URL --redis-url URL   # your servers instead of throwaway ones
 //! ```
 //!
@@ -21,6 +22,7 @@ mod common;
 
 mod causes;
 mod chart;
+mod faults;
 mod hist;
 mod mem;
 mod noop;
@@ -108,9 +110,14 @@ fn parse_args() -> Args {
             "--postgres-url" | "--pg-url" => a.pg_url = it.next(),
             "--redis-url" => a.redis_url = it.next(),
             "--only" => {
-                a.only = it
-                    .next()
-                    .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+                a.only = it.next().map(|v| {
+                    v.split(',')
+                        .filter_map(|s| match s.trim() {
+                            "faults" => Some(faults::ID),
+                            n => n.parse().ok(),
+                        })
+                        .collect()
+                })
             }
             // Passed by `cargo bench`; filters of libtest-style runners are ignored.
             "--bench" | "--nocapture" | "--test" => {}
@@ -441,6 +448,11 @@ fn main() {
     if wants(8) {
         timed(&ctx, &mut sections, &mut targets, "8. cold storm", |t| {
             rt.block_on(sim::cold_storm(&ctx, t))
+        });
+    }
+    if wants(faults::ID) {
+        timed(&ctx, &mut sections, &mut targets, "9. faults", |t| {
+            rt.block_on(faults::run(&ctx, t))
         });
     }
     sections.sort_by_key(|s| s.id);

@@ -57,6 +57,7 @@
 pub mod fault_proxy;
 pub mod load;
 pub mod maria_server;
+pub mod pg_faults;
 pub mod pg_replication;
 pub mod pg_server;
 pub mod process;
