@@ -2,7 +2,8 @@
 //! (never the machine's own): restarts under load (`pg_ctl -m fast` and `-m immediate`),
 //! faults injected by the TCP proxy of `tests/common/fault_proxy.rs` (latency, resets, a
 //! blackhole, a byte-limited half-open link) and a reconnect storm of 1,000 waiters against
-//! a server with a small `max_connections`.
+//! a server with a small `max_connections`; and what counts as evidence against the
+//! endpoint (terminated backends, a connection limit, a frozen server).
 //!
 //! Every test ends by checking that the server's count of the pool's backends
 //! (`pg_stat_activity` for its `application_name`) equals the pool's `stats().live`: a
@@ -17,6 +18,7 @@
 mod common;
 
 mod broken_links;
+mod evidence;
 mod restarts;
 mod slow_links;
 mod storm;
