@@ -274,10 +274,12 @@ impl<B: Backend> Handler<HealthCheck> for Supervisor<B> {
                 let request = e.addr.send(Probe { timeout });
                 async move {
                     // The probe bounds itself; this bounds a stuck mailbox.
-                    let verdict = match tokio::time::timeout(timeout * 2, request).await {
+                    let verdict = match tokio::time::timeout(timeout.saturating_mul(2), request)
+                        .await
+                    {
                         Ok(Ok(r)) => r,
                         Ok(Err(e)) => Err(format!("pool actor unavailable: {e}")),
-                        Err(_) => Err(format!("no answer within {:?}", timeout * 2)),
+                        Err(_) => Err(format!("no answer within {:?}", timeout.saturating_mul(2))),
                     };
                     (key, verdict)
                 }
@@ -325,7 +327,7 @@ impl<B: Backend> Handler<Shutdown> for Supervisor<B> {
         for (_, set) in self.sets.drain() {
             set.addr.do_send(Close);
         }
-        let deadline = Instant::now() + msg.deadline;
+        let deadline = crate::limits::deadline(Instant::now(), msg.deadline);
         let mut report = ShutdownReport {
             pools_closed: entries.len(),
             ..ShutdownReport::default()

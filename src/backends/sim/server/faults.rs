@@ -55,11 +55,11 @@ impl SimServer {
     /// blip: connections are killed but connects never fail.
     pub fn schedule_outage(&self, start_after: Duration, duration: Duration) {
         let now = Instant::now();
-        let start = now + start_after;
+        let start = crate::limits::deadline(now, start_after);
         let mut st = self.inner.state.lock();
         st.outages.push(Outage {
             start,
-            end: start + duration,
+            end: crate::limits::deadline(start, duration),
             begun: false,
         });
         self.inner.sync_outages_locked(&mut st, now);
