@@ -1,21 +1,19 @@
-//! Credentials on the simulated backend: two configs that differ only in password share a
+//! On the simulated backend: two configs that differ only in password share a
 //! pool key, so a different password is verified with one connect before it is served;
 //! if it authenticates the pool rotates to it, if not the caller gets the authentication
 //! error and the pool is untouched. A credentials provider is asked at each connect.
-
-mod support_pool;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::support_pool::*;
 use poolwarden::backends::sim::{SimBackend, SimBehavior};
 use poolwarden::messages::{Acquire, GetPool, Lookup};
 use poolwarden::{
     BackendError, BackendErrorKind, ConnectionConfig, CredentialsFuture, CredentialsProvider,
     Error, Phase, PoolConfig, PoolStats, Secret,
 };
-use support_pool::*;
 
 const OLD: &str = "Walrus4Ember9";
 const NEW: &str = "Heron8Cobalt2";
