@@ -60,7 +60,7 @@ enum Resolution<B: Backend> {
     /// (see `pool/credential.rs`).
     Verify {
         entry: Entry<B>,
-        presented: Presented,
+        presented: Box<Presented>,
     },
 }
 
@@ -108,7 +108,7 @@ impl<B: Backend> Supervisor<B> {
                 Some(version) => Resolution::Ready(entry.handle_for(version)),
                 None => Resolution::Verify {
                     entry: entry.clone(),
-                    presented,
+                    presented: Box::new(presented),
                 },
             });
         }
@@ -173,7 +173,7 @@ impl<B: Backend> Supervisor<B> {
             Ok(Resolution::Verify { entry, presented }) => {
                 let key = entry.shared.key;
                 let verify = async move {
-                    let version = entry.shared.verify_credential(presented).await?;
+                    let version = entry.shared.verify_credential(*presented).await?;
                     Ok(entry.handle_for(version))
                 };
                 Box::pin(verify.into_actor(self).map(move |result, act, _| {

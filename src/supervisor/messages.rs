@@ -73,7 +73,7 @@ impl From<ConnectionConfig> for PoolRef {
 /// let sup = Supervisor::new(sim.clone(), SupervisorConfig::default())?.start();
 /// let mut config = ConnectionConfig::sim("orders");
 /// config.password = Some(Secret::new("old"));
-/// sim.server("orders").set_password(Some("old"));
+/// sim.server(&config.primary_host()).set_password(Some("old"));
 /// let pool = sup.send(GetPool::new(config.clone())).await??;
 ///
 /// // A wrong password is refused and gets no connection.
@@ -84,7 +84,7 @@ impl From<ConnectionConfig> for PoolRef {
 /// }
 ///
 /// // The server's password changes and the new one is handed in: the pool rotates.
-/// sim.server("orders").set_password(Some("new"));
+/// sim.server(&config.primary_host()).set_password(Some("new"));
 /// config.password = Some(Secret::new("new"));
 /// let same = sup.send(GetPool::new(config)).await??;
 /// assert_eq!(same.key(), pool.key());

@@ -93,7 +93,7 @@ async fn alter_user_under_load_with_the_new_password_handed_in_fails_no_acquire(
     let s = pool.stats();
     assert_eq!(s.credential_rotations, 1);
     assert!(
-        s.closed >= 4 && s.created >= created + 1,
+        s.closed >= 4 && s.created > created,
         "old ones closed, new ones opened: {s:?}"
     );
     let settled = eventually(secs(10), || {
