@@ -49,6 +49,7 @@ pub use key::PoolKey;
 pub use policy::breaker::{BreakerConfig, BreakerState};
 pub use pool::actor::PoolActor;
 pub use pool::config::{PoolConfig, Profile};
+pub use pool::credential::{CredentialsFuture, CredentialsProvider};
 pub use pool::guard::PooledConnection;
 pub use pool::handle::PoolHandle;
 pub use pool::stats::PoolStats;

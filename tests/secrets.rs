@@ -9,8 +9,8 @@ use std::time::Duration;
 use poolwarden::backends::sim::SimBackend;
 use poolwarden::messages::{Acquire, GetPoolStats};
 use poolwarden::{
-    BackendErrorKind, BreakerConfig, ConnectionConfig, Error, Phase, PoolConfig, PoolKey,
-    SupervisorConfig, SupervisorHandle,
+    BackendError, BackendErrorKind, BreakerConfig, ConnectionConfig, Error, Phase, PoolConfig,
+    PoolKey, Secret, SupervisorConfig, SupervisorHandle,
 };
 
 type Sim = SimBackend;
@@ -19,6 +19,8 @@ type Sim = SimBackend;
 const PW: &str = "Zebra7Quasar3";
 /// A wrong password, just as secret.
 const WRONG_PW: &str = "Okapi5Nimbus8";
+/// The password a rotation moves to.
+const NEW_PW: &str = "Lynx2Saffron5";
 
 fn url(password: &str, rest: &str) -> ConnectionConfig {
     ConnectionConfig::parse(&format!("sim://app:{password}@{rest}")).unwrap()
@@ -27,7 +29,7 @@ fn url(password: &str, rest: &str) -> ConnectionConfig {
 #[track_caller]
 fn assert_clean(what: &str, text: &str) {
     assert!(!text.is_empty(), "{what}: nothing to check");
-    for secret in [PW, WRONG_PW] {
+    for secret in [PW, WRONG_PW, NEW_PW] {
         assert!(!text.contains(secret), "{what} shows a password: {text}");
     }
 }
@@ -339,4 +341,90 @@ fn config_errors_never_echo_a_password_holding_a_delimiter() {
             Err(e) => assert_clean(&format!("error for {bad}"), &error_text(&e)),
         }
     }
+}
+
+#[actix::test]
+async fn verifying_and_rotating_passwords_never_shows_one() {
+    let _serial = SERIAL.lock().await;
+    tokio::time::pause();
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer({
+            let c = capture.clone();
+            move || c.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let sim = Sim::new(34);
+    let sup = SupervisorHandle::start(sim.clone(), quiet()).unwrap();
+    let old = url(PW, "rotating/orders");
+    let server = sim.server(&old.primary_host());
+    server.set_password(Some(PW));
+    let pool = sup.pool(old.clone()).await.unwrap();
+    let held = pool.acquire().await.expect("the right password connects");
+
+    // Verification refused: a wrong password, then none at all.
+    let mut errors = vec![sup
+        .pool(url(WRONG_PW, "rotating/orders"))
+        .await
+        .unwrap_err()];
+    let mut none = old.clone();
+    none.password = None;
+    errors.push(sup.acquire(none).await.unwrap_err());
+    // The server's password changes; the old one is refused once presented anew, the new
+    // one rotates the pool.
+    server.set_password(Some(NEW_PW));
+    let new = url(NEW_PW, "rotating/orders");
+    let rotated = sup
+        .pool(new.clone())
+        .await
+        .expect("the new password authenticates");
+    errors.push(
+        sup.pool(url(WRONG_PW, "rotating/orders"))
+            .await
+            .unwrap_err(),
+    );
+    drop(held); // opened with the old password: closed as it comes back
+    let conn = rotated.acquire().await.unwrap();
+    assert_eq!(rotated.stats().credential_rotations, 1);
+
+    // A provider's failure.
+    let provider = Arc::new(|_: &ConnectionConfig| async {
+        Err::<Secret, _>(BackendError::new(
+            BackendErrorKind::Auth,
+            "the token service said no",
+        ))
+    });
+    let by_token = sup
+        .pool_with_credentials(url(PW, "rotating/tokens"), None, provider)
+        .await
+        .unwrap();
+    errors.push(by_token.acquire().await.unwrap_err());
+
+    for e in &errors {
+        assert_clean("verification error", &error_text(e));
+    }
+    for shown in [
+        format!("{pool:?} {rotated:#?} {by_token:?}"),
+        format!("{conn:?}"),
+        format!("{:?}", sup.stats().await.unwrap()),
+        serde_json::to_string(&sup.stats().await.unwrap()).unwrap(),
+    ] {
+        assert_clean("handles, connections and figures after a rotation", &shown);
+    }
+    drop(conn);
+    sup.shutdown(Duration::from_secs(1)).await.unwrap();
+
+    let logs = capture.text();
+    for expected in [
+        "did not authenticate",
+        "credential rotated",
+        &pool.key().to_string(),
+    ] {
+        assert!(logs.contains(expected), "logs lack {expected:?}:\n{logs}");
+    }
+    assert_clean("tracing output", &logs);
 }

@@ -100,7 +100,7 @@ impl<B: Backend> PoolShared<B> {
         };
         let ok = ok
             && (!self.config.test_on_return || self.probe_raw(raw, deadline, start).await.is_ok());
-        if ok && self.hot.is_open() {
+        if ok && self.hot.is_open() && !pending.credential_retired() {
             let mut conn = pending.keep();
             conn.last_used = Instant::now();
             self.idle.push(conn);

@@ -1,6 +1,10 @@
 //! What the pool knows about one live connection.
 
+use std::sync::Arc;
+
 use tokio::time::Instant;
+
+use super::credential::Version;
 
 /// A live connection and its bookkeeping.
 pub(crate) struct Conn<C> {
@@ -9,14 +13,19 @@ pub(crate) struct Conn<C> {
     pub(crate) expires: Option<Instant>,
     pub(crate) last_used: Instant,
     pub(crate) generation: u64,
+    /// The credential it was opened with; once that is replaced, the connection is closed.
+    pub(crate) credential: Arc<Version>,
     /// Leak-tracker id of the current checkout; 0 when leak detection is off.
     pub(crate) checkout: u64,
 }
 
 impl<C> Conn<C> {
-    /// Past its lifetime, or opened by an earlier incarnation of the pool actor.
+    /// Past its lifetime, opened by an earlier incarnation of the pool actor, or opened
+    /// with a credential the pool has since replaced (rotation).
     #[inline]
     pub(crate) fn outlived(&self, generation: u64, now: Instant) -> bool {
-        self.generation != generation || self.expires.is_some_and(|e| e <= now)
+        self.generation != generation
+            || self.expires.is_some_and(|e| e <= now)
+            || self.credential.retired()
     }
 }

@@ -14,6 +14,7 @@ use rand::Rng;
 use tokio::time::{timeout_at, Instant};
 
 use super::conn::Conn;
+use super::credential::Version;
 use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
@@ -59,13 +60,17 @@ impl<B: Backend> PoolShared<B> {
         let now = Instant::now();
         let own_limit = far_at(now, self.config.connect_timeout);
         let limit = deadline.map_or(own_limit, |d| d.min(own_limit));
-        let attempt = AssertUnwindSafe(self.backend.connect(&self.connection)).catch_unwind();
+        // The credential of the moment (see `credential.rs`): a rotation during the
+        // attempt makes this connection one of the old credential, closed on return.
+        let credential = self.credential.current();
+        let attempt = AssertUnwindSafe(credential.connect(&*self.backend)).catch_unwind();
         let error = match timeout_at(limit, attempt).await {
             Ok(Ok(Ok(raw))) => {
                 if vouch {
                     self.health.connected();
                 }
-                return Ok(Attempt::Opened(self.adopt(raw)));
+                credential.mark_verified();
+                return Ok(Attempt::Opened(self.adopt(raw, credential)));
             }
             Ok(Ok(Err(e))) => e,
             Ok(Err(payload)) => return Err(self.crashed(Phase::Connect, &*payload)),
@@ -144,8 +149,49 @@ impl<B: Backend> PoolShared<B> {
         }
     }
 
-    /// Account for a freshly opened connection.
-    fn adopt(&self, raw: B::Connection) -> Conn<B::Connection> {
+    /// One connect with a credential a caller presented, to verify it: bounded by the
+    /// connect timeout, under a connect permit, panics caught. A failure is the caller's
+    /// alone: it is not counted, not remembered as the pool's last error and not reported
+    /// to the breaker.
+    pub(super) async fn connect_candidate(
+        &self,
+        candidate: &Version,
+    ) -> Result<B::Connection, Error> {
+        let start = Instant::now();
+        let limit = far_at(start, self.config.connect_timeout);
+        let failed = |source| Error::Backend {
+            key: self.key,
+            phase: Phase::Connect,
+            source,
+        };
+        let _permit = match timeout_at(limit, self.connects.acquire()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(self.closed_error()),
+            Err(_) => {
+                return Err(failed(BackendError::new(
+                    BackendErrorKind::Timeout,
+                    "waited for a connect permit until the connect timeout",
+                )))
+            }
+        };
+        let attempt = AssertUnwindSafe(candidate.connect(&*self.backend)).catch_unwind();
+        match timeout_at(limit, attempt).await {
+            Ok(Ok(Ok(raw))) => Ok(raw),
+            Ok(Ok(Err(e))) => Err(failed(e)),
+            Ok(Err(payload)) => Err(self.crashed(Phase::Connect, &*payload)),
+            Err(_) => Err(failed(BackendError::new(
+                BackendErrorKind::Timeout,
+                format!("connect attempt timed out after {:?}", start.elapsed()),
+            ))),
+        }
+    }
+
+    /// Account for a freshly opened connection, opened with `credential`.
+    pub(super) fn adopt(
+        &self,
+        raw: B::Connection,
+        credential: std::sync::Arc<Version>,
+    ) -> Conn<B::Connection> {
         let now = Instant::now();
         self.counters.opened();
         let expires = self.config.max_lifetime.map(|life| {
@@ -163,6 +209,7 @@ impl<B: Backend> PoolShared<B> {
             expires,
             last_used: now,
             generation: self.incarnation.generation(),
+            credential,
             checkout: 0,
         }
     }

@@ -8,6 +8,7 @@ use actix::Addr;
 
 use super::actor::{PoolActor, RestartPolicy};
 use super::config::PoolConfig;
+use super::credential::CredentialsProvider;
 use super::health::EventSink;
 use super::home::Home;
 use super::shared::PoolShared;
@@ -44,6 +45,18 @@ impl<B: Backend> PoolFactory<B> {
         connection: ConnectionConfig,
         config: PoolConfig,
     ) -> (Addr<PoolActor<B>>, Arc<PoolShared<B>>) {
+        self.spawn_with_credentials(key, connection, config, None)
+    }
+
+    /// [`spawn`](Self::spawn), the pool asking `provider` for the password at each
+    /// connect when there is one.
+    pub(crate) fn spawn_with_credentials(
+        &self,
+        key: PoolKey,
+        connection: ConnectionConfig,
+        config: PoolConfig,
+        provider: Option<Arc<dyn CredentialsProvider>>,
+    ) -> (Addr<PoolActor<B>>, Arc<PoolShared<B>>) {
         debug_assert_eq!(key, PoolKey::of(&connection));
         let shared = Arc::new(PoolShared::new(
             key,
@@ -52,6 +65,7 @@ impl<B: Backend> PoolFactory<B> {
             config,
             Some(Arc::clone(&self.events)),
             Arc::clone(&self.home),
+            provider,
         ));
         let for_actor = Arc::clone(&shared);
         let policy = self.policy;

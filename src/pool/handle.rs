@@ -8,12 +8,13 @@ use std::time::Duration;
 use actix::{Addr, WeakAddr};
 
 use super::actor::PoolActor;
+use super::credential::Version;
 use super::guard::PooledConnection;
 use super::messages::{Resize, Warm};
 use super::shared::PoolShared;
 use super::stats::PoolStats;
 use crate::backends::Backend;
-use crate::error::Error;
+use crate::error::{BackendError, BackendErrorKind, Error, Phase};
 use crate::key::PoolKey;
 
 /// A handle to one pool. Resolve it once (from the [`Supervisor`](crate::Supervisor)) and
@@ -21,9 +22,17 @@ use crate::key::PoolKey;
 ///
 /// If the pool is later evicted, reaped or shut down, acquire answers
 /// [`Error::PoolClosed`]: resolve a new handle from the supervisor.
+///
+/// A handle resolved with a connection config remembers the credential it was resolved
+/// with. If the pool's credential is then replaced (a caller presented a new password and
+/// it authenticated), the handle keeps working when its own credential had authenticated
+/// (a rotation), and is refused with an authentication error when it never had: a wrong
+/// password never gets a connection opened with the right one.
 pub struct PoolHandle<B: Backend> {
     pub(crate) shared: Arc<PoolShared<B>>,
     pub(crate) actor: WeakAddr<PoolActor<B>>,
+    /// The credential it was resolved with; `None`: resolved by key or name.
+    pub(crate) credential: Option<Arc<Version>>,
 }
 
 impl<B: Backend> Clone for PoolHandle<B> {
@@ -31,6 +40,7 @@ impl<B: Backend> Clone for PoolHandle<B> {
         Self {
             shared: Arc::clone(&self.shared),
             actor: self.actor.clone(),
+            credential: self.credential.clone(),
         }
     }
 }
@@ -50,7 +60,10 @@ impl<B: Backend> PoolHandle<B> {
     /// in the queue.
     pub async fn acquire(&self) -> Result<PooledConnection<B>, Error> {
         self.shared.home.learn();
-        self.shared.acquire().await
+        self.admitted()?;
+        let conn = self.shared.acquire().await?;
+        self.admitted()?;
+        Ok(conn)
     }
 
     /// Check out a connection within `timeout` instead of the pool's own.
@@ -62,7 +75,45 @@ impl<B: Backend> PoolHandle<B> {
     /// in the queue.
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<PooledConnection<B>, Error> {
         self.shared.home.learn();
-        self.shared.acquire_within(timeout).await
+        self.admitted()?;
+        let conn = self.shared.acquire_within(timeout).await?;
+        self.admitted()?;
+        Ok(conn)
+    }
+
+    /// Acquire from the supervisor's thread (its `Acquire` message): like
+    /// [`acquire`](Self::acquire), without teaching the pool that runtime as the callers'
+    /// (`home.rs`).
+    pub(crate) async fn acquire_elsewhere(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<PooledConnection<B>, Error> {
+        self.admitted()?;
+        let conn = match timeout {
+            Some(t) => self.shared.acquire_within(t).await,
+            None => self.shared.acquire().await,
+        }?;
+        self.admitted()?;
+        Ok(conn)
+    }
+
+    /// The credential this handle was resolved with may be served (see the type's docs);
+    /// checked before and after an acquire, so a rotation while it waits is seen too. One
+    /// atomic load once that credential has authenticated.
+    #[inline]
+    fn admitted(&self) -> Result<(), Error> {
+        match &self.credential {
+            Some(ticket) if !self.shared.credential.admits(ticket) => Err(Error::Backend {
+                key: self.shared.key,
+                phase: Phase::Connect,
+                source: BackendError::new(
+                    BackendErrorKind::Auth,
+                    "the credential this handle was resolved with never authenticated and \
+                     the pool now uses another: resolve the pool again with a working one",
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The pool's figures (read directly, no message).

@@ -10,6 +10,7 @@ pub(crate) mod config;
 mod conn;
 mod connect;
 mod counters;
+pub(crate) mod credential;
 pub(crate) mod factory;
 mod gauge;
 pub(crate) mod guard;

@@ -1,6 +1,6 @@
 //! The state one pool shares between its actor and its handles, composed of parts that
 //! each own their fields (`hot.rs`, `slots.rs`, `idle.rs`, `counters.rs`, `health.rs`,
-//! `leaks.rs`, `incarnation.rs`, `capacity.rs`). Acquire and release run on it in the caller's task,
+//! `leaks.rs`, `incarnation.rs`, `capacity.rs`, `credential.rs`). Acquire and release run on it in the caller's task,
 //! without a message hop (see `docs/architecture.md` for the measurements behind that);
 //! the jobs done on it are one file each: `checkout.rs`, `connect.rs`, `checkin.rs`, `probe.rs`,
 //! `lifecycle.rs`, `stats.rs`. Nothing here knows about actix.
@@ -13,6 +13,7 @@ use super::capacity::Capacity;
 use super::config::PoolConfig;
 use super::conn::Conn;
 use super::counters::Counters;
+use super::credential::{Credential, CredentialsProvider};
 use super::health::{EventSink, Health};
 use super::home::Home;
 use super::hot::{Hot, PoolState};
@@ -28,7 +29,12 @@ use crate::key::PoolKey;
 pub(crate) struct PoolShared<B: Backend> {
     pub(crate) key: PoolKey,
     pub(crate) backend: Arc<B>,
+    /// The config the pool was created with: what its key covers (which never changes)
+    /// and the password it started with. Connects use `credential`, which rotation
+    /// replaces.
     pub(crate) connection: ConnectionConfig,
+    /// The password (or provider) connects use now, and its versions.
+    pub(super) credential: Credential,
     pub(crate) config: PoolConfig,
     /// Where the pool's own connects run (see `home.rs`).
     pub(crate) home: Arc<Home>,
@@ -83,6 +89,11 @@ impl<B: Backend> Pending<'_, B> {
         &mut self.conn.as_mut().expect("present until kept").raw
     }
 
+    /// Opened with a credential the pool has since replaced.
+    pub(super) fn credential_retired(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.credential.retired())
+    }
+
     pub(super) fn keep(mut self) -> Conn<B::Connection> {
         self.conn.take().expect("present until kept")
     }
@@ -104,9 +115,11 @@ impl<B: Backend> PoolShared<B> {
         config: PoolConfig,
         events: Option<EventSink>,
         home: Arc<Home>,
+        provider: Option<Arc<dyn CredentialsProvider>>,
     ) -> Self {
         let now = Instant::now();
         Self {
+            credential: Credential::new(connection.clone(), provider),
             home,
             hot: Hot::new(now),
             slots: Slots::new(config.max_size, config.min_idle, config.max_overflow),

@@ -60,6 +60,9 @@ pub struct PoolStats {
     pub leaks_reported: u64,
     /// Leaked connections whose slot was reclaimed.
     pub leaks_reclaimed: u64,
+    /// Times the pool's credential was replaced by one a caller presented and a connect
+    /// verified (connections of the old one are closed as they come back).
+    pub credential_rotations: u64,
 }
 
 impl<B: Backend> PoolShared<B> {
@@ -89,6 +92,7 @@ impl<B: Backend> PoolShared<B> {
             breaker: self.health.state(),
             leaks_reported: self.leaks.reported(),
             leaks_reclaimed: self.leaks.reclaimed(),
+            credential_rotations: self.credential.rotations(),
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::error::{ConfigError, Error};
 use crate::key::PoolKey;
 use crate::pool::actor::RestartPolicy;
 use crate::pool::config::PoolConfig;
+use crate::pool::credential::{CredentialsProvider, Presented};
 use crate::pool::factory::PoolFactory;
 use crate::pool::handle::PoolHandle;
 use crate::pool::health::EventSink;
@@ -51,6 +52,18 @@ struct SetEntry<B: Backend> {
     handle: ReplicaSetHandle<B>,
 }
 
+/// How a request for a pool is answered.
+enum Resolution<B: Backend> {
+    /// At once.
+    Ready(PoolHandle<B>),
+    /// Once one connect has verified `presented`, a credential other than the pool's
+    /// (see `pool/credential.rs`).
+    Verify {
+        entry: Entry<B>,
+        presented: Box<Presented>,
+    },
+}
+
 impl<B: Backend> Supervisor<B> {
     /// A supervisor for `backend`. Fails if `config` is invalid, naming the field.
     pub fn new(backend: B, config: SupervisorConfig) -> Result<Self, ConfigError> {
@@ -75,40 +88,101 @@ impl<B: Backend> Supervisor<B> {
         self
     }
 
+    /// The pool for `connection`: created if it does not run; if it runs, at once when
+    /// the credential presented (`connection`'s password, or `credentials`) is the
+    /// pool's, else after verifying it.
     fn get_or_create(
         &mut self,
         connection: ConnectionConfig,
         pool: Option<PoolConfig>,
-    ) -> Result<PoolHandle<B>, Error> {
+        credentials: Option<Arc<dyn CredentialsProvider>>,
+    ) -> Result<Resolution<B>, Error> {
         if !self.accepting {
             return Err(Error::ShuttingDown);
         }
         connection.validate()?;
         let key = PoolKey::of(&connection);
-        if let Some(handle) = self.registry.get(&key) {
-            return Ok(handle);
+        if let Some(entry) = self.registry.entry(&key) {
+            let presented = Presented::new(connection, credentials);
+            return Ok(match entry.shared.credential_for(&presented) {
+                Some(version) => Resolution::Ready(entry.handle_for(version)),
+                None => Resolution::Verify {
+                    entry: entry.clone(),
+                    presented: Box::new(presented),
+                },
+            });
         }
         let pool = pool.unwrap_or_else(|| self.config.default_pool.clone());
         let factory = self.factory();
         self.registry
-            .get_or_create(key, connection, pool, self.config.max_pools, &factory)
+            .create(
+                key,
+                connection,
+                pool,
+                credentials,
+                self.config.max_pools,
+                &factory,
+            )
+            .map(Resolution::Ready)
     }
 
-    fn resolve(&mut self, pool: PoolRef) -> Result<PoolHandle<B>, Error> {
+    fn resolve(&mut self, pool: PoolRef) -> Result<Resolution<B>, Error> {
         // Checked first: once shut down the map is empty, and a key would be "unknown".
         if !self.accepting {
             return Err(Error::ShuttingDown);
         }
         match pool {
-            PoolRef::Key(key) => self.registry.get(&key).ok_or(Error::UnknownKey { key }),
+            PoolRef::Key(key) => self
+                .registry
+                .get(&key)
+                .map(Resolution::Ready)
+                .ok_or(Error::UnknownKey { key }),
             PoolRef::Name(name) => {
                 let reg = self
                     .registry
                     .name(&name)
                     .ok_or(Error::UnknownPool { name })?;
-                self.get_or_create(reg.connection, reg.pool)
+                // A name presents no credential: it stands for its pool, whichever
+                // credential that has now (a rotation updates the registration too).
+                if let Some(handle) = self.registry.get(&PoolKey::of(&reg.connection)) {
+                    return Ok(Resolution::Ready(handle));
+                }
+                match self.get_or_create(reg.connection, reg.pool, reg.credentials)? {
+                    Resolution::Ready(handle) => Ok(Resolution::Ready(PoolHandle {
+                        credential: None,
+                        ..handle
+                    })),
+                    verify => Ok(verify),
+                }
             }
-            PoolRef::Config(connection) => self.get_or_create(*connection, None),
+            PoolRef::Config(connection) => self.get_or_create(*connection, None, None),
+        }
+    }
+
+    /// The handle a resolution leads to: at once, or once the presented credential is
+    /// verified. Verifying runs as a future of this actor, which meanwhile goes on
+    /// handling messages; authenticated, the registered names of the pool take up the
+    /// new credential.
+    fn handle_of(
+        &mut self,
+        resolution: Result<Resolution<B>, Error>,
+    ) -> ResponseActFuture<Self, Result<PoolHandle<B>, Error>> {
+        match resolution {
+            Err(e) => Box::pin(fut::ready(Err(e))),
+            Ok(Resolution::Ready(handle)) => Box::pin(fut::ready(Ok(handle))),
+            Ok(Resolution::Verify { entry, presented }) => {
+                let key = entry.shared.key;
+                let verify = async move {
+                    let version = entry.shared.verify_credential(*presented).await?;
+                    Ok(entry.handle_for(version))
+                };
+                Box::pin(verify.into_actor(self).map(move |result, act, _| {
+                    if result.is_ok() {
+                        act.registry.credential_changed(key);
+                    }
+                    result
+                }))
+            }
         }
     }
 
@@ -211,47 +285,53 @@ impl<B: Backend> Supervised for Supervisor<B> {}
 impl<B: Backend + Default> SystemService for Supervisor<B> {}
 
 impl<B: Backend> Handler<GetPool<B>> for Supervisor<B> {
-    type Result = Result<PoolHandle<B>, Error>;
+    type Result = ResponseActFuture<Self, Result<PoolHandle<B>, Error>>;
     fn handle(&mut self, msg: GetPool<B>, _: &mut Self::Context) -> Self::Result {
-        self.get_or_create(msg.connection, msg.pool)
+        let resolution = self.get_or_create(msg.connection, msg.pool, msg.credentials);
+        self.handle_of(resolution)
     }
 }
 
 impl<B: Backend> Handler<Register<B>> for Supervisor<B> {
-    type Result = Result<PoolHandle<B>, Error>;
+    type Result = ResponseActFuture<Self, Result<PoolHandle<B>, Error>>;
     fn handle(&mut self, msg: Register<B>, _: &mut Self::Context) -> Self::Result {
-        let handle = self.get_or_create(msg.connection.clone(), msg.pool.clone())?;
-        self.registry.register(
-            msg.name,
-            Registration {
-                connection: msg.connection,
-                pool: msg.pool,
-            },
-        );
-        Ok(handle)
+        let registration = Registration {
+            connection: msg.connection.clone(),
+            pool: msg.pool.clone(),
+            credentials: msg.credentials.clone(),
+        };
+        let resolution = self.get_or_create(msg.connection, msg.pool, msg.credentials);
+        let name = msg.name;
+        // Registered once the pool is there (its credential verified when it differed).
+        Box::pin(self.handle_of(resolution).map(move |result, act, _| {
+            if result.is_ok() {
+                act.registry.register(name, registration);
+            }
+            result
+        }))
     }
 }
 
 impl<B: Backend> Handler<Lookup<B>> for Supervisor<B> {
-    type Result = Result<PoolHandle<B>, Error>;
+    type Result = ResponseActFuture<Self, Result<PoolHandle<B>, Error>>;
     fn handle(&mut self, msg: Lookup<B>, _: &mut Self::Context) -> Self::Result {
-        self.resolve(msg.pool)
+        let resolution = self.resolve(msg.pool);
+        self.handle_of(resolution)
     }
 }
 
 impl<B: Backend> Handler<Acquire<B>> for Supervisor<B> {
-    type Result = ResponseFuture<<Acquire<B> as Message>::Result>;
+    type Result = ResponseActFuture<Self, <Acquire<B> as Message>::Result>;
     fn handle(&mut self, msg: Acquire<B>, _: &mut Self::Context) -> Self::Result {
-        let handle = self.resolve(msg.pool);
-        Box::pin(async move {
-            // This runs on the supervisor's thread, not the caller's: go straight to the
-            // pool so it does not learn this runtime as the callers' (`pool/home.rs`).
-            let shared = handle?.shared;
-            match msg.timeout {
-                Some(t) => shared.acquire_within(t).await,
-                None => shared.acquire().await,
-            }
-        })
+        let resolution = self.resolve(msg.pool);
+        let timeout = msg.timeout;
+        Box::pin(self.handle_of(resolution).then(move |handle, _, _| {
+            fut::wrap_future(async move {
+                // This runs on the supervisor's thread, not the caller's: the pool must
+                // not learn this runtime as the callers' (`pool/home.rs`).
+                handle?.acquire_elsewhere(timeout).await
+            })
+        }))
     }
 }
 
@@ -356,12 +436,18 @@ impl<B: Backend> Handler<Subscribe> for Supervisor<B> {
 }
 
 impl<B: Backend> Handler<RevivePool> for Supervisor<B> {
-    type Result = ResponseFuture<Result<bool, Error>>;
+    type Result = ResponseActFuture<Self, Result<bool, Error>>;
     fn handle(&mut self, msg: RevivePool, _: &mut Self::Context) -> Self::Result {
-        let addr = self
-            .resolve(msg.pool)
-            .and_then(|h| h.actor().ok_or(Error::PoolClosed { key: h.key() }));
-        Box::pin(async move { Ok(addr?.send(Revive).await?) })
+        let resolution = self.resolve(msg.pool);
+        Box::pin(self.handle_of(resolution).then(|handle, _, _| {
+            fut::wrap_future(async move {
+                let handle = handle?;
+                let addr = handle
+                    .actor()
+                    .ok_or(Error::PoolClosed { key: handle.key() })?;
+                Ok(addr.send(Revive).await?)
+            })
+        }))
     }
 }
 

@@ -1,6 +1,7 @@
 //! A cloneable handle to a supervisor for code that would rather call methods than send
 //! messages, and a way to run the supervisor in a process with no actix System of its own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -18,6 +19,7 @@ use crate::connection::ConnectionConfig;
 use crate::error::{ConfigError, Error};
 use crate::key::PoolKey;
 use crate::pool::config::PoolConfig;
+use crate::pool::credential::CredentialsProvider;
 use crate::pool::guard::PooledConnection;
 use crate::pool::handle::PoolHandle;
 use crate::replica_set::config::ReplicaSetConfig;
@@ -59,6 +61,10 @@ impl<B: Backend> SupervisorHandle<B> {
 
     /// The pool for `connection` (created with the default pool config if needed).
     ///
+    /// If the pool runs with another password, this one is verified with one connect
+    /// first (see [`GetPool`]): authenticated, it becomes the pool's password (rotation);
+    /// refused, the answer is the authentication error and the pool is untouched.
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
@@ -83,12 +89,36 @@ impl<B: Backend> SupervisorHandle<B> {
             .await?
     }
 
-    /// Register `connection` under `name`.
+    /// The pool for `connection` whose connects ask `provider` for the password (each
+    /// time; its secret replaces `connection.password`), created with `pool` (or the
+    /// default pool config) if it does not exist yet. If the pool runs with another
+    /// credential, the provider is verified with one connect first, as a new password is
+    /// by [`pool`](Self::pool). See [`CredentialsProvider`] for an example.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out. (the name is registered).
+    /// loses the answer; the supervisor still carries the request out (the pool is created,
+    /// or the credential verified and taken up).
+    pub async fn pool_with_credentials(
+        &self,
+        connection: ConnectionConfig,
+        pool: Option<PoolConfig>,
+        provider: Arc<dyn CredentialsProvider>,
+    ) -> Result<PoolHandle<B>, Error> {
+        let mut request = GetPool::new(connection).with_credentials(provider);
+        request.pool = pool;
+        self.addr.send(request).await?
+    }
+
+    /// Register `connection` under `name` (its password verified first if the pool runs
+    /// with another, as for [`pool`](Self::pool)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out (the name is
+    /// registered once the credential is verified).
     pub async fn register(
         &self,
         name: impl Into<String>,

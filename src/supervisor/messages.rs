@@ -3,6 +3,7 @@
 //! and shutdown.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Message, Recipient};
@@ -13,6 +14,7 @@ use crate::connection::ConnectionConfig;
 use crate::error::Error;
 use crate::key::PoolKey;
 use crate::pool::config::PoolConfig;
+use crate::pool::credential::CredentialsProvider;
 use crate::pool::guard::PooledConnection;
 use crate::pool::handle::PoolHandle;
 use crate::replica_set::config::ReplicaSetConfig;
@@ -50,11 +52,55 @@ impl From<ConnectionConfig> for PoolRef {
 
 /// Get (creating if needed) the pool for a connection config. Answers a handle to
 /// acquire from directly.
+///
+/// The pool key leaves the password out, so a pool may already run for this config with
+/// another password (or provider). Then the presented one is verified with one connect:
+/// if it authenticates it becomes the pool's credential (a rotation: new connections use
+/// it, connections opened with the old one are closed as they come back) and the handle
+/// is answered; if not, the answer is that connect's error (an authentication error is
+/// `Error::Backend { phase: Connect, .. }` of kind `Auth`) and the pool is untouched.
+/// Presenting the pool's own credential costs no connect (secrets are compared by keyed
+/// hash).
+///
+/// ```
+/// use poolwarden::backends::sim::SimBackend;
+/// use poolwarden::messages::GetPool;
+/// use poolwarden::{BackendErrorKind, ConnectionConfig, Error, Secret, Supervisor, SupervisorConfig};
+/// use actix::Actor;
+///
+/// # actix::System::new().block_on(async {
+/// let sim = SimBackend::default();
+/// let sup = Supervisor::new(sim.clone(), SupervisorConfig::default())?.start();
+/// let mut config = ConnectionConfig::sim("orders");
+/// config.password = Some(Secret::new("old"));
+/// sim.server(&config.primary_host()).set_password(Some("old"));
+/// let pool = sup.send(GetPool::new(config.clone())).await??;
+///
+/// // A wrong password is refused and gets no connection.
+/// config.password = Some(Secret::new("wrong"));
+/// match sup.send(GetPool::new(config.clone())).await? {
+///     Err(Error::Backend { source, .. }) => assert_eq!(source.kind(), BackendErrorKind::Auth),
+///     other => panic!("{other:?}"),
+/// }
+///
+/// // The server's password changes and the new one is handed in: the pool rotates.
+/// sim.server(&config.primary_host()).set_password(Some("new"));
+/// config.password = Some(Secret::new("new"));
+/// let same = sup.send(GetPool::new(config)).await??;
+/// assert_eq!(same.key(), pool.key());
+/// assert_eq!(pool.stats().credential_rotations, 1);
+/// drop(pool.acquire().await?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub struct GetPool<B> {
     /// Where to connect.
     pub connection: ConnectionConfig,
     /// The pool's settings; `None` uses the supervisor's default. Ignored if the pool exists.
     pub pool: Option<PoolConfig>,
+    /// Asked for the password at each connect instead of `connection.password` (see
+    /// [`CredentialsProvider`]).
+    pub credentials: Option<Arc<dyn CredentialsProvider>>,
     _backend: PhantomData<fn() -> B>,
 }
 
@@ -64,6 +110,7 @@ impl<B> GetPool<B> {
         Self {
             connection,
             pool: None,
+            credentials: None,
             _backend: PhantomData,
         }
     }
@@ -71,6 +118,13 @@ impl<B> GetPool<B> {
     /// With settings of its own.
     pub fn with_config(mut self, pool: PoolConfig) -> Self {
         self.pool = Some(pool);
+        self
+    }
+
+    /// With a provider asked for the password at each connect (see
+    /// [`CredentialsProvider`], which has an example).
+    pub fn with_credentials(mut self, provider: Arc<dyn CredentialsProvider>) -> Self {
+        self.credentials = Some(provider);
         self
     }
 }
@@ -81,7 +135,9 @@ impl<B: Backend> Message for GetPool<B> {
 
 /// Register `connection` under `name` (creating the pool if needed). A name always
 /// resolves to the same actor as its key; a named pool that was evicted is recreated
-/// from the registered config on the next lookup.
+/// from the registered config on the next lookup, with the credential that last
+/// authenticated for its key. A credential other than the running pool's is verified
+/// first, as for [`GetPool`]; the name is registered only if it authenticates.
 pub struct Register<B> {
     /// The name.
     pub name: String,
@@ -89,6 +145,8 @@ pub struct Register<B> {
     pub connection: ConnectionConfig,
     /// The pool's settings; `None` uses the supervisor's default.
     pub pool: Option<PoolConfig>,
+    /// Asked for the password at each connect instead of `connection.password`.
+    pub credentials: Option<Arc<dyn CredentialsProvider>>,
     _backend: PhantomData<fn() -> B>,
 }
 
@@ -103,8 +161,16 @@ impl<B> Register<B> {
             name: name.into(),
             connection,
             pool,
+            credentials: None,
             _backend: PhantomData,
         }
+    }
+
+    /// With a provider asked for the password at each connect (see
+    /// [`CredentialsProvider`]).
+    pub fn with_credentials(mut self, provider: Arc<dyn CredentialsProvider>) -> Self {
+        self.credentials = Some(provider);
+        self
     }
 }
 
@@ -112,7 +178,9 @@ impl<B: Backend> Message for Register<B> {
     type Result = Result<PoolHandle<B>, Error>;
 }
 
-/// Resolve a [`PoolRef`] to a handle.
+/// Resolve a [`PoolRef`] to a handle. By config, a password other than the running
+/// pool's is verified first, as for [`GetPool`]; by key or name, no credential is
+/// presented and none is checked.
 pub struct Lookup<B> {
     /// The pool.
     pub pool: PoolRef,

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::key::PoolKey;
 use crate::pool::actor::PoolActor;
 use crate::pool::config::PoolConfig;
+use crate::pool::credential::{CredentialsProvider, Version};
 use crate::pool::factory::PoolFactory;
 use crate::pool::handle::PoolHandle;
 use crate::pool::messages::Close;
@@ -37,10 +38,21 @@ impl<B: Backend> Clone for Entry<B> {
 }
 
 impl<B: Backend> Entry<B> {
+    /// A handle resolved by key or name (no credential presented).
     pub(super) fn handle(&self) -> PoolHandle<B> {
         PoolHandle {
             shared: Arc::clone(&self.shared),
             actor: self.addr.downgrade(),
+            credential: None,
+        }
+    }
+
+    /// A handle resolved with a config, served as long as `credential` may be (see
+    /// [`PoolHandle`]).
+    pub(super) fn handle_for(&self, credential: Arc<Version>) -> PoolHandle<B> {
+        PoolHandle {
+            credential: Some(credential),
+            ..self.handle()
         }
     }
 
@@ -58,6 +70,8 @@ impl<B: Backend> Entry<B> {
 pub(super) struct Registration {
     pub(super) connection: ConnectionConfig,
     pub(super) pool: Option<PoolConfig>,
+    /// Asked for the password at each connect instead of `connection`'s.
+    pub(super) credentials: Option<Arc<dyn CredentialsProvider>>,
 }
 
 /// Pools created, evicted and destroyed since the supervisor started.
@@ -90,20 +104,25 @@ impl<B: Backend> Registry<B> {
         self.pools.get(key).map(Entry::handle)
     }
 
-    /// The pool of `key` (computed once by the caller from `connection`), created with
-    /// `pool` if it does not run; at `max_pools`, the least recently used idle pool is
-    /// evicted first.
-    pub(super) fn get_or_create(
+    /// The running pool of `key`, if any.
+    pub(super) fn entry(&self, key: &PoolKey) -> Option<&Entry<B>> {
+        self.pools.get(key)
+    }
+
+    /// Create the pool of `key` (computed once by the caller from `connection`, which
+    /// has no pool yet) with `pool`, asking `credentials` for the password when given;
+    /// at `max_pools`, the least recently used idle pool is evicted first. The handle
+    /// carries the new pool's credential.
+    pub(super) fn create(
         &mut self,
         key: PoolKey,
         connection: ConnectionConfig,
         pool: PoolConfig,
+        credentials: Option<Arc<dyn CredentialsProvider>>,
         max_pools: usize,
         factory: &PoolFactory<B>,
     ) -> Result<PoolHandle<B>, Error> {
-        if let Some(handle) = self.get(&key) {
-            return Ok(handle);
-        }
+        debug_assert!(!self.pools.contains_key(&key));
         pool.validate()?;
         if self.pools.len() >= max_pools {
             let victim = least_recently_used(self.pools.iter().map(|(k, e)| e.candidate(*k)))
@@ -112,9 +131,9 @@ impl<B: Backend> Registry<B> {
             self.stop(victim);
             self.tally.evicted += 1;
         }
-        let (addr, shared) = factory.spawn(key, connection, pool);
+        let (addr, shared) = factory.spawn_with_credentials(key, connection, pool, credentials);
         let entry = Entry { addr, shared };
-        let handle = entry.handle();
+        let handle = entry.handle_for(entry.shared.credential_current());
         self.pools.insert(key, entry);
         self.tally.created += 1;
         Ok(handle)
@@ -126,6 +145,22 @@ impl<B: Backend> Registry<B> {
 
     pub(super) fn register(&mut self, name: String, registration: Registration) {
         self.names.insert(name, registration);
+    }
+
+    /// The pool of `key` changed its credential: the names registered for that key take
+    /// it up, so a named pool recreated after an eviction connects with the credential
+    /// that last authenticated, not the one first registered.
+    pub(super) fn credential_changed(&mut self, key: PoolKey) {
+        let Some(entry) = self.pools.get(&key) else {
+            return;
+        };
+        let current = entry.shared.credential_current();
+        for reg in self.names.values_mut() {
+            if PoolKey::of(&reg.connection) == key {
+                reg.connection = current.config().clone();
+                reg.credentials = current.provider().cloned();
+            }
+        }
     }
 
     /// Close a pool and stop its actor (dropping the only strong address, so the actix
