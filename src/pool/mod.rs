@@ -24,6 +24,7 @@ mod leaks;
 mod lifecycle;
 pub(crate) mod messages;
 mod probe;
+mod rotation;
 pub(crate) mod shared;
 mod slots;
 pub(crate) mod stats;
