@@ -6,6 +6,7 @@
 //! the public methods of [`SimServer`]; the connections and the backend go through the
 //! `pub(super)` methods at the end of this file.
 
+mod conn_shared;
 mod counters;
 mod faults;
 mod replication;
@@ -25,6 +26,8 @@ use super::{SimBehavior, SimRole};
 use crate::connection::ConnectionConfig;
 use crate::error::{BackendError, BackendErrorKind};
 use crate::secret::Secret;
+
+pub(super) use conn_shared::ConnShared;
 
 const RELAXED: Ordering = Ordering::Relaxed;
 
@@ -184,7 +187,7 @@ impl ServerInner {
 
     /// Server-side kill of one connection. Returns whether it was alive.
     fn kill(&self, conn: &ConnShared) -> bool {
-        self.state.lock().conns.remove(&conn.id);
+        self.state.lock().conns.remove(&conn.id());
         conn.mark_dead(&self.open)
     }
 }
@@ -308,33 +311,6 @@ impl fmt::Debug for SimServer {
     }
 }
 
-/// The part of a connection the server can see: its id and kill flag.
-pub(super) struct ConnShared {
-    id: u64,
-    /// Killed, or dropped. Whoever sets it first takes the connection off `open`.
-    dead: AtomicBool,
-}
-
-impl ConnShared {
-    fn mark_dead(&self, open: &AtomicUsize) -> bool {
-        if self.dead.swap(true, Ordering::AcqRel) {
-            false
-        } else {
-            open.fetch_sub(1, RELAXED);
-            true
-        }
-    }
-
-    /// Unique within the world.
-    pub(super) fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub(super) fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Acquire)
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // What the connections and the backend ask of the server
 // ---------------------------------------------------------------------------------------
@@ -440,10 +416,7 @@ impl SimServer {
             ));
         }
         let id = inner.next_conn_id.fetch_add(1, RELAXED);
-        let shared = Arc::new(ConnShared {
-            id,
-            dead: AtomicBool::new(false),
-        });
+        let shared = Arc::new(ConnShared::new(id));
         st.conns.insert(id, shared.clone());
         inner.open.fetch_add(1, RELAXED);
         inner.connects.fetch_add(1, RELAXED);
