@@ -3,9 +3,10 @@
 use std::fmt;
 use std::sync::OnceLock;
 
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Deserializer};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::error::ConfigError;
 
@@ -91,25 +92,11 @@ fn process_key() -> &'static [u8; 32] {
     })
 }
 
-/// HMAC (RFC 2104) over SHA-256, whose block is 64 bytes.
+/// HMAC (RFC 2104) over SHA-256.
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 impl<'de> Deserialize<'de> for Secret {
@@ -121,6 +108,7 @@ impl<'de> Deserialize<'de> for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest;
 
     #[test]
     fn never_prints_itself() {
