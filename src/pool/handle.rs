@@ -137,7 +137,7 @@ impl<B: Backend> PoolHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the pool actor still carries the request out. (connections it opens go to the idle list).
+    /// loses the answer; the pool actor still carries the request out (connections it opens go to the idle list).
     pub async fn warm(&self, target: usize) -> Result<usize, Error> {
         let actor = self.actor().ok_or(Error::PoolClosed { key: self.key() })?;
         Ok(actor.send(Warm { target }).await?)

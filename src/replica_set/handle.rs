@@ -301,7 +301,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the replica-set actor still carries the request out. (the member is added).
+    /// loses the answer; the replica-set actor still carries the request out (the member is added).
     pub async fn add_member(
         &self,
         connection: ConnectionConfig,
@@ -317,7 +317,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the replica-set actor still carries the request out. (the member is removed).
+    /// loses the answer; the replica-set actor still carries the request out (the member is removed).
     pub async fn remove_member(&self, key: PoolKey) -> Result<bool, Error> {
         Ok(self.set_actor()?.send(RemoveMember { key }).await?)
     }

@@ -68,7 +68,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out. (the pool is created).
+    /// loses the answer; the supervisor still carries the request out (the pool is created).
     pub async fn pool(&self, connection: ConnectionConfig) -> Result<PoolHandle<B>, Error> {
         self.addr.send(GetPool::new(connection)).await?
     }
@@ -78,7 +78,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out. (the pool is created).
+    /// loses the answer; the supervisor still carries the request out (the pool is created).
     pub async fn pool_with(
         &self,
         connection: ConnectionConfig,
@@ -165,7 +165,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out. (the probes run to their timeout).
+    /// loses the answer; the supervisor still carries the request out (the probes run to their timeout).
     pub async fn health(&self) -> Result<HealthReport, Error> {
         Ok(self.addr.send(HealthCheck).await?)
     }
@@ -175,7 +175,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out. (the pools are reaped).
+    /// loses the answer; the supervisor still carries the request out (the pools are reaped).
     pub async fn reap_idle(&self, older_than: Duration) -> Result<Vec<PoolKey>, Error> {
         Ok(self.addr.send(ReapIdle { older_than }).await?)
     }
@@ -186,7 +186,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out. (the pool is revived).
+    /// loses the answer; the supervisor still carries the request out (the pool is revived).
     pub async fn revive(&self, pool: impl Into<PoolRef>) -> Result<bool, Error> {
         self.addr.send(RevivePool { pool: pool.into() }).await?
     }
@@ -196,7 +196,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out. (the set is started).
+    /// loses the answer; the supervisor still carries the request out (the set is started).
     pub async fn replica_set(
         &self,
         config: ReplicaSetConfig,
@@ -222,7 +222,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out. (the subscriber is added).
+    /// loses the answer; the supervisor still carries the request out (the subscriber is added).
     pub async fn subscribe_topology(
         &self,
         subscriber: Recipient<RoleChanged>,
@@ -235,7 +235,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out. (the subscriber is added).
+    /// loses the answer; the supervisor still carries the request out (the subscriber is added).
     pub async fn subscribe(&self, subscriber: Recipient<BreakerTransition>) -> Result<(), Error> {
         Ok(self.addr.send(Subscribe(subscriber)).await?)
     }
