@@ -148,7 +148,7 @@ impl<B: Backend> PoolHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the pool actor still carries the request out..
+    /// loses the answer; the pool actor still carries the request out.
     pub async fn resize(&self, max_size: u32, min_idle: u32) -> Result<(), Error> {
         let actor = self.actor().ok_or(Error::PoolClosed { key: self.key() })?;
         actor.send(Resize { max_size, min_idle }).await?

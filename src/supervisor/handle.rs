@@ -135,7 +135,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out..
+    /// loses the answer; the supervisor still carries the request out.
     pub async fn lookup(&self, pool: impl Into<PoolRef>) -> Result<PoolHandle<B>, Error> {
         self.addr.send(Lookup::new(pool)).await?
     }
@@ -155,7 +155,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out..
+    /// loses the answer; the supervisor still carries the request out.
     pub async fn stats(&self) -> Result<SupervisorStats, Error> {
         Ok(self.addr.send(GetStats).await?)
     }
@@ -209,7 +209,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out..
+    /// loses the answer; the supervisor still carries the request out.
     pub async fn lookup_replica_set(
         &self,
         name: impl Into<String>,
@@ -245,7 +245,7 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out.: the shutdown goes on, pools stop serving and close their connections as they come back.
+    /// loses the answer; the supervisor still carries the request out: the shutdown goes on, pools stop serving and close their connections as they come back.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, Error> {
         Ok(self.addr.send(Shutdown { deadline }).await?)
     }
