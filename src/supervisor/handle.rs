@@ -245,7 +245,8 @@ impl<B: Backend> SupervisorHandle<B> {
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out: the shutdown goes on, pools stop serving and close their connections as they come back.
+    /// loses the answer; the supervisor still carries the request out: the shutdown goes
+    /// on, pools stop serving and close their connections as they come back.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, Error> {
         Ok(self.addr.send(Shutdown { deadline }).await?)
     }
