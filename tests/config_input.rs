@@ -982,3 +982,54 @@ fn options_map_from_toml_keeps_empty_values() {
         c
     );
 }
+
+// ----- run-time arguments ---------------------------------------------------------------
+
+/// What a running supervisor and pool are handed at run time is hostile input too:
+/// durations at their maximum saturate (never "overflow when adding duration to
+/// instant", never a dead actor), sizes past the documented maximum are refused naming
+/// the field, and nothing is allocated in proportion to a number asked for.
+#[actix::test]
+async fn hostile_run_time_arguments_never_panic_or_stop_an_actor() {
+    use poolwarden::backends::sim::SimBackend;
+    use poolwarden::messages::{Acquire, Probe};
+    use poolwarden::{Error, SupervisorHandle};
+
+    let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())
+        .expect("default config");
+    let pool = sup
+        .pool(ConnectionConfig::sim("hostile"))
+        .await
+        .expect("a pool");
+    drop(pool.acquire_timeout(Duration::MAX).await.expect("served"));
+    let via_message = sup
+        .addr()
+        .send(Acquire::new(pool.key()).timeout(Duration::MAX))
+        .await
+        .expect("the supervisor runs");
+    drop(via_message.expect("served"));
+    let actor = pool.actor().expect("the pool actor runs");
+    actor
+        .send(Probe {
+            timeout: Duration::MAX,
+        })
+        .await
+        .expect("the pool actor runs")
+        .expect("healthy");
+    match pool.resize(u32::MAX, u32::MAX).await {
+        Err(Error::Config(e)) => assert_eq!(e.field, "resize.max_size", "{e}"),
+        other => panic!("expected a config error naming resize.max_size, got {other:?}"),
+    }
+    let opened = pool.warm(usize::MAX).await.expect("the pool actor runs");
+    assert!(
+        opened <= PoolConfig::default().max_size as usize,
+        "{opened}"
+    );
+    sup.reap_idle(Duration::MAX)
+        .await
+        .expect("the supervisor runs");
+    sup.health().await.expect("the supervisor runs");
+    assert!(pool.actor().is_some(), "the pool actor survived");
+    let report = sup.shutdown(Duration::MAX).await.expect("shut down");
+    assert_eq!(report.still_checked_out, 0);
+}

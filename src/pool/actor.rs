@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::config::PoolConfig;
 use super::messages::{Close, Crashed, GetPoolStats, Probe, Release, Resize, Revive, Warm};
 use super::shared::PoolShared;
 use super::stats::PoolStats;
@@ -161,8 +162,12 @@ impl<B: Backend> Handler<Warm> for PoolActor<B> {
 impl<B: Backend> Handler<Resize> for PoolActor<B> {
     type Result = Result<(), Error>;
     fn handle(&mut self, msg: Resize, _ctx: &mut Self::Context) -> Self::Result {
-        if msg.max_size == 0 {
-            return Err(ConfigError::new("resize.max_size", "must be at least 1").into());
+        if msg.max_size == 0 || msg.max_size > PoolConfig::MAX_SIZE {
+            return Err(ConfigError::new(
+                "resize.max_size",
+                format!("must be from 1 to {}", PoolConfig::MAX_SIZE),
+            )
+            .into());
         }
         if msg.min_idle > msg.max_size {
             return Err(ConfigError::new("resize.min_idle", "must not exceed max_size").into());
