@@ -47,7 +47,18 @@ const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 /// `start + d`, saturating: a `d` longer than about 30 years (or one that does not fit in an
 /// `Instant` at all) gives an instant about 30 years out instead of panicking with
 /// "overflow when adding duration to instant". Never earlier than `start`.
+#[inline]
 pub(crate) fn deadline(start: Instant, d: Duration) -> Instant {
+    if d <= FAR_FUTURE {
+        if let Some(t) = start.checked_add(d) {
+            return t;
+        }
+    }
+    deadline_far(start, d)
+}
+
+#[cold]
+fn deadline_far(start: Instant, d: Duration) -> Instant {
     let mut d = d.min(FAR_FUTURE);
     loop {
         if let Some(t) = start.checked_add(d) {

@@ -5,6 +5,7 @@
 //! Runs in the caller's task; every await point is cancellation safe (slot and connection
 //! are held in drop guards).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,26 +24,28 @@ use crate::policy::backoff::Backoff;
 
 impl<B: Backend> PoolShared<B> {
     /// Check out a connection within the pool's acquire timeout.
-    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<PooledConnection<B>, Error> {
-        self.acquire_within(self.config.acquire_timeout).await
+    pub(crate) fn acquire(
+        self: &Arc<Self>,
+    ) -> impl Future<Output = Result<PooledConnection<B>, Error>> + '_ {
+        self.acquire_inner(self.config.acquire_timeout, true)
     }
 
     /// Check out a connection within `budget`.
-    pub(crate) async fn acquire_within(
+    pub(crate) fn acquire_within(
         self: &Arc<Self>,
         budget: Duration,
-    ) -> Result<PooledConnection<B>, Error> {
-        self.acquire_inner(budget, true).await
+    ) -> impl Future<Output = Result<PooledConnection<B>, Error>> + '_ {
+        self.acquire_inner(budget, true)
     }
 
     /// Like [`acquire_within`](Self::acquire_within), but a failed connect attempt is
     /// answered at once instead of retried with backoff, so the caller can try another
     /// endpoint (replica-set reads, topology probes).
-    pub(crate) async fn acquire_no_retry(
+    pub(crate) fn acquire_no_retry(
         self: &Arc<Self>,
         budget: Duration,
-    ) -> Result<PooledConnection<B>, Error> {
-        self.acquire_inner(budget, false).await
+    ) -> impl Future<Output = Result<PooledConnection<B>, Error>> + '_ {
+        self.acquire_inner(budget, false)
     }
 
     async fn acquire_inner(
@@ -52,6 +55,54 @@ impl<B: Backend> PoolShared<B> {
     ) -> Result<PooledConnection<B>, Error> {
         let start = Instant::now();
         self.check_open()?;
+        // The usual case, with nothing to wait for: a free slot and an idle connection
+        // that needs no probe, handed out without awaiting anything. Everything else (a
+        // queue, a probe, a connect, a breaker) is the slow path, boxed so that its larger
+        // future is not carried (and copied) by every acquire.
+        let slot = if self.health.tripped() {
+            None
+        } else {
+            match self.try_slot() {
+                Ok(slot) => {
+                    self.hot.touch(start);
+                    match self.pop_reusable(start) {
+                        Some(conn) if !self.due_for_probe(&conn, start) => {
+                            return Ok(self.hand_out(slot, conn));
+                        }
+                        Some(conn) => self.idle.push(conn),
+                        None => {}
+                    }
+                    Some(slot)
+                }
+                Err(TryAcquireError::Closed) => return Err(self.closed_error()),
+                Err(TryAcquireError::NoPermits) => None,
+            }
+        };
+        Box::pin(self.acquire_slow(start, budget, retry_connect, slot)).await
+    }
+
+    /// A checked-out connection, from its slot.
+    #[inline]
+    fn hand_out(
+        self: &Arc<Self>,
+        slot: Slot<'_, B>,
+        mut conn: Conn<B::Connection>,
+    ) -> PooledConnection<B> {
+        conn.checkout = self.leaks.checkout();
+        slot.disarm();
+        self.hot.checked_out();
+        PooledConnection::new(Arc::clone(self), conn)
+    }
+
+    /// [`acquire_inner`](Self::acquire_inner) past the usual case, with the slot it holds
+    /// already, if any.
+    async fn acquire_slow(
+        self: &Arc<Self>,
+        start: Instant,
+        budget: Duration,
+        retry_connect: bool,
+        slot: Option<Slot<'_, B>>,
+    ) -> Result<PooledConnection<B>, Error> {
         let deadline = far_at(start, budget);
         // Fail fast exactly when waiting cannot help: the breaker refuses connects past
         // this caller's deadline and there is no idle connection to reuse.
@@ -60,19 +111,19 @@ impl<B: Backend> PoolShared<B> {
                 return Err(self.health.circuit_open(start, None));
             }
         }
-        let slot = match self.try_slot() {
-            Ok(slot) => slot,
-            Err(TryAcquireError::Closed) => return Err(self.closed_error()),
-            Err(TryAcquireError::NoPermits) => self.wait_for_slot(start, deadline).await?,
+        let slot = match slot {
+            Some(slot) => slot,
+            None => match self.try_slot() {
+                Ok(slot) => slot,
+                Err(TryAcquireError::Closed) => return Err(self.closed_error()),
+                Err(TryAcquireError::NoPermits) => self.wait_for_slot(start, deadline).await?,
+            },
         };
         // The pool may have failed or closed while we waited.
         self.check_open()?;
         self.hot.touch(start);
-        let mut conn = self.checkout(start, deadline, retry_connect).await?;
-        conn.checkout = self.leaks.checkout();
-        slot.disarm();
-        self.hot.checked_out();
-        Ok(PooledConnection::new(Arc::clone(self), conn))
+        let conn = self.checkout(start, deadline, retry_connect).await?;
+        Ok(self.hand_out(slot, conn))
     }
 
     async fn wait_for_slot(&self, start: Instant, deadline: Instant) -> Result<Slot<'_, B>, Error> {
