@@ -240,7 +240,6 @@ impl<B: Backend> ReplicaSetHandle<B> {
     pub async fn read_with(&self, options: ReadOptions) -> Result<PooledConnection<B>, Error> {
         self.shared.learn_home();
         let start = Instant::now();
-        let (members, views) = self.shared.snapshot();
         let mut request = ReadRequest {
             strategy: options.strategy.unwrap_or(self.shared.strategy),
             max_lag: self.shared.max_lag,
@@ -250,11 +249,14 @@ impl<B: Backend> ReplicaSetHandle<B> {
         };
         let mut budget = None;
         loop {
-            let (picked, alternative) = self.shared.pick_read(&views, &request);
-            let i = picked.ok_or_else(|| Error::NoMember {
-                set: self.shared.name.clone(),
-            })?;
-            let member = &members[i];
+            let (member, i, alternative) =
+                self.shared
+                    .route_read(&request)
+                    .ok_or_else(|| Error::NoMember {
+                        set: self.shared.name.clone(),
+                    })?;
+            // One retry on another member, at most.
+            let alternative = alternative && request.exclude.is_none();
             let total = *budget.get_or_insert(member.pool.config.acquire_timeout);
             let left = total.saturating_sub(start.elapsed());
             let attempt = if alternative {

@@ -221,27 +221,33 @@ impl<B: Backend> SetShared<B> {
         (members, views)
     }
 
-    /// Pick a member for `request` and say whether a retry elsewhere would have
-    /// somewhere to go (asked of a copy of the router, so the cursor only moves for picks
-    /// that are used).
-    pub(super) fn pick_read(
+    /// Route one read: the member picked for `request`, its index, and whether a retry
+    /// after it fails would have somewhere else to go. The views are taken under the
+    /// members' read lock into a buffer on the stack (no allocation for up to 8 members)
+    /// and only the picked member is cloned out; no lock is held once this returns.
+    pub(super) fn route_read(
         &self,
-        views: &[Member],
         request: &ReadRequest,
-    ) -> (Option<usize>, bool) {
-        let mut router = self.router.lock();
+    ) -> Option<(Arc<MemberState<B>>, usize, bool)> {
+        const ON_STACK: usize = 8;
+        let members = self.members.read();
         let mut rng = rand::rng();
-        let picked = router.pick_read(views, request, &mut rng);
-        let alternative = match picked {
-            Some(i) if request.exclude.is_none() => {
-                let retry = ReadRequest {
-                    exclude: Some(i),
-                    ..*request
-                };
-                router.clone().pick_read(views, &retry, &mut rng).is_some()
+        let pick = if members.len() <= ON_STACK {
+            let mut views = [Member::default(); ON_STACK];
+            for (view, m) in views.iter_mut().zip(members.iter()) {
+                *view = m.view();
             }
-            _ => false,
-        };
-        (picked, alternative)
+            self.router
+                .lock()
+                .pick(&views[..members.len()], request, &mut rng)
+        } else {
+            let views: Vec<Member> = members.iter().map(|m| m.view()).collect();
+            self.router.lock().pick(&views, request, &mut rng)
+        }?;
+        Some((
+            Arc::clone(&members[pick.index]),
+            pick.index,
+            pick.alternative,
+        ))
     }
 }

@@ -22,7 +22,7 @@ pub enum Strategy {
 }
 
 /// What routing needs to know of one member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Member {
     /// Its current role.
     pub role: Role,
@@ -79,16 +79,38 @@ pub fn primary(members: &[Member]) -> Option<usize> {
     newest(true).or_else(|| newest(false))
 }
 
+/// A read's pick, and whether a retry after it fails would have somewhere else to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    /// The member to read from.
+    pub index: usize,
+    /// Another member could serve the same request with this one excluded.
+    pub alternative: bool,
+}
+
 impl Router {
     /// Pick a member for a read: a usable replica by the request's strategy, else the
     /// primary if the request allows falling back (the primary is never ejected from
     /// reads), else none.
+    #[cfg(test)]
     pub fn pick_read(
         &mut self,
         members: &[Member],
         req: &ReadRequest,
         rng: &mut impl Rng,
     ) -> Option<usize> {
+        self.pick(members, req, rng).map(|p| p.index)
+    }
+
+    /// [`pick_read`](Self::pick_read), also saying whether a retry would have an
+    /// alternative (the answer `pick_read` would give with the pick excluded), in one pass
+    /// and without allocating: this runs on every replica-set read.
+    pub fn pick(
+        &mut self,
+        members: &[Member],
+        req: &ReadRequest,
+        rng: &mut impl Rng,
+    ) -> Option<Pick> {
         let eligible = |i: usize, m: &Member| {
             m.role == Role::Replica
                 && m.usable
@@ -103,46 +125,61 @@ impl Router {
                     None => true,
                 }
         };
-        let candidates: Vec<usize> = members
-            .iter()
-            .enumerate()
-            .filter(|(i, m)| eligible(*i, m))
-            .map(|(i, _)| i)
-            .collect();
-        let picked = match (candidates.is_empty(), req.strategy) {
-            (true, _) => None,
-            (false, Strategy::RoundRobin) => Some(self.next_of(&candidates, members.len())),
-            (false, Strategy::Random) => Some(candidates[rng.random_range(0..candidates.len())]),
-            (false, Strategy::LeastLoaded) => {
-                let least = candidates
-                    .iter()
-                    .map(|&i| members[i].load)
+        let candidates = || {
+            members
+                .iter()
+                .enumerate()
+                .filter(move |(i, m)| eligible(*i, m))
+                .map(|(i, _)| i)
+        };
+        let count = candidates().count();
+        let picked = match (count, req.strategy) {
+            (0, _) => None,
+            (_, Strategy::RoundRobin) => Some(self.next_of(candidates(), members.len())),
+            (n, Strategy::Random) => candidates().nth(rng.random_range(0..n)),
+            (_, Strategy::LeastLoaded) => {
+                let least = candidates()
+                    .map(|i| members[i].load)
                     .min()
                     .expect("non-empty");
-                let tied: Vec<usize> = candidates
-                    .into_iter()
-                    .filter(|&i| members[i].load == least)
-                    .collect();
-                Some(self.next_of(&tied, members.len()))
+                let tied = candidates().filter(|&i| members[i].load == least);
+                Some(self.next_of(tied, members.len()))
             }
         };
-        picked.or_else(|| {
+        let fallback = |exclude: Option<usize>| {
             if req.fallback_to_primary {
-                primary(members).filter(|&p| Some(p) != req.exclude || members.len() == 1)
+                primary(members).filter(|&p| Some(p) != exclude || members.len() == 1)
             } else {
                 None
             }
-        })
+        };
+        match picked {
+            Some(index) => Some(Pick {
+                index,
+                // Excluding it leaves the other candidates, else the primary.
+                alternative: count > 1 || fallback(Some(index)).is_some(),
+            }),
+            None => fallback(req.exclude).map(|index| Pick {
+                index,
+                // No replica qualifies with or without it: only the primary again.
+                alternative: false,
+            }),
+        }
     }
 
     /// The first of `sorted` at or after the cursor (wrapping), advancing the cursor past it.
-    fn next_of(&mut self, sorted: &[usize], len: usize) -> usize {
+    fn next_of(&mut self, sorted: impl Iterator<Item = usize>, len: usize) -> usize {
         let start = self.cursor % len.max(1);
-        let pick = sorted
-            .iter()
-            .copied()
-            .find(|&i| i >= start)
-            .unwrap_or(sorted[0]);
+        let mut first = None;
+        let mut pick = None;
+        for i in sorted {
+            first.get_or_insert(i);
+            if i >= start {
+                pick = Some(i);
+                break;
+            }
+        }
+        let pick = pick.or(first).expect("non-empty");
         self.cursor = pick + 1;
         pick
     }
@@ -308,5 +345,65 @@ mod tests {
         };
         assert_eq!(counts(&m, &r, 4), vec![0, 0, 4]);
         assert_eq!(primary(&m), Some(0));
+    }
+
+    #[test]
+    fn a_picks_alternative_is_what_a_retry_with_the_pick_excluded_would_find() {
+        let mut rng = SmallRng::seed_from_u64(11);
+        for round in 0..2_000 {
+            let n = 1 + round % 6;
+            let members: Vec<Member> = (0..n)
+                .map(|i| Member {
+                    role: if i == 0 || rng.random_bool(0.2) {
+                        Role::Primary
+                    } else {
+                        Role::Replica
+                    },
+                    usable: rng.random_bool(0.7),
+                    lag: rng
+                        .random_bool(0.8)
+                        .then(|| Duration::from_millis(rng.random_range(0..300))),
+                    load: rng.random_range(0..4),
+                    replayed: Some(rng.random_range(90..110)),
+                    primary_since: rng.random_range(0..3),
+                })
+                .collect();
+            for strategy in [
+                Strategy::RoundRobin,
+                Strategy::Random,
+                Strategy::LeastLoaded,
+            ] {
+                let req = ReadRequest {
+                    strategy,
+                    max_lag: Some(Duration::from_millis(200)),
+                    at_least: rng.random_bool(0.3).then_some(100),
+                    exclude: None,
+                    fallback_to_primary: rng.random_bool(0.8),
+                };
+                let mut router = Router {
+                    cursor: rng.random_range(0..8),
+                };
+                let before = router.clone();
+                let pick = router.pick(&members, &req, &mut rng);
+                let mut again = before.clone();
+                let plain = again.pick_read(&members, &req, &mut SmallRng::seed_from_u64(0));
+                if strategy != Strategy::Random {
+                    assert_eq!(pick.map(|p| p.index), plain, "{members:?} {req:?}");
+                }
+                let Some(pick) = pick else { continue };
+                let retry = ReadRequest {
+                    exclude: Some(pick.index),
+                    ..req
+                };
+                let found = router
+                    .clone()
+                    .pick_read(&members, &retry, &mut rng)
+                    .is_some();
+                // (A set of one member may retry on the same primary; a pick says no.)
+                if members.len() > 1 {
+                    assert_eq!(pick.alternative, found, "{members:?} {req:?} {pick:?}");
+                }
+            }
+        }
     }
 }
