@@ -82,3 +82,37 @@ fn assert_clean(text: &str, secrets: &[&str]) {
         assert!(!text.contains(s), "a password shows: {text}");
     }
 }
+
+/// A pool config for the real-server tests: 4 connections, `min_idle` warm, a 10 s acquire
+/// budget, `connect_timeout` per attempt, nothing expiring, a fast maintenance tick.
+#[cfg(any(feature = "postgres", feature = "redis", feature = "mysql"))]
+fn server_pool_config(
+    min_idle: u32,
+    connect_timeout: std::time::Duration,
+) -> poolwarden::PoolConfig {
+    poolwarden::PoolConfig {
+        min_idle,
+        max_size: 4,
+        acquire_timeout: common::secs(10),
+        connect_timeout,
+        probe_timeout: common::secs(2),
+        idle_timeout: None,
+        max_lifetime: None,
+        lifetime_jitter: std::time::Duration::ZERO,
+        maintenance_interval: common::ms(50),
+        ..poolwarden::PoolConfig::default()
+    }
+}
+
+/// A supervisor over `backend` that never reaps an idle pool.
+#[cfg(any(feature = "postgres", feature = "redis", feature = "mysql"))]
+fn server_supervisor<B: poolwarden::Backend>(backend: B) -> poolwarden::SupervisorHandle<B> {
+    poolwarden::SupervisorHandle::start(
+        backend,
+        poolwarden::SupervisorConfig {
+            pool_idle_timeout: None,
+            ..poolwarden::SupervisorConfig::default()
+        },
+    )
+    .expect("valid supervisor config")
+}

@@ -2,39 +2,19 @@
 //! a wrong password in either order. Each test connects as a user of its own and ends by
 //! counting that user's connections in the process list.
 
-use std::time::Duration;
-
 use crate::common::load::{Load, Pace, Tally};
 use crate::common::{eventually, ms, secs, MariaServer};
 use crate::{assert_clean, auth_refused, warmed};
 use mysql_async::prelude::Queryable;
 use poolwarden::backends::mysql::MysqlBackend;
-use poolwarden::{ConnectionConfig, PoolConfig, Secret, SupervisorConfig, SupervisorHandle};
+use poolwarden::{ConnectionConfig, PoolConfig, Secret, SupervisorHandle};
 
 fn pool_config(min_idle: u32) -> PoolConfig {
-    PoolConfig {
-        min_idle,
-        max_size: 4,
-        acquire_timeout: secs(10),
-        connect_timeout: secs(3),
-        probe_timeout: secs(2),
-        idle_timeout: None,
-        max_lifetime: None,
-        lifetime_jitter: Duration::ZERO,
-        maintenance_interval: ms(50),
-        ..PoolConfig::default()
-    }
+    crate::server_pool_config(min_idle, secs(3))
 }
 
 fn supervisor() -> SupervisorHandle<MysqlBackend> {
-    SupervisorHandle::start(
-        MysqlBackend::new(),
-        SupervisorConfig {
-            pool_idle_timeout: None,
-            ..SupervisorConfig::default()
-        },
-    )
-    .unwrap()
+    crate::server_supervisor(MysqlBackend::new())
 }
 
 fn with_password(cfg: &ConnectionConfig, password: &str) -> ConnectionConfig {

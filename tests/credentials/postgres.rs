@@ -3,41 +3,21 @@
 //! `application_name` of its own, and ends by counting the server's backends.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use crate::common::load::{Load, Pace, Tally};
 use crate::common::{eventually, ms, secs, PgServer};
 use crate::{assert_clean, auth_refused, refused, warmed};
 use poolwarden::backends::postgres::PostgresBackend;
-use poolwarden::{
-    ConnectionConfig, PoolConfig, PoolHandle, Secret, SupervisorConfig, SupervisorHandle,
-};
+use poolwarden::{ConnectionConfig, PoolConfig, PoolHandle, Secret, SupervisorHandle};
 
 type Pg = PostgresBackend;
 
 fn pool_config(min_idle: u32) -> PoolConfig {
-    PoolConfig {
-        min_idle,
-        max_size: 4,
-        acquire_timeout: secs(10),
-        connect_timeout: secs(5),
-        idle_timeout: None,
-        max_lifetime: None,
-        lifetime_jitter: Duration::ZERO,
-        maintenance_interval: ms(50),
-        ..PoolConfig::default()
-    }
+    crate::server_pool_config(min_idle, secs(5))
 }
 
 fn supervisor() -> SupervisorHandle<Pg> {
-    SupervisorHandle::start(
-        PostgresBackend::new(),
-        SupervisorConfig {
-            pool_idle_timeout: None,
-            ..SupervisorConfig::default()
-        },
-    )
-    .unwrap()
+    crate::server_supervisor(PostgresBackend::new())
 }
 
 /// A new login role with `password`, and a config (its own application_name) for it.

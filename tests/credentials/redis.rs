@@ -4,40 +4,21 @@
 //! ends by counting the clients the server sees.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use crate::common::load::{Load, Pace, Tally};
 use crate::common::redis_server::RespConn;
 use crate::common::{eventually, ms, secs, RedisOptions, RedisServer};
 use crate::{assert_clean, auth_refused, warmed};
 use poolwarden::backends::redis::RedisBackend;
-use poolwarden::{ConnectionConfig, PoolConfig, Secret, SupervisorConfig, SupervisorHandle};
+use poolwarden::{ConnectionConfig, PoolConfig, Secret, SupervisorHandle};
 use redis::AsyncCommands;
 
 fn pool_config(min_idle: u32) -> PoolConfig {
-    PoolConfig {
-        min_idle,
-        max_size: 4,
-        acquire_timeout: secs(10),
-        connect_timeout: secs(2),
-        probe_timeout: secs(2),
-        idle_timeout: None,
-        max_lifetime: None,
-        lifetime_jitter: Duration::ZERO,
-        maintenance_interval: ms(50),
-        ..PoolConfig::default()
-    }
+    crate::server_pool_config(min_idle, secs(2))
 }
 
 fn supervisor() -> SupervisorHandle<RedisBackend> {
-    SupervisorHandle::start(
-        RedisBackend::new(),
-        SupervisorConfig {
-            pool_idle_timeout: None,
-            ..SupervisorConfig::default()
-        },
-    )
-    .unwrap()
+    crate::server_supervisor(RedisBackend::new())
 }
 
 fn config(
