@@ -25,8 +25,35 @@ impl ConnectionConfig {
     }
 
     /// Parse a `postgres://`, `postgresql://`, `redis://`, `rediss://`, `mysql://`,
-    /// `mariadb://` or `sim://` URL. See the [module docs](self) for the exact syntax: input
-    /// that could mean two things is refused rather than guessed at.
+    /// `mariadb://` or `sim://` URL. Input that could mean two things is refused rather
+    /// than guessed at.
+    ///
+    /// # URL syntax
+    ///
+    /// `scheme://[user[:password]@]host[:port][,host[:port]…][/database][?key=value&…]`, read
+    /// strictly, so that nothing is guessed:
+    ///
+    /// - The host list ends at the first `/` or `?`. A raw `@` may appear once, and only there:
+    ///   as the separator of the user info. A `/`, `?`, `#` or `@` in a user name, password or
+    ///   database name must be percent-encoded (`%2F`, `%3F`, `%23`, `%40`); otherwise the URL
+    ///   is refused, because it cannot be told apart from a different host list or database.
+    /// - `#` (a fragment) is refused anywhere, as are control characters, raw or
+    ///   percent-encoded. Other characters stand for themselves.
+    /// - The user info splits at its first `:`; user, password, host names, database, query
+    ///   names and values are percent-decoded (RFC 3986: `+` is not a space, so a raw `+` in the
+    ///   query is refused as ambiguous; write `%2B` or `%20`). Decoded text must be UTF-8 and
+    ///   hold no control character.
+    /// - An IPv6 address must be in brackets: `[::1]` or `[::1]:5432`. Ports are decimal digits,
+    ///   1 to 65535. An empty host (`a,,b`), an empty port (`h:`) or `:` in an unbracketed host is
+    ///   refused. An entry of the host list that cannot be read is a `connection.url` error; a
+    ///   value that is read but refused names its field (`connection.hosts[1].port` for port 0).
+    /// - One `?` starts the query; another raw `?` is refused. Each query parameter is
+    ///   `key=value`, given once (aliases included); `password`, `user`
+    ///   and `dbname` may not repeat what the user info or path already says.
+    ///
+    /// Errors name the field (`connection.url`, `connection.hosts[1].port`,
+    /// `connection.password`…) and quote nothing from the input, so a mistyped URL cannot carry
+    /// its password into a log.
     ///
     /// Query parameters: `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `application_name`,
     /// `password`, `user`, `dbname`; any other becomes an entry of [`options`](Self::options).

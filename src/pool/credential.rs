@@ -40,7 +40,7 @@ pub type CredentialsFuture<'a> =
 /// knows its provider by identity: pass clones of one `Arc`, not a new one per call
 /// (a different provider is verified with one connect, as a different password is).
 ///
-/// An error is the connect's error: its [kind](BackendErrorKind) decides whether the pool
+/// An error is the connect's error: its [kind](crate::BackendErrorKind) decides whether the pool
 /// retries (`Connect`, `Timeout`: yes; `Auth`, `Config`: no). Build its message without the
 /// secret; the pool never adds it. The call runs inside the connect's timeout, and a panic
 /// in it is caught like one in the backend's connect.

@@ -158,7 +158,7 @@ impl<B: Backend> MemberState<B> {
     }
 }
 
-/// One member, as [`ReplicaSetHandle::topology`] reports it.
+/// One member, as [`ReplicaSetHandle::topology`](crate::ReplicaSetHandle::topology) reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MemberInfo {
     /// The member's pool.

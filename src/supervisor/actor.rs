@@ -31,7 +31,7 @@ use crate::replica_set::actor::{ReplicaSetActor, RoleSink};
 use crate::replica_set::handle::ReplicaSetHandle;
 use crate::replica_set::messages::RoleChanged;
 
-/// Owns one [`PoolActor`] per pool key.
+/// Owns one [`PoolActor`](crate::PoolActor) per pool key.
 ///
 /// Start one explicitly with [`Supervisor::new`] and `.start()`, or, for a backend with a
 /// `Default`, use the one per actix System (`Supervisor::<B>::from_registry()`, an actix
