@@ -251,20 +251,28 @@ impl Capture {
     }
 }
 
+impl Capture {
+    /// Everything logged at TRACE and above on this thread, until the guard drops.
+    fn trace() -> (Capture, tracing::subscriber::DefaultGuard) {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer({
+                let c = capture.clone();
+                move || c.clone()
+            })
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (capture, guard)
+    }
+}
+
 #[actix::test]
 async fn tracing_output_never_shows_the_password() {
     let _serial = SERIAL.lock().await;
     tokio::time::pause();
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer({
-            let c = capture.clone();
-            move || c.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::trace();
 
     let sim = Sim::new(33);
     let sup = SupervisorHandle::start(
@@ -347,16 +355,7 @@ fn config_errors_never_echo_a_password_holding_a_delimiter() {
 async fn verifying_and_rotating_passwords_never_shows_one() {
     let _serial = SERIAL.lock().await;
     tokio::time::pause();
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer({
-            let c = capture.clone();
-            move || c.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::trace();
 
     let sim = Sim::new(34);
     let sup = SupervisorHandle::start(sim.clone(), quiet()).unwrap();
