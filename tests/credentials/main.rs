@@ -116,3 +116,20 @@ fn server_supervisor<B: poolwarden::Backend>(backend: B) -> poolwarden::Supervis
     )
     .expect("valid supervisor config")
 }
+
+/// The load goes on after a rotation (400 more successes) and ends with no error of any
+/// kind: no failed acquire, no `CircuitOpen`, no failed query.
+#[cfg(any(feature = "postgres", feature = "redis", feature = "mysql"))]
+async fn went_on_without_errors(load: common::load::Load) {
+    load.mark();
+    assert!(
+        load.more_ok(400, common::secs(30)).await,
+        "the load went on"
+    );
+    let t = common::load::Tally::of(&load.finish(common::secs(15)).await);
+    assert_eq!(
+        (t.acquire_errors, t.circuit_open, t.op_errors),
+        (0, 0, 0),
+        "{t:?}"
+    );
+}

@@ -2,7 +2,7 @@
 //! a wrong password in either order. Each test connects as a user of its own and ends by
 //! counting that user's connections in the process list.
 
-use crate::common::load::{Load, Pace, Tally};
+use crate::common::load::{Load, Pace};
 use crate::common::{eventually, ms, secs, MariaServer};
 use crate::{assert_clean, auth_refused, warmed};
 use mysql_async::prelude::Queryable;
@@ -61,14 +61,7 @@ async fn alter_user_under_load_with_the_new_password_handed_in_fails_no_acquire(
     sup.pool(with_password(&cfg, new_pw))
         .await
         .expect("the new password authenticates");
-    load.mark();
-    assert!(load.more_ok(400, secs(30)).await, "the load went on");
-    let t = Tally::of(&load.finish(secs(15)).await);
-    assert_eq!(
-        (t.acquire_errors, t.circuit_open, t.op_errors),
-        (0, 0, 0),
-        "{t:?}"
-    );
+    crate::went_on_without_errors(load).await;
 
     let s = pool.stats();
     assert_eq!(s.credential_rotations, 1);

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::common::load::{Load, Pace, Tally};
+use crate::common::load::{Load, Pace};
 use crate::common::redis_server::RespConn;
 use crate::common::{eventually, ms, secs, RedisOptions, RedisServer};
 use crate::{assert_clean, auth_refused, warmed};
@@ -99,14 +99,7 @@ async fn an_acl_password_changed_under_load_with_the_new_one_handed_in_fails_no_
     sup.pool(config(&server, Some(user), new_pw, "acl-rotate"))
         .await
         .expect("the new password authenticates");
-    load.mark();
-    assert!(load.more_ok(400, secs(30)).await, "the load went on");
-    let t = Tally::of(&load.finish(secs(15)).await);
-    assert_eq!(
-        (t.acquire_errors, t.circuit_open, t.op_errors),
-        (0, 0, 0),
-        "{t:?}"
-    );
+    crate::went_on_without_errors(load).await;
 
     let gone = eventually(secs(10), || {
         let now = client_ids(&mut admin, "acl-rotate");
