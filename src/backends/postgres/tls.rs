@@ -74,6 +74,10 @@ fn tls_config_error(what: impl fmt::Display) -> BackendError {
 }
 
 fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, BackendError> {
+    // ring is the crate's one crypto provider (no C toolchain, no second provider in the
+    // process). rustls 0.23.48 deprecates ring's provider only for lacking post-quantum key
+    // exchange, which ring does not offer.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
