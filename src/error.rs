@@ -129,9 +129,15 @@ impl fmt::Debug for BackendError {
     }
 }
 
+/// The backend's message: what happened underneath, in its words (the kind is
+/// [`kind`](BackendError::kind)); an empty message prints the kind instead.
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} error: {}", self.kind, self.message)
+        if self.message.is_empty() {
+            write!(f, "{:?} error", self.kind)
+        } else {
+            f.write_str(&self.message)
+        }
     }
 }
 
@@ -181,7 +187,7 @@ pub enum Error {
         last_error: Option<BackendError>,
     },
     /// A backend operation failed and was not retried.
-    #[error("pool {key}: {phase} failed")]
+    #[error("pool {key}: {phase} failed: {source}")]
     Backend {
         /// The pool.
         key: PoolKey,
@@ -237,6 +243,13 @@ pub enum Error {
     /// The supervisor is shutting down and accepts no more work.
     #[error("the supervisor is shutting down")]
     ShuttingDown,
+    /// A process-wide supervisor for this backend type is already installed (or was
+    /// started by a first `SupervisorHandle::global()`).
+    #[error("a process-wide supervisor for {backend} is already installed")]
+    AlreadyInstalled {
+        /// The backend type.
+        backend: &'static str,
+    },
     /// `max_pools` is reached and every pool has connections checked out.
     #[error("cannot open another pool: {max_pools} pools exist and all of them are in use")]
     TooManyPools {

@@ -62,4 +62,6 @@ pub use secret::Secret;
 pub use supervisor::actor::Supervisor;
 pub use supervisor::config::SupervisorConfig;
 pub use supervisor::handle::{EmbeddedSupervisor, SupervisorHandle};
+pub use supervisor::inventory::PoolListing;
+pub use supervisor::settings::{NamedPool, Settings, ENV_PREFIX};
 pub use supervisor::stats::{HealthReport, HealthStatus, ShutdownReport, SupervisorStats};

@@ -5,7 +5,7 @@
 //!
 //! | to | messages |
 //! |---|---|
-//! | [`Supervisor`](crate::Supervisor) | [`GetPool`], [`Register`], [`Lookup`], [`Acquire`], [`GetStats`], [`HealthCheck`], [`ReapIdle`], [`RevivePool`], [`Shutdown`], [`Subscribe`], [`RegisterReplicaSet`], [`LookupReplicaSet`], [`SubscribeTopology`] |
+//! | [`Supervisor`](crate::Supervisor) | [`GetPool`], [`Register`], [`Lookup`], [`Acquire`], [`Contains`], [`ListPools`], [`GetStats`], [`HealthCheck`], [`ReapIdle`], [`RevivePool`], [`Shutdown`], [`Subscribe`], [`RegisterReplicaSet`], [`LookupReplicaSet`], [`SubscribeTopology`] |
 //! | [`PoolActor`](crate::PoolActor) | [`Warm`], [`Resize`], [`GetPoolStats`], [`Probe`], [`Release`], [`Revive`], [`Close`] |
 //! | [`ReplicaSetActor`](crate::ReplicaSetActor) | [`Topology`], [`AddMember`], [`RemoveMember`], [`Close`] |
 //! | subscribers | [`BreakerTransition`], [`RoleChanged`] |
@@ -13,6 +13,7 @@
 pub use crate::pool::messages::{Close, GetPoolStats, Probe, Release, Resize, Revive, Warm};
 pub use crate::replica_set::messages::{AddMember, RemoveMember, RoleChanged, Topology};
 pub use crate::supervisor::events::{BreakerTransition, Subscribe};
+pub use crate::supervisor::inventory::{Contains, ListPools, PoolListing};
 pub use crate::supervisor::messages::{
     Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
     RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,

@@ -110,6 +110,7 @@ pub enum Role {
     Replica,
 }
 
+pub mod any;
 pub mod sim;
 
 #[cfg(any(feature = "bb8", feature = "mobc"))]

@@ -237,6 +237,15 @@ impl<B: Backend> Supervisor<B> {
     }
 
     /// Every pool: those keyed here and the replica sets' members.
+    /// The pools and names, for the handlers in other files.
+    pub(super) fn registry(&self) -> &Registry<B> {
+        &self.registry
+    }
+
+    pub(super) fn registry_mut(&mut self) -> &mut Registry<B> {
+        &mut self.registry
+    }
+
     fn all_pools(&self) -> Vec<Entry<B>> {
         let mut entries = self.member_entries();
         entries.extend(self.registry.entries().cloned());

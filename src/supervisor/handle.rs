@@ -9,6 +9,7 @@ use actix::prelude::*;
 use super::actor::Supervisor;
 use super::config::SupervisorConfig;
 use super::events::{BreakerTransition, Subscribe};
+use super::inventory::{Contains, ListPools, PoolListing};
 use super::messages::{
     Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
     RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
@@ -138,6 +139,54 @@ impl<B: Backend> SupervisorHandle<B> {
     /// loses the answer; the supervisor still carries the request out.
     pub async fn lookup(&self, pool: impl Into<PoolRef>) -> Result<PoolHandle<B>, Error> {
         self.addr.send(Lookup::new(pool)).await?
+    }
+
+    /// Whether a pool is known, without creating it: a registered name, a running key, or
+    /// the running pool of a config's key (see [`Contains`]).
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let config = ConnectionConfig::sim("orders");
+    /// assert!(!sup.contains("orders").await?);
+    /// let pool = sup.register("orders", config.clone(), None).await?;
+    /// assert!(sup.contains("orders").await? && sup.contains(pool.key()).await?);
+    /// assert!(sup.contains(config).await?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only loses the answer.
+    pub async fn contains(&self, pool: impl Into<PoolRef>) -> Result<bool, Error> {
+        Ok(self.addr.send(Contains(pool.into())).await?)
+    }
+
+    /// Every running pool and registered name, without creating any (see [`ListPools`]).
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// sup.register("orders", ConnectionConfig::parse("sim://db1/orders")?, None).await?;
+    /// let pools = sup.pools().await?;
+    /// assert_eq!(pools[0].names, ["orders"]);
+    /// assert_eq!(pools[0].target, "sim://db1:1/orders");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only loses the answer.
+    pub async fn pools(&self) -> Result<Vec<PoolListing>, Error> {
+        Ok(self.addr.send(ListPools).await?)
     }
 
     /// Acquire through the supervisor (one message hop more than [`PoolHandle::acquire`]).
@@ -285,6 +334,11 @@ impl<B: Backend> EmbeddedSupervisor<B> {
         // run there rather than on the supervisor's thread.
         let supervisor =
             Supervisor::new(backend, config)?.with_home(tokio::runtime::Handle::try_current().ok());
+        Self::run(supervisor)
+    }
+
+    /// Run `supervisor` on a thread of its own.
+    pub(super) fn run(supervisor: Supervisor<B>) -> Result<Self, ConfigError> {
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (exit_tx, exited) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()

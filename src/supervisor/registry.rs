@@ -143,6 +143,11 @@ impl<B: Backend> Registry<B> {
         self.names.get(name).cloned()
     }
 
+    /// Every registered name and what it stands for.
+    pub(super) fn names(&self) -> impl Iterator<Item = (&String, &Registration)> {
+        self.names.iter()
+    }
+
     pub(super) fn register(&mut self, name: String, registration: Registration) {
         self.names.insert(name, registration);
     }
