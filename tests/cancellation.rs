@@ -298,3 +298,61 @@ async fn a_storm_of_cancelled_acquires_leaks_nothing() {
     settle_for(secs(2)).await;
     f.assert_no_leak().await;
 }
+
+/// A connection returned dirty is cleaned on a task spawned where it was released. When
+/// that runtime shuts down before the task runs (a short-lived current-thread runtime, a
+/// caller that reaches the process-wide supervisor from a thread of its own), the task is
+/// dropped unpolled: the connection is closed and its slot given back, not lost.
+#[test]
+fn a_cleaning_task_dropped_with_its_runtime_leaks_nothing() {
+    use poolwarden::backends::sim::SimBackend;
+    use poolwarden::{ConnectionConfig, EmbeddedSupervisor, SupervisorConfig};
+
+    let sim = SimBackend::default();
+    let sup = EmbeddedSupervisor::spawn(sim.clone(), SupervisorConfig::default()).unwrap();
+    let cfg = ConnectionConfig::sim("cleaning");
+    let pool_config = PoolConfig {
+        max_size: 2,
+        min_idle: 0,
+        acquire_timeout: secs(5),
+        ..quiet_config()
+    };
+    for _ in 0..5 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let pool = sup
+                .handle()
+                .pool_with(cfg.clone(), pool_config.clone())
+                .await
+                .unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            conn.query("BEGIN").await.unwrap();
+            assert!(conn.in_transaction());
+            drop(conn); // spawns the cleaning task on this runtime, which ends now
+        });
+        drop(rt);
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = sup
+            .handle()
+            .pool_with(cfg.clone(), pool_config)
+            .await
+            .unwrap();
+        let held = [pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
+        let stats = pool.stats();
+        assert_eq!(stats.in_use, 2, "{stats:?}");
+        assert_eq!(
+            stats.live, 2,
+            "no connection counted that is nowhere: {stats:?}"
+        );
+        drop(held);
+        assert_eq!(
+            sim.server(&cfg.primary_host()).open_connections(),
+            pool.stats().live
+        );
+    });
+}

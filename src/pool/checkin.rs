@@ -55,8 +55,13 @@ impl<B: Backend> PoolShared<B> {
             // The slot stays taken until the connection is clean, so nobody gets it dirty.
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    let pool = Arc::clone(self);
-                    rt.spawn(async move { pool.clean_and_return(conn, reset).await });
+                    // The guard exists before the task does: a task dropped unpolled (its
+                    // runtime shut down first) still closes the connection and frees the slot.
+                    let job = Cleaning {
+                        pool: Arc::clone(self),
+                        conn: Some(conn),
+                    };
+                    rt.spawn(job.run(reset));
                 }
                 Err(_) => {
                     self.close_conn(conn);
@@ -71,26 +76,45 @@ impl<B: Backend> PoolShared<B> {
             self.release_slot();
         }
     }
+}
 
-    async fn clean_and_return(self: Arc<Self>, conn: Conn<B::Connection>, reset: bool) {
-        let mut pending = self.pending(conn);
+/// A returned connection being cleaned on a task of its own; it holds its slot. Dropped
+/// before it finishes (the runtime the task was spawned on shut down, even before polling
+/// it), it closes the connection and gives the slot back: nothing leaks.
+struct Cleaning<B: Backend> {
+    pool: Arc<PoolShared<B>>,
+    conn: Option<Conn<B::Connection>>,
+}
+
+impl<B: Backend> Drop for Cleaning<B> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.close_conn(conn);
+            self.pool.release_slot();
+        }
+    }
+}
+
+impl<B: Backend> Cleaning<B> {
+    async fn run(mut self, reset: bool) {
+        let pool = Arc::clone(&self.pool);
         let start = Instant::now();
-        let deadline = far_at(start, self.config.probe_timeout);
-        let raw = pending.raw();
+        let deadline = far_at(start, pool.config.probe_timeout);
+        let raw = &mut self.conn.as_mut().expect("present until filed").raw;
         let ok = if reset {
             match timeout_at(
                 deadline,
-                AssertUnwindSafe(self.backend.reset(raw)).catch_unwind(),
+                AssertUnwindSafe(pool.backend.reset(raw)).catch_unwind(),
             )
             .await
             {
                 Ok(Ok(Ok(()))) => true,
                 Ok(Ok(Err(e))) => {
-                    tracing::debug!(pool = %self.key, error = %e, "reset failed; closing connection");
+                    tracing::debug!(pool = %pool.key, error = %e, "reset failed; closing connection");
                     false
                 }
                 Ok(Err(payload)) => {
-                    self.crashed(Phase::Reset, &*payload);
+                    pool.crashed(Phase::Reset, &*payload);
                     false
                 }
                 Err(_) => false,
@@ -99,14 +123,14 @@ impl<B: Backend> PoolShared<B> {
             true
         };
         let ok = ok
-            && (!self.config.test_on_return || self.probe_raw(raw, deadline, start).await.is_ok());
-        if ok && self.hot.is_open() && !pending.credential_retired() {
-            let mut conn = pending.keep();
+            && (!pool.config.test_on_return || pool.probe_raw(raw, deadline, start).await.is_ok());
+        let retired = self.conn.as_ref().is_some_and(|c| c.credential.retired());
+        if ok && pool.hot.is_open() && !retired {
+            let mut conn = self.conn.take().expect("present until filed");
             conn.last_used = Instant::now();
-            self.idle.push(conn);
-        } else {
-            drop(pending);
+            pool.idle.push(conn);
+            pool.release_slot();
         }
-        self.release_slot();
+        // Otherwise dropping `self` closes it and gives the slot back.
     }
 }

@@ -24,6 +24,26 @@ fn lookup<B: Backend>(map: &HashMap<TypeId, Box<dyn Any + Send>>) -> Option<Supe
         .map(|s| s.handle().clone())
 }
 
+/// The runtime the process-wide supervisors' own connects (warm-up, refills) run on. Their
+/// callers come from any runtime, each of which may be a current-thread runtime that runs
+/// only while its thread is inside `block_on`, or may end; so these connects get a
+/// runtime of their own, one worker thread, that lives as long as the process.
+fn background_runtime() -> Result<tokio::runtime::Handle, Error> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt.handle().clone());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("poolwarden-connects")
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            crate::error::ConfigError::new("supervisor", format!("cannot start its runtime: {e}"))
+        })?;
+    Ok(RUNTIME.get_or_init(|| rt).handle().clone())
+}
+
 /// Start `B`'s process-wide supervisor from `settings` unless one is installed.
 pub(super) fn install<B: Backend>(
     backend: impl FnOnce() -> B,
@@ -43,7 +63,8 @@ pub(super) fn install<B: Backend>(
         };
     }
     let settings = settings()?;
-    let supervisor = Supervisor::from_settings(backend(), &settings)?;
+    let supervisor =
+        Supervisor::from_settings(backend(), &settings)?.with_home(Some(background_runtime()?));
     let embedded = EmbeddedSupervisor::run(supervisor)?;
     let handle = embedded.handle().clone();
     map.insert(TypeId::of::<B>(), Box::new(embedded));

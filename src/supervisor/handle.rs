@@ -41,6 +41,15 @@ impl<B: Backend> Clone for SupervisorHandle<B> {
     }
 }
 
+impl<B: Backend> std::fmt::Debug for SupervisorHandle<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorHandle")
+            .field("backend", &std::any::type_name::<B>())
+            .field("connected", &self.addr.connected())
+            .finish()
+    }
+}
+
 impl<B: Backend> From<Addr<Supervisor<B>>> for SupervisorHandle<B> {
     fn from(addr: Addr<Supervisor<B>>) -> Self {
         Self { addr }
