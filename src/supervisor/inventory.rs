@@ -49,7 +49,23 @@ pub struct Contains(pub PoolRef);
 #[rtype(result = "Vec<PoolListing>")]
 pub struct ListPools;
 
-/// One line of [`ListPools`]' answer.
+/// One line of [`ListPools`]' answer (and of
+/// [`SupervisorHandle::pools`](crate::SupervisorHandle::pools)).
+///
+/// ```
+/// use poolwarden::backends::sim::SimBackend;
+/// use poolwarden::{ConnectionConfig, PoolListing, SupervisorConfig, SupervisorHandle};
+///
+/// # actix::System::new().block_on(async {
+/// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+/// let pool = sup.pool(ConnectionConfig::parse("sim://app:s3cret@db1/orders")?).await?;
+/// let listing: Vec<PoolListing> = sup.pools().await?;
+/// assert_eq!(listing[0].key, pool.key());
+/// assert!(listing[0].running && listing[0].names.is_empty());
+/// assert!(!listing[0].target.contains("s3cret"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolListing {

@@ -19,6 +19,11 @@ use crate::pool::config::PoolConfig;
 use crate::secret::Secret;
 
 /// The prefix of the environment variables [`Settings::from_env`] reads.
+///
+/// ```
+/// // POOLWARDEN_SUPERVISOR__MAX_POOLS=64 sets `supervisor.max_pools`.
+/// assert_eq!(poolwarden::ENV_PREFIX, "POOLWARDEN_");
+/// ```
 pub const ENV_PREFIX: &str = "POOLWARDEN_";
 
 /// A supervisor's settings and the pools it knows by name: what the process-wide manager
@@ -109,6 +114,18 @@ impl TryFrom<RawSettings> for Settings {
 
 /// A pool in [`Settings`]: where it connects — a `url` or a `connection` table, exactly one —
 /// and optionally its own [`PoolConfig`].
+///
+/// ```
+/// use poolwarden::{NamedPool, Secret};
+///
+/// let orders = NamedPool {
+///     url: Some(Secret::new("postgres://app:s3cret@db1/orders")),
+///     ..NamedPool::default()
+/// };
+/// assert_eq!(orders.connection_config("orders")?.hosts[0].host, "db1");
+/// assert_eq!(NamedPool::default().connection_config("x").unwrap_err().field, "pools.x.url");
+/// # Ok::<(), poolwarden::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NamedPool {

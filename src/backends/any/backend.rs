@@ -28,6 +28,7 @@ use crate::backends::sqlite::SqliteBackend;
 ///
 /// let sim = SimBackend::new(7);
 /// let any = AnyBackend::default().with_sim(sim.clone());
+/// let _same_world: &SimBackend = any.sim();
 /// assert!(AnyBackend::schemes().contains(&"sim"));
 /// ```
 #[derive(Clone, Default)]
