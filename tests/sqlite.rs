@@ -127,10 +127,7 @@ async fn concurrent_writers_queue_on_the_write_gate() {
                     .write(move |tx| {
                         let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                         most_inside.fetch_max(now, Ordering::SeqCst);
-                        let r = tx.execute(
-                            "INSERT INTO t VALUES (?1, ?2)",
-                            [w as i64, n as i64],
-                        );
+                        let r = tx.execute("INSERT INTO t VALUES (?1, ?2)", [w as i64, n as i64]);
                         inside.fetch_sub(1, Ordering::SeqCst);
                         r
                     })
@@ -148,7 +145,11 @@ async fn concurrent_writers_queue_on_the_write_gate() {
         errors += t.await.unwrap();
     }
     assert_eq!(errors, 0);
-    assert_eq!(most_inside.load(Ordering::SeqCst), 1, "one writer at a time");
+    assert_eq!(
+        most_inside.load(Ordering::SeqCst),
+        1,
+        "one writer at a time"
+    );
     let mut conn = pool.acquire().await.unwrap();
     assert_eq!(count(&mut conn, "t").await, (WRITERS * INSERTS) as i64);
     let per_writer = conn
@@ -158,7 +159,10 @@ async fn concurrent_writers_queue_on_the_write_gate() {
         )
         .await
         .unwrap();
-    assert_eq!(per_writer, vec![vec![Value::Integer(INSERTS as i64)]; WRITERS]);
+    assert_eq!(
+        per_writer,
+        vec![vec![Value::Integer(INSERTS as i64)]; WRITERS]
+    );
 }
 
 #[actix::test]
@@ -249,10 +253,7 @@ async fn an_in_memory_database_is_shared_by_the_pools_connections() {
         .await
         .unwrap();
     assert!(tables.is_empty(), "{tables:?}");
-    let elsewhere = supervisor()
-        .pool_with(cfg, pool_config(1))
-        .await
-        .unwrap();
+    let elsewhere = supervisor().pool_with(cfg, pool_config(1)).await.unwrap();
     assert_eq!(elsewhere.key(), pool.key());
     let mut d = elsewhere.acquire().await.unwrap();
     assert!(d
@@ -270,7 +271,10 @@ async fn a_transaction_left_open_is_rolled_back_on_release() {
     conn.execute("CREATE TABLE t (x INTEGER)", vec![])
         .await
         .unwrap();
-    assert!(!SqliteBackend::default().needs_reset(&conn), "clean: no reset");
+    assert!(
+        !SqliteBackend::default().needs_reset(&conn),
+        "clean: no reset"
+    );
     conn.with(|c| c.execute_batch("BEGIN; INSERT INTO t VALUES (1);"))
         .await
         .unwrap();
@@ -387,7 +391,10 @@ async fn bad_configs_are_errors_naming_the_field() {
         ("sqlite://app:secret@x/a.db", "connection.password"),
         ("sqlite:///tmp/a.db?password=secret", "connection.password"),
         ("sqlite:///tmp/a.db?cache=shared", "connection.options"),
-        ("sqlite:///tmp/a.db?busy_timeout=never", "connection.options.busy_timeout"),
+        (
+            "sqlite:///tmp/a.db?busy_timeout=never",
+            "connection.options.busy_timeout",
+        ),
     ] {
         let e = ConnectionConfig::parse(url).expect_err(url);
         assert_eq!(e.field, want, "{url}: {e}");

@@ -15,10 +15,13 @@ use crate::secret::Secret;
 
 mod identity;
 mod sqlite;
+mod sqlite_options;
 mod url;
 
 #[cfg_attr(not(feature = "sqlite"), allow(unused_imports))]
-pub(crate) use sqlite::{canonical_path, OpenMode, SqliteOptions};
+pub(crate) use sqlite::canonical_path;
+#[cfg_attr(not(feature = "sqlite"), allow(unused_imports))]
+pub(crate) use sqlite_options::{OpenMode, SqliteOptions};
 
 /// TLS negotiation mode, with libpq's `sslmode` meanings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -286,30 +289,6 @@ impl ConnectionConfig {
             application_name: None,
             options: BTreeMap::new(),
             path: None,
-        }
-    }
-
-    /// A config for a SQLite database at `path` (a file, absolute or relative to the
-    /// current directory, or `:memory:`), with nothing else set.
-    ///
-    /// ```
-    /// use poolwarden::ConnectionConfig;
-    /// let c = ConnectionConfig::sqlite("/var/lib/app/app.db");
-    /// assert_eq!(c, ConnectionConfig::parse("sqlite:///var/lib/app/app.db")?);
-    /// assert_eq!(ConnectionConfig::sqlite(":memory:"), ConnectionConfig::parse("sqlite::memory:")?);
-    /// # Ok::<(), poolwarden::ConfigError>(())
-    /// ```
-    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
-        Self {
-            backend: "sqlite".into(),
-            hosts: Vec::new(),
-            database: None,
-            user: None,
-            password: None,
-            tls: TlsConfig::default(),
-            application_name: None,
-            options: BTreeMap::new(),
-            path: Some(path.into()),
         }
     }
 

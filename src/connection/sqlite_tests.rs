@@ -101,7 +101,8 @@ fn bad_urls_name_the_field() {
 fn validate_is_the_one_path() {
     let ok = ConnectionConfig::sqlite("/tmp/a.db");
     ok.validate().unwrap();
-    let cases: Vec<(fn(&mut ConnectionConfig), &str)> = vec![
+    type Change = fn(&mut ConnectionConfig);
+    let cases: Vec<(Change, &str)> = vec![
         (|c| c.path = None, "connection.path"),
         (|c| c.path = Some("".into()), "connection.path"),
         (|c| c.path = Some("a\0b".into()), "connection.path"),
@@ -191,7 +192,7 @@ fn options_are_read() {
     assert_eq!(
         o,
         SqliteOptions {
-            mode: OpenMode::ReadWriteCreate,
+            mode: OpenMode::Rwc,
             busy_timeout: Duration::from_secs(5),
             journal_mode: Some(JournalMode::Wal),
             foreign_keys: true,
@@ -202,7 +203,7 @@ fn options_are_read() {
     )
     .unwrap();
     let o = SqliteOptions::from_config(&c).unwrap();
-    assert_eq!(o.mode, OpenMode::ReadWrite);
+    assert_eq!(o.mode, OpenMode::Rw);
     assert_eq!(o.busy_timeout, Duration::from_millis(1500));
     assert_eq!(o.journal_mode, Some(JournalMode::Delete));
     assert!(!o.foreign_keys);

@@ -85,11 +85,9 @@ impl Backend for SqliteBackend {
 fn file_flags(mode: OpenMode) -> OpenFlags {
     // No SQLITE_OPEN_URI: the canonical path is a file name, never read as a URI.
     let access = match mode {
-        OpenMode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
-        OpenMode::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
-        OpenMode::ReadWriteCreate => {
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-        }
+        OpenMode::Ro => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        OpenMode::Rw => OpenFlags::SQLITE_OPEN_READ_WRITE,
+        OpenMode::Rwc => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
     };
     access | OpenFlags::SQLITE_OPEN_NO_MUTEX
 }

@@ -44,7 +44,7 @@ pub type Rows = Vec<Vec<Value>>;
 ///     .write(|tx| tx.execute("INSERT INTO kv VALUES ('a', 1), ('b', 2)", []))
 ///     .await?;
 /// assert_eq!(n, 2);
-/// let rows = conn.query("SELECT v FROM kv WHERE k = ?1", vec!["b".into()]).await?;
+/// let rows = conn.query("SELECT v FROM kv WHERE k = ?1", vec![Value::from("b".to_string())]).await?;
 /// assert_eq!(rows, vec![vec![Value::Integer(2)]]);
 /// let sum: i64 = conn
 ///     .with(|c| c.query_row("SELECT sum(v) FROM kv", [], |r| r.get(0)))
