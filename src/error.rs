@@ -42,6 +42,10 @@ impl fmt::Display for Phase {
 /// | `Capacity` | no: waits for a returned connection | no | lowers its effective size to what the server accepted, grows back with backoff |
 /// | `Auth`, `Config` | no | no | the caller gets the error at once |
 /// | `Query` | yes | no | the server answered: nothing against the endpoint |
+/// | SQLite: cannot open the file (directory missing, no permission, no file under `mode=rw`), corrupt file, not a database → `Config` | no | no | a wrong path or a bad file is not an outage: the caller gets the error at once |
+/// | SQLite: `SQLITE_BUSY` / `SQLITE_LOCKED` once `busy_timeout` ran out → `Timeout` | yes, with backoff | yes | another connection holds the lock |
+/// | SQLite: disk full, I/O error, out of memory → `Other` | yes, with backoff | yes | the disk is the endpoint: full is an outage that freeing space ends (`Capacity` would shrink the pool, which frees no disk) |
+/// | SQLite: a failed statement → `Query` | yes | no | as for any server |
 ///
 /// A connection that breaks while checked out, a failed query and a caller's
 /// cancellation are not reported as kinds at all: the connection is closed and replaced,

@@ -776,6 +776,7 @@ fn valid_config() -> impl Strategy<Value = ConnectionConfig> {
                     },
                     application_name: app,
                     options,
+                    path: None,
                 }
             },
         )

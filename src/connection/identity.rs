@@ -1,5 +1,6 @@
 //! A config's identity: what the pool key covers (everything that changes what a
-//! connection is) and never the password.
+//! connection is) and never the password. For SQLite that is the canonical path of the
+//! database file, which costs a `realpath` of its directory per key.
 
 use sha2::{Digest, Sha256};
 
@@ -40,6 +41,13 @@ impl PoolKey {
         for (k, v) in &config.options {
             field("option.key", k.as_bytes());
             field("option.value", v.as_bytes());
+        }
+        // Only SQLite configs have a path (so the keys of the others are unchanged): the
+        // canonical one, so that every spelling of one file is one pool. `:memory:` keys as
+        // itself.
+        if let Some(p) = &config.path {
+            let canonical = super::sqlite::canonical_path(p);
+            field("path", canonical.to_string_lossy().as_bytes());
         }
         Self::from_digest(h.finalize().into())
     }

@@ -14,7 +14,14 @@ use crate::limits::{self, validated_config};
 use crate::secret::Secret;
 
 mod identity;
+mod sqlite;
+mod sqlite_options;
 mod url;
+
+#[cfg_attr(not(feature = "sqlite"), allow(unused_imports))]
+pub(crate) use sqlite::canonical_path;
+#[cfg_attr(not(feature = "sqlite"), allow(unused_imports))]
+pub(crate) use sqlite_options::{OpenMode, SqliteOptions};
 
 /// TLS negotiation mode, with libpq's `sslmode` meanings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -176,11 +183,13 @@ validated_config! {
 /// ```
 #[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectionConfig {
-    /// Backend kind: `postgres`, `redis`, `mysql`, `sim`, or a custom adapter's name (ASCII
-    /// letters, digits, `+ - . _`).
+    /// Backend kind: `postgres`, `redis`, `mysql`, `sim`, `sqlite`, or a custom adapter's
+    /// name (ASCII letters, digits, `+ - . _`).
     pub backend: String,
     /// One or more server addresses (several for multi-host connection strings). See
-    /// [`Host`] for what a host may be.
+    /// [`Host`] for what a host may be. Required (non-empty) for every backend but
+    /// `sqlite`, for which it must be empty: a SQLite database is a [`path`](Self::path).
+    #[serde(default)]
     pub hosts: Vec<Host>,
     /// Database name (PostgreSQL, MySQL) or number (Redis). Default: none; when set, not
     /// empty and without control characters.
@@ -207,6 +216,49 @@ pub struct ConnectionConfig {
     /// not options.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// SQLite only (and required there): the database file, absolute or relative to the
+    /// current directory, or `:memory:` for an in-memory database. Default: none; must be
+    /// none for every other backend. Not empty, UTF-8, no control characters, naming a file
+    /// (not ending in `/`). A SQLite config has no hosts, user, password, database,
+    /// application name or TLS settings: any of them is an error naming the field.
+    ///
+    /// The [pool key](crate::PoolKey) covers the *canonical* path (the parent directory
+    /// resolved through symlinks, `.` and `..`, plus the file name; the file need not exist
+    /// yet), so `sqlite://./a.db` and `sqlite:///<cwd>/a.db` are one pool. A relative path is
+    /// resolved against the current directory each time the key is computed or a connection
+    /// opened. Every `:memory:` config with the same options has the same key, and each pool
+    /// of one [`SqliteBackend`](crate::backends) value gets one in-memory database shared by
+    /// its connections (it lives while one of them is open).
+    ///
+    /// SQLite [`options`](Self::options) (unknown keys and bad values are errors naming
+    /// `connection.options…`):
+    ///
+    /// | option | values | default |
+    /// |---|---|---|
+    /// | `mode` | `ro` (read only), `rw` (read-write, the file must exist), `rwc` (read-write, created if missing) | `rwc` |
+    /// | `busy_timeout` | how long a statement waits for a lock held by another connection: `5s`, `250ms`, or milliseconds (`5000`); `0` = fail at once; at most 24 days | `5s` |
+    /// | `journal_mode` | `wal`, `delete`, `truncate`, `persist`, `memory`, `off` (files; not with `mode=ro`) | `wal` for files opened read-write |
+    /// | `foreign_keys` | `on` / `off` (`true` / `false`) | `on` |
+    ///
+    /// ```
+    /// use poolwarden::ConnectionConfig;
+    /// let from_url = ConnectionConfig::parse("sqlite://data/app.db?busy_timeout=2s")?;
+    /// let from_toml: ConnectionConfig = toml::from_str(
+    ///     "backend = \"sqlite\"\npath = \"data/app.db\"\noptions = { busy_timeout = \"2s\" }",
+    /// ).unwrap();
+    /// assert_eq!(from_url, from_toml);
+    /// let mut code = ConnectionConfig::sqlite("data/app.db");
+    /// code.options.insert("busy_timeout".into(), "2s".into());
+    /// assert_eq!(code, from_url);
+    /// assert_eq!(code.to_string(), "sqlite://data/app.db");
+    /// assert_eq!(code.primary_host(), "data/app.db");
+    ///
+    /// code.user = Some("app".into());
+    /// assert_eq!(code.validate().unwrap_err().field, "connection.user");
+    /// # Ok::<(), poolwarden::ConfigError>(())
+    /// ```
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
 }
 fields: ConnectionConfigFields, #[serde(deny_unknown_fields)];
 }
@@ -236,6 +288,7 @@ impl ConnectionConfig {
             tls: TlsConfig::default(),
             application_name: None,
             options: BTreeMap::new(),
+            path: None,
         }
     }
 
@@ -259,6 +312,15 @@ impl ConnectionConfig {
             return Err(ConfigError::new(
                 "connection.backend",
                 "must be ASCII letters, digits, `+`, `-`, `.` or `_`",
+            ));
+        }
+        if self.backend == "sqlite" {
+            return self.validate_sqlite();
+        }
+        if self.path.is_some() {
+            return Err(ConfigError::new(
+                "connection.path",
+                "is for the sqlite backend only; this backend connects to `hosts`",
             ));
         }
         if self.hosts.is_empty() {
@@ -314,12 +376,14 @@ impl ConnectionConfig {
         Ok(())
     }
 
-    /// The first host as `host:port`.
+    /// The first host as `host:port`; for SQLite (no hosts) the [`path`](Self::path) as
+    /// written (`:memory:` for an in-memory database).
     pub fn primary_host(&self) -> String {
-        self.hosts
-            .first()
-            .map(|h| h.to_string())
-            .unwrap_or_default()
+        match (self.hosts.first(), &self.path) {
+            (Some(h), _) => h.to_string(),
+            (None, Some(p)) => p.to_string_lossy().into_owned(),
+            (None, None) => String::new(),
+        }
     }
 }
 
@@ -334,6 +398,7 @@ impl fmt::Debug for ConnectionConfig {
             .field("tls", &self.tls)
             .field("application_name", &self.application_name)
             .field("options", &self.options)
+            .field("path", &self.path)
             .finish()
     }
 }

@@ -25,8 +25,8 @@ impl ConnectionConfig {
     }
 
     /// Parse a `postgres://`, `postgresql://`, `redis://`, `rediss://`, `mysql://`,
-    /// `mariadb://` or `sim://` URL. Input that could mean two things is refused rather
-    /// than guessed at.
+    /// `mariadb://`, `sim://` or `sqlite:` URL. Input that could mean two things is refused
+    /// rather than guessed at.
     ///
     /// # URL syntax
     ///
@@ -59,6 +59,29 @@ impl ConnectionConfig {
     /// `password`, `user`, `dbname`; any other becomes an entry of [`options`](Self::options).
     /// Several hosts may be given as `host1:5432,host2:5433`. The result is validated
     /// ([`validate`](Self::validate)).
+    ///
+    /// # SQLite
+    ///
+    /// A SQLite URL names a file, not a host; it sets [`path`](Self::path) and leaves
+    /// `hosts` empty: `sqlite:///abs/path.db` (absolute), `sqlite://relative.db` or
+    /// `sqlite:relative.db` (relative to the current directory), `sqlite::memory:` (an
+    /// in-memory database), each optionally followed by `?key=value&…` options (`mode`,
+    /// `busy_timeout`, `journal_mode`, `foreign_keys`; see [`path`](Self::path)). The path is
+    /// percent-decoded. What reads as a host is refused: user info (`sqlite://u@…`), a
+    /// `host:port` first segment, `localhost`, `[v6]`; so is a raw `@` anywhere after
+    /// `sqlite://` (write `%40`).
+    ///
+    /// ```
+    /// use poolwarden::ConnectionConfig;
+    /// let c = ConnectionConfig::parse("sqlite:///var/lib/app/app.db?busy_timeout=2s")?;
+    /// assert_eq!(c.path.as_deref(), Some(std::path::Path::new("/var/lib/app/app.db")));
+    /// assert!(c.hosts.is_empty());
+    /// assert_eq!(c.to_string(), "sqlite:///var/lib/app/app.db");
+    /// let field = |url| ConnectionConfig::parse(url).unwrap_err().field;
+    /// assert_eq!(field("sqlite://db:5432/app.db"), "connection.hosts[0].port");
+    /// assert_eq!(field("sqlite://app.db?colour=blue"), "connection.options");
+    /// # Ok::<(), poolwarden::ConfigError>(())
+    /// ```
     pub fn parse(input: &str) -> Result<Self, ConfigError> {
         let url = |reason: &str| ConfigError::new("connection.url", reason);
         if let Some((at, c)) = input.char_indices().find(|(_, c)| c.is_control()) {
@@ -69,6 +92,9 @@ impl ConnectionConfig {
                     c as u32
                 ),
             ));
+        }
+        if let Some(rest) = input.strip_prefix("sqlite:") {
+            return Self::parse_sqlite(rest);
         }
         let (scheme, rest) = input
             .split_once("://")
@@ -81,7 +107,7 @@ impl ConnectionConfig {
             "sim" => ("sim", None),
             _ => {
                 return Err(url(
-                    "has an unsupported scheme (expected postgres, postgresql, redis, rediss, mysql, mariadb or sim)",
+                    "has an unsupported scheme (expected postgres, postgresql, redis, rediss, mysql, mariadb, sim or sqlite)",
                 ))
             }
         };
@@ -174,6 +200,7 @@ impl ConnectionConfig {
             },
             application_name: None,
             options: BTreeMap::new(),
+            path: None,
         };
         let mut seen: Vec<&'static str> = Vec::new();
         let mut once = |field: &'static str| {
@@ -291,6 +318,9 @@ impl ConnectionConfig {
     }
 
     fn write_url(&self, f: &mut impl fmt::Write, password: Password, query: bool) -> fmt::Result {
+        if self.backend == "sqlite" {
+            return self.write_sqlite_url(f, query);
+        }
         write!(f, "{}://", self.backend)?;
         if self.user.is_some() || self.password.is_some() {
             if let Some(u) = &self.user {
@@ -424,7 +454,7 @@ fn parse_host(i: usize, part: &str, port_default: Option<u16>) -> Result<Host, C
 }
 
 /// RFC 3986 percent-decoding (`+` stays `+`); `None` for a stray `%` or non-UTF-8 result.
-fn percent_decode(s: &str) -> Option<String> {
+pub(super) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -443,7 +473,7 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// Percent-encode everything but RFC 3986's unreserved characters and `keep`.
-fn percent_encode(s: &str, keep: &[u8]) -> String {
+pub(super) fn percent_encode(s: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
