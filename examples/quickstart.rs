@@ -48,6 +48,8 @@ async fn ping(conn: &mut AnyConnection) -> Result<(), Box<dyn std::error::Error>
         AnyConnection::Postgres(pg) => drop(pg.simple_query("SELECT 1").await?),
         AnyConnection::Redis(redis) => redis::cmd("PING").query_async::<()>(redis).await?,
         AnyConnection::Sim(sim) => drop(sim.query("SELECT 1").await?),
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(db) => drop(db.query("SELECT 1", vec![]).await?),
         other => println!("connected ({})", other.kind()),
     }
     Ok(())

@@ -1,8 +1,8 @@
 //! One supervisor over every kind of database: `AnyBackend` against a real PostgreSQL, a
-//! real Redis and a real MariaDB at once (throwaway servers), plus the simulated backend —
-//! typed access to each connection, one `GetStats`, one `HealthCheck`, errors that say
-//! what happened underneath, schemes this build does not serve, and asking what exists
-//! without creating anything.
+//! real Redis and a real MariaDB at once (throwaway servers), a SQLite file and the
+//! simulated backend — typed access to each connection, one `GetStats`, one
+//! `HealthCheck`, errors that say what happened underneath, schemes this build does not
+//! serve, and asking what exists without creating anything.
 
 mod common;
 
@@ -30,7 +30,7 @@ fn start() -> SupervisorHandle<AnyBackend> {
 }
 
 #[actix::test]
-async fn one_supervisor_serves_postgres_redis_mariadb_and_sim_at_once() {
+async fn one_supervisor_serves_postgres_redis_mariadb_sqlite_and_sim_at_once() {
     let (Some(pg), Some(redis), Some(maria)) = (
         PgServer::shared(),
         RedisServer::shared(),
@@ -51,6 +51,13 @@ async fn one_supervisor_serves_postgres_redis_mariadb_and_sim_at_once() {
             ConnectionConfig::parse("sim://primary/app").unwrap(),
             pool_config(),
         )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("any.db");
+    let sqlite_url = format!("sqlite://{}", file.display());
+    let sqlite_pool = sup
+        .pool_with(ConnectionConfig::parse(&sqlite_url).unwrap(), pool_config())
         .await
         .unwrap();
 
@@ -93,23 +100,35 @@ async fn one_supervisor_serves_postgres_redis_mariadb_and_sim_at_once() {
 
         let mut conn = sim_pool.acquire().await.unwrap();
         conn.as_sim().unwrap().query("SELECT 1").await.unwrap();
+        drop(conn);
+
+        let mut conn = sqlite_pool.acquire().await.unwrap();
+        let db = conn.as_sqlite().unwrap();
+        db.write(move |tx| {
+            tx.execute_batch("CREATE TABLE IF NOT EXISTS t (n INTEGER)")?;
+            tx.execute("INSERT INTO t VALUES (?1)", [round])
+        })
+        .await
+        .unwrap();
+        let rows = db.query("SELECT count(*) FROM t", vec![]).await.unwrap();
+        assert_eq!(rows[0][0], rusqlite::types::Value::Integer(round + 1));
     }
 
     let stats = sup.stats().await.unwrap();
-    assert_eq!(stats.pools, 4, "{stats:?}");
-    assert_eq!(stats.connections_served, 12, "{stats:?}");
+    assert_eq!(stats.pools, 5, "{stats:?}");
+    assert_eq!(stats.connections_served, 15, "{stats:?}");
     assert!(stats.per_pool.iter().all(|p| p.served == 3), "{stats:?}");
     let health = sup.health().await.unwrap();
     assert_eq!(health.status, HealthStatus::Healthy, "{health:?}");
-    assert_eq!(health.healthy, 4, "{health:?}");
+    assert_eq!(health.healthy, 5, "{health:?}");
     let listed = sup.pools().await.unwrap();
-    assert_eq!(listed.len(), 4);
+    assert_eq!(listed.len(), 5);
     assert!(listed
         .iter()
         .all(|l| l.running && !l.target.contains(pg.password())));
 
     let report = sup.shutdown(secs(5)).await.unwrap();
-    assert_eq!(report.pools_closed, 4, "{report:?}");
+    assert_eq!(report.pools_closed, 5, "{report:?}");
     assert_eq!(pg.wait_backend_connections(&app, 0, secs(10)).await, 0);
 }
 

@@ -89,11 +89,6 @@ impl<B: Backend> Pending<'_, B> {
         &mut self.conn.as_mut().expect("present until kept").raw
     }
 
-    /// Opened with a credential the pool has since replaced.
-    pub(super) fn credential_retired(&self) -> bool {
-        self.conn.as_ref().is_some_and(|c| c.credential.retired())
-    }
-
     pub(super) fn keep(mut self) -> Conn<B::Connection> {
         self.conn.take().expect("present until kept")
     }
