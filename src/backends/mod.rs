@@ -132,3 +132,5 @@ pub mod redis;
     feature = "redis"
 ))]
 mod support;
+#[cfg(any(feature = "mysql", feature = "postgres", feature = "redis"))]
+mod tls;

@@ -6,7 +6,8 @@ use std::io;
 
 use tokio_postgres::error::SqlState;
 
-use crate::backends::support::redact;
+use crate::backends::support::{chain, redact};
+use crate::backends::tls::{self, find_rustls_error};
 use crate::error::{BackendError, BackendErrorKind};
 use crate::secret::Secret;
 
@@ -47,21 +48,6 @@ fn describe(e: &tokio_postgres::Error) -> String {
         next = cause.source();
     }
     s
-}
-
-/// Every error in the source chain, looking inside `io::Error`s too (their `source()`
-/// skips the wrapped error).
-fn chain<'a>(e: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
-    let mut out = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        out.push(err);
-        next = match err.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn StdError + 'static)),
-            None => err.source(),
-        };
-    }
-    out
 }
 
 fn classify(e: &tokio_postgres::Error, stage: Stage) -> BackendErrorKind {
@@ -113,23 +99,8 @@ fn classify(e: &tokio_postgres::Error, stage: Stage) -> BackendErrorKind {
     if e.is_closed() {
         return lost;
     }
-    for cause in chain(e) {
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return match tls {
-                rustls::Error::InvalidCertificate(_)
-                | rustls::Error::NoCertificatesPresented
-                | rustls::Error::UnsupportedNameType => K::Config,
-                rustls::Error::AlertReceived(
-                    rustls::AlertDescription::BadCertificate
-                    | rustls::AlertDescription::CertificateRequired
-                    | rustls::AlertDescription::UnknownCA
-                    | rustls::AlertDescription::CertificateRevoked
-                    | rustls::AlertDescription::CertificateExpired
-                    | rustls::AlertDescription::AccessDenied,
-                ) => K::Auth,
-                _ => K::Connect,
-            };
-        }
+    if let Some(tls) = find_rustls_error(e) {
+        return tls::error_kind(tls);
     }
     let text = describe(e);
     if text.contains("server does not support TLS") || text.starts_with("invalid configuration") {

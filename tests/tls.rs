@@ -1,0 +1,1 @@
+//! TLS against real servers (placeholder, filled in below).
