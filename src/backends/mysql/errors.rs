@@ -32,9 +32,9 @@ pub(super) fn classify(e: &MyError) -> BackendErrorKind {
             // access denied (user, database, no password), plugin not supported, password
             // expired, host not allowed
             1044 | 1045 | 1698 | 1251 | 1820 | 1862 | 1130 => BackendErrorKind::Auth,
-            // unknown database; clear text refused by a server with require_secure_transport
-            // (MySQL 3159, MariaDB 4151: the endpoint is up, the configuration is wrong)
-            1049 | 3159 | 4151 => BackendErrorKind::Config,
+            // unknown database; clear text refused by a MySQL server with
+            // require_secure_transport (MariaDB says 1045, access denied, instead)
+            1049 | 3159 => BackendErrorKind::Config,
             // too many connections (server, user, user limit): capacity, not an outage
             1040 | 1203 | 1226 => BackendErrorKind::Capacity,
             _ => BackendErrorKind::Connect,

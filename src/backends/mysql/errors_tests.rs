@@ -12,7 +12,7 @@ fn server_errors_are_classified() {
     assert_eq!(classify(&server(1045)), BackendErrorKind::Auth);
     assert_eq!(classify(&server(1049)), BackendErrorKind::Config);
     assert_eq!(classify(&server(1040)), BackendErrorKind::Capacity);
-    assert_eq!(classify(&server(4151)), BackendErrorKind::Config);
+    assert_eq!(classify(&server(3159)), BackendErrorKind::Config);
     assert_eq!(
         classify(&MyError::Driver(DriverError::ConnectionClosed)),
         BackendErrorKind::Connect

@@ -67,10 +67,12 @@
 //! mysql_async asks rustls for the process-wide default provider: if the application also
 //! enables rustls's `aws-lc-rs`, install one with `CryptoProvider::install_default`.
 //!
-//! A server certificate that fails verification, a server that offers no TLS, and a server
-//! with `require_secure_transport` refusing clear text are [`Config`](BackendErrorKind::Config)
-//! errors (not retried, not counted against the endpoint); a handshake that fails otherwise is
-//! a [`Connect`](BackendErrorKind::Connect) error.
+//! A server certificate that fails verification, a server that offers no TLS, and a MySQL
+//! server with `require_secure_transport` refusing clear text (3159) are
+//! [`Config`](BackendErrorKind::Config) errors (not retried, not counted against the
+//! endpoint); MariaDB refuses that clear text with "Access denied" (1045), an
+//! [`Auth`](BackendErrorKind::Auth) error, as it does a wrong password. A handshake that
+//! fails otherwise is a [`Connect`](BackendErrorKind::Connect) error.
 //!
 //! **Never `Debug`-print the inner [`Conn`]**: mysql_async's `Debug` prints its options,
 //! password included. [`MysqlConnection`]'s own `Debug` shows only the connection id.
