@@ -1,5 +1,5 @@
 //! TLS through rustls, shared by the PostgreSQL, Redis and MySQL backends: the client
-//! configuration for a [`TlsConfig`] (PostgreSQL and Redis hand it to their TLS stream;
+//! configuration for a [`TlsConfig`](crate::connection::TlsConfig) (PostgreSQL and Redis hand it to their TLS stream;
 //! mysql_async builds its own from the same files), cached per TLS setting and rebuilt when a
 //! file changes; the certificate verifiers for `prefer` / `require` / *verify-ca*; and how a
 //! TLS failure is classified and described.
@@ -30,8 +30,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::support::chain;
 #[cfg(any(feature = "postgres", feature = "redis"))]
-use crate::connection::SslMode;
-use crate::connection::TlsConfig;
+use crate::connection::{SslMode, TlsConfig};
 use crate::error::{BackendError, BackendErrorKind};
 
 /// One client-side TLS object (a connector) per TLS setting, built from [`client_config`]
@@ -39,8 +38,12 @@ use crate::error::{BackendError, BackendErrorKind};
 /// the cache.
 #[cfg(any(feature = "postgres", feature = "redis"))]
 pub(crate) struct TlsCache<T> {
-    entries: Arc<Mutex<HashMap<TlsConfig, (Vec<Option<(SystemTime, u64)>>, T)>>>,
+    entries: Arc<Mutex<HashMap<TlsConfig, (Stamp, T)>>>,
 }
+
+/// Modification time and size of the CA, certificate and key files, when they exist.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+type Stamp = Vec<Option<(SystemTime, u64)>>;
 
 #[cfg(any(feature = "postgres", feature = "redis"))]
 impl<T> Default for TlsCache<T> {

@@ -32,6 +32,21 @@ pub(super) fn pg_error(
     BackendError::new(kind, message).with_source(e)
 }
 
+/// [`pg_error`] for a failed connect to `host`: a TLS failure is described in a few words
+/// (`TLS: certificate not valid for host db1`).
+pub(super) fn pg_connect_error(
+    e: tokio_postgres::Error,
+    what: &str,
+    host: &str,
+    password: Option<&Secret>,
+) -> BackendError {
+    let Some(short) = find_rustls_error(&e).map(|t| tls::describe(t, host)) else {
+        return pg_error(e, Stage::Connect, what, password);
+    };
+    let kind = classify(&e, Stage::Connect);
+    BackendError::new(kind, redact(&format!("{what}: {short}"), password)).with_source(e)
+}
+
 fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());

@@ -36,7 +36,7 @@
 //! connection; default none, so blocking commands work). Several hosts are tried in order.
 //!
 //! **TLS** with rustls (ring), the same client configuration as the
-//! [PostgreSQL backend](super::postgres)'s: this backend does the handshake itself (with
+//! PostgreSQL backend's: this backend does the handshake itself (with
 //! `tokio-rustls`) and hands the encrypted stream to redis-rs, which therefore needs no TLS
 //! feature of its own. `rediss://` means `verify-full`: the chain is verified against
 //! `ca_file` (`sslrootcert`), or without one the webpki (Mozilla) roots, and the host name or
