@@ -135,3 +135,5 @@ pub mod sqlite;
     feature = "redis"
 ))]
 mod support;
+#[cfg(any(feature = "mysql", feature = "postgres", feature = "redis"))]
+mod tls;

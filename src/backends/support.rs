@@ -4,6 +4,7 @@
 //!   messages: drivers' `Display` may echo a connection URL (`redis://:pw@host`) or, rarely,
 //!   the password itself. Every backend error message built from a driver's text goes
 //!   through it.
+//! - [`chain`] walks an error's sources, inside `io::Error`s too.
 //! - [`ManagerCache`] keeps one connection manager per pool key for the adapters (their
 //!   shared facade is in `adapter.rs`).
 
@@ -17,6 +18,27 @@ use crate::connection::ConnectionConfig;
 use crate::error::BackendError;
 use crate::key::PoolKey;
 use crate::secret::Secret;
+
+/// Every error in the source chain of `e`, `e` first, looking inside `io::Error`s too (their
+/// `source()` skips the wrapped error).
+#[cfg(any(feature = "mysql", feature = "postgres", feature = "redis"))]
+pub(crate) fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        out.push(err);
+        next = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    out
+}
 
 /// `text` with the password (when given and non-empty) and the password part of every
 /// `scheme://user:password@host` URL replaced by `***`.

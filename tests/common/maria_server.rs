@@ -14,6 +14,7 @@ use poolwarden::{ConnectionConfig, Secret};
 use super::process::{
     on_free_port, pidfile_reaper_script, start_from_template, terminate, Process, ProcessSpec,
 };
+use super::tls::TlsFiles;
 use super::{
     copy_tree, find_binary, is_root, log_tail, random_hex, run, server_dir, skip, wait_for, Reaper,
 };
@@ -40,6 +41,10 @@ pub struct MariaOptions {
     pub max_connections: Option<u32>,
     /// Extra `mariadbd` arguments, e.g. `["--wait-timeout=5"]`.
     pub args: Vec<String>,
+    /// TLS with these server certificate, key and CA files (`--ssl-cert`, `--ssl-key`,
+    /// `--ssl-ca`). Add `--require-secure-transport` to `args` to refuse clear text over
+    /// TCP (the harness's admin connections use the Unix socket, which stays allowed).
+    pub tls: Option<TlsFiles>,
 }
 
 #[derive(Clone)]
@@ -166,6 +171,11 @@ impl MariaServer {
             .arg(format!("--log-error={}", p.log_path().display()));
         if let Some(n) = self.opts.max_connections {
             cmd.arg(format!("--max-connections={n}"));
+        }
+        if let Some(tls) = &self.opts.tls {
+            cmd.arg(format!("--ssl-cert={}", tls.cert_file.display()))
+                .arg(format!("--ssl-key={}", tls.key_file.display()))
+                .arg(format!("--ssl-ca={}", tls.ca_file.display()));
         }
         cmd.args(&self.opts.args);
         let port = p.port();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use poolwarden::{ConnectionConfig, Secret};
 
 use super::process::{on_free_port, Process, ProcessSpec};
+use super::tls::TlsFiles;
 use super::{find_binary, skip};
 
 /// `redis-server` as the harness runs it.
@@ -29,6 +30,10 @@ pub struct RedisOptions {
     pub password: Option<String>,
     /// Extra `redis-server` arguments, e.g. `["--maxclients", "10"]`.
     pub args: Vec<String>,
+    /// TLS only: the port speaks TLS (`--tls-port`, `--port 0`) with these server
+    /// certificate, key and CA files; client certificates are optional (`--tls-auth-clients
+    /// optional`, override with `args`). Admin connections then go through a Unix socket.
+    pub tls: Option<TlsFiles>,
 }
 
 /// A Redis server on `127.0.0.1:<free port>`, without persistence. Killed and deleted on
@@ -72,9 +77,22 @@ impl RedisServer {
     fn spawn(&self) -> Result<(), String> {
         let p = &self.process;
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("--port")
-            .arg(p.port().to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        match &self.opts.tls {
+            None => cmd.arg("--port").arg(p.port().to_string()),
+            Some(tls) => cmd
+                .args(["--port", "0", "--tls-port"])
+                .arg(p.port().to_string())
+                .arg("--tls-cert-file")
+                .arg(&tls.cert_file)
+                .arg("--tls-key-file")
+                .arg(&tls.key_file)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca_file)
+                .args(["--tls-auth-clients", "optional", "--unixsocket"])
+                .arg(self.unix_socket())
+                .args(["--unixsocketperm", "700"]),
+        };
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--protected-mode", "yes"])
             .arg("--dir")
             .arg(p.dir())
@@ -127,11 +145,15 @@ impl RedisServer {
         self.process.dir()
     }
 
-    /// `redis://[:password@]127.0.0.1:<port>`.
+    /// `redis://[:password@]127.0.0.1:<port>` (`rediss://` when the port speaks TLS).
     pub fn url(&self) -> String {
+        let scheme = match self.opts.tls {
+            None => "redis",
+            Some(_) => "rediss",
+        };
         match &self.opts.password {
-            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port()),
-            None => format!("redis://127.0.0.1:{}", self.port()),
+            Some(pw) => format!("{scheme}://:{pw}@127.0.0.1:{}", self.port()),
+            None => format!("{scheme}://127.0.0.1:{}", self.port()),
         }
     }
 
@@ -142,9 +164,17 @@ impl RedisServer {
         c
     }
 
-    /// A synchronous admin connection (authenticated when the server has a password).
+    fn unix_socket(&self) -> PathBuf {
+        self.process.dir().join("redis.sock")
+    }
+
+    /// A synchronous admin connection (authenticated when the server has a password);
+    /// through the Unix socket when the TCP port speaks TLS.
     pub fn admin(&self) -> Result<RespConn, String> {
-        let mut c = RespConn::connect(self.port())?;
+        let mut c = match self.opts.tls {
+            None => RespConn::connect(self.port())?,
+            Some(_) => RespConn::connect_unix(&self.unix_socket())?,
+        };
         if let Some(pw) = &self.opts.password {
             c.command(&["AUTH", pw])?;
         }
@@ -211,9 +241,13 @@ impl Resp {
     }
 }
 
+/// A socket the admin client talks through.
+trait Socket: Read + Write + Send {}
+impl<T: Read + Write + Send> Socket for T {}
+
 /// A blocking RESP2 connection for admin commands. Error replies become `Err`.
 pub struct RespConn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Box<dyn Socket>>,
 }
 
 impl RespConn {
@@ -223,7 +257,17 @@ impl RespConn {
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| e.to_string())?;
         Ok(RespConn {
-            reader: BufReader::new(s),
+            reader: BufReader::new(Box::new(s)),
+        })
+    }
+
+    /// Connect to the Unix socket at `path`.
+    pub fn connect_unix(path: &Path) -> Result<RespConn, String> {
+        let s = std::os::unix::net::UnixStream::connect(path).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        Ok(RespConn {
+            reader: BufReader::new(Box::new(s)),
         })
     }
 

@@ -17,6 +17,24 @@ pub struct Issued {
     pub key_pem: String,
 }
 
+/// The files a TLS test needs, in the CA's directory: the CA certificate, a server
+/// certificate and key, a client certificate and key (PEM). The directory and files are
+/// world-readable, so servers running as another user (PostgreSQL as `postgres`) can read
+/// them too; they hold throwaway test keys only.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The CA certificate.
+    pub ca_file: PathBuf,
+    /// The server certificate (for the names it was issued for).
+    pub cert_file: PathBuf,
+    /// The server's private key.
+    pub key_file: PathBuf,
+    /// A client certificate issued by the same CA.
+    pub client_cert: PathBuf,
+    /// The client certificate's private key (PKCS#8, ECDSA P-256).
+    pub client_key: PathBuf,
+}
+
 /// A throwaway certificate authority.
 pub struct TestCa {
     cert: rcgen::Certificate,
@@ -97,9 +115,29 @@ impl TestCa {
 
     /// Write `contents` to `<tmp>/name` (deleted with the CA); returns the path.
     pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let path = self.dir.path().join(name);
         std::fs::write(&path, contents).expect("write PEM file");
+        let readable = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(&path, readable).expect("chmod PEM file");
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the CA directory");
         path
+    }
+
+    /// Write the CA certificate, a server certificate for `names` (e.g. `["127.0.0.1",
+    /// "localhost"]`) and a client certificate whose common name is `client_cn`, each under
+    /// `<prefix>-…` names (so one CA can issue several sets).
+    pub fn files(&self, prefix: &str, names: &[&str], client_cn: &str) -> TlsFiles {
+        let server = self.server_cert(names);
+        let client = self.client_cert(client_cn);
+        TlsFiles {
+            ca_file: self.write(&format!("{prefix}-ca.pem"), &self.cert_pem()),
+            cert_file: self.write(&format!("{prefix}-server.crt"), &server.cert_pem),
+            key_file: self.write(&format!("{prefix}-server.key"), &server.key_pem),
+            client_cert: self.write(&format!("{prefix}-client.crt"), &client.cert_pem),
+            client_key: self.write(&format!("{prefix}-client.key"), &client.key_pem),
+        }
     }
 
     /// The temporary directory holding written files.

@@ -10,7 +10,7 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::connection::{Closer, PgConnection};
-use super::errors::{pg_error, Stage};
+use super::errors::{pg_connect_error, pg_error, Stage};
 use super::options::Options;
 use super::session::Session;
 use super::tap::{Socket, Tap};
@@ -90,10 +90,10 @@ pub(super) async fn connect_host(
     };
     let user = config.user.as_deref().unwrap_or("<default>");
     let (client, connection) = pg.connect_raw(tap, connector).await.map_err(|e| {
-        pg_error(
+        pg_connect_error(
             e,
-            Stage::Connect,
             &format!("connecting to {where_} as {user}"),
+            &host.host,
             password,
         )
     })?;

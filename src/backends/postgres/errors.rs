@@ -6,7 +6,8 @@ use std::io;
 
 use tokio_postgres::error::SqlState;
 
-use crate::backends::support::redact;
+use crate::backends::support::{chain, redact};
+use crate::backends::tls::{self, find_rustls_error};
 use crate::error::{BackendError, BackendErrorKind};
 use crate::secret::Secret;
 
@@ -31,6 +32,21 @@ pub(super) fn pg_error(
     BackendError::new(kind, message).with_source(e)
 }
 
+/// [`pg_error`] for a failed connect to `host`: a TLS failure is described in a few words
+/// (`TLS: certificate not valid for host db1`).
+pub(super) fn pg_connect_error(
+    e: tokio_postgres::Error,
+    what: &str,
+    host: &str,
+    password: Option<&Secret>,
+) -> BackendError {
+    let Some(short) = find_rustls_error(&e).map(|t| tls::describe(t, host)) else {
+        return pg_error(e, Stage::Connect, what, password);
+    };
+    let kind = classify(&e, Stage::Connect);
+    BackendError::new(kind, redact(&format!("{what}: {short}"), password)).with_source(e)
+}
+
 fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
@@ -47,21 +63,6 @@ fn describe(e: &tokio_postgres::Error) -> String {
         next = cause.source();
     }
     s
-}
-
-/// Every error in the source chain, looking inside `io::Error`s too (their `source()`
-/// skips the wrapped error).
-fn chain<'a>(e: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
-    let mut out = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        out.push(err);
-        next = match err.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn StdError + 'static)),
-            None => err.source(),
-        };
-    }
-    out
 }
 
 fn classify(e: &tokio_postgres::Error, stage: Stage) -> BackendErrorKind {
@@ -113,23 +114,8 @@ fn classify(e: &tokio_postgres::Error, stage: Stage) -> BackendErrorKind {
     if e.is_closed() {
         return lost;
     }
-    for cause in chain(e) {
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return match tls {
-                rustls::Error::InvalidCertificate(_)
-                | rustls::Error::NoCertificatesPresented
-                | rustls::Error::UnsupportedNameType => K::Config,
-                rustls::Error::AlertReceived(
-                    rustls::AlertDescription::BadCertificate
-                    | rustls::AlertDescription::CertificateRequired
-                    | rustls::AlertDescription::UnknownCA
-                    | rustls::AlertDescription::CertificateRevoked
-                    | rustls::AlertDescription::CertificateExpired
-                    | rustls::AlertDescription::AccessDenied,
-                ) => K::Auth,
-                _ => K::Connect,
-            };
-        }
+    if let Some(tls) = find_rustls_error(e) {
+        return tls::error_kind(tls);
     }
     let text = describe(e);
     if text.contains("server does not support TLS") || text.starts_with("invalid configuration") {

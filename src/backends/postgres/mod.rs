@@ -187,29 +187,26 @@ mod session;
 mod tap;
 mod tls;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 
-use parking_lot::Mutex;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 #[cfg(doc)]
 use crate::backends::Backend;
 #[cfg(doc)]
 use crate::connection::ConnectionConfig;
-use crate::connection::TlsConfig;
 #[cfg(doc)]
 use crate::error::BackendErrorKind;
 
+use super::tls::TlsCache;
 pub use backend::{DISCARD_ALL_SQL, STATUS_SQL, WRITE_POSITION_SQL};
 pub use connection::{PgConnection, ResetMode};
 pub use session::TransactionStatus;
-use tls::CachedTls;
 
 /// The PostgreSQL [`Backend`]. Cheap to clone; clones share the TLS configuration cache.
 #[derive(Clone, Default)]
 pub struct PostgresBackend {
-    tls_cache: Arc<Mutex<HashMap<TlsConfig, CachedTls>>>,
+    tls_cache: TlsCache<MakeRustlsConnect>,
 }
 
 impl PostgresBackend {

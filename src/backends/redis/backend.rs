@@ -1,7 +1,10 @@
 //! `impl Backend for RedisBackend`, and reading a member's role and replication offset
 //! from `ROLE`.
 
+use std::sync::Arc;
+
 use ::redis::Value;
+use tokio_rustls::TlsConnector;
 
 use super::connection::{command_error, open, RedisConnection};
 use super::errors::config_error;
@@ -17,9 +20,17 @@ impl Backend for RedisBackend {
 
     async fn connect(&self, cfg: &ConnectionConfig) -> Result<RedisConnection, BackendError> {
         let settings = Settings::from_config(cfg)?;
+        // Before any socket: an unusable TLS file is a configuration error.
+        let tls = match settings.tls {
+            true => Some(
+                self.tls_cache
+                    .get(&cfg.tls, |c| TlsConnector::from(Arc::new(c)))?,
+            ),
+            false => None,
+        };
         let mut last = None;
         for host in &cfg.hosts {
-            match open(host, &settings, cfg).await {
+            match open(host, &settings, cfg, tls.as_ref()).await {
                 Ok(conn) => return Ok(conn),
                 Err(e) if !e.is_retryable() => return Err(e),
                 Err(e) => last = Some(e),

@@ -2,17 +2,22 @@
 //! it on return.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, Value};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::errors::classify;
 use super::settings::Settings;
 use super::state::{InFlight, State};
 use crate::backends::support::redact;
+use crate::backends::tls;
 use crate::connection::{ConnectionConfig, Host};
 use crate::error::{BackendError, BackendErrorKind};
 
@@ -163,6 +168,7 @@ pub(super) async fn open(
     host: &Host,
     settings: &Settings,
     cfg: &ConnectionConfig,
+    tls: Option<&TlsConnector>,
 ) -> Result<RedisConnection, BackendError> {
     let redis_err = |e: RedisError| {
         let kind = classify(&e);
@@ -182,9 +188,19 @@ pub(super) async fn open(
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(None)
         .set_response_timeout(settings.response_timeout);
-    let (conn, driver) = MultiplexedConnection::new_with_config(&settings.info, stream, config)
-        .await
-        .map_err(redis_err)?;
+    type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
+    let (conn, driver): (MultiplexedConnection, Driver) = if let Some(connector) = tls {
+        let stream = handshake(connector, host, stream).await?;
+        let (conn, driver) = MultiplexedConnection::new_with_config(&settings.info, stream, config)
+            .await
+            .map_err(redis_err)?;
+        (conn, Box::pin(driver))
+    } else {
+        let (conn, driver) = MultiplexedConnection::new_with_config(&settings.info, stream, config)
+            .await
+            .map_err(redis_err)?;
+        (conn, Box::pin(driver))
+    };
     let closed = Arc::new(AtomicBool::new(false));
     let driver = {
         let closed = Arc::clone(&closed);
@@ -215,6 +231,33 @@ pub(super) async fn open(
         .await
         .map_err(redis_err)?;
     Ok(conn)
+}
+
+/// The TLS handshake over `stream`, the server name being the configured host (a DNS name
+/// or an IP address). A certificate that fails verification is a
+/// [`Config`](BackendErrorKind::Config) error, other handshake failures
+/// [`Connect`](BackendErrorKind::Connect) errors.
+async fn handshake(
+    connector: &TlsConnector,
+    host: &Host,
+    stream: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, BackendError> {
+    let name = ServerName::try_from(host.host.clone()).map_err(|e| {
+        BackendError::new(
+            BackendErrorKind::Config,
+            format!("TLS: `{}` is not a valid server name: {e}", host.host),
+        )
+    })?;
+    connector.connect(name, stream).await.map_err(|e| {
+        let (kind, text) = match tls::find_rustls_error(&e) {
+            Some(t) => (tls::error_kind(t), tls::describe(t, &host.host)),
+            None => (
+                BackendErrorKind::Connect,
+                format!("TLS handshake with {} failed: {e}", host.host),
+            ),
+        };
+        BackendError::new(kind, format!("redis at {host}: {text}")).with_source(e)
+    })
 }
 
 pub(super) fn command_error(what: &str, e: &RedisError, conn: &RedisConnection) -> BackendError {

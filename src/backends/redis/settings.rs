@@ -14,6 +14,8 @@ pub(super) struct Settings {
     pub(super) db: i64,
     pub(super) name: Option<String>,
     pub(super) response_timeout: Option<Duration>,
+    /// TLS (`require` / `verify-full`); `prefer` and `disable` connect in clear text.
+    pub(super) tls: bool,
 }
 
 impl Settings {
@@ -22,13 +24,6 @@ impl Settings {
             return Err(config_error(
                 "connection.backend",
                 format!("is `{}`, not `redis`", cfg.backend),
-            ));
-        }
-        if matches!(cfg.tls.mode, SslMode::Require | SslMode::VerifyFull) {
-            return Err(config_error(
-                "connection.tls.mode",
-                "asks for TLS, but redis-rs is built without a TLS feature \
-                 (it needs `tokio-rustls-comp`)",
             ));
         }
         let db = match cfg.database.as_deref() {
@@ -69,6 +64,7 @@ impl Settings {
             db,
             name,
             response_timeout,
+            tls: matches!(cfg.tls.mode, SslMode::Require | SslMode::VerifyFull),
         })
     }
 }

@@ -16,12 +16,15 @@ fn settings_check_the_config() {
     assert_eq!(s.info.password(), Some("pw"));
     assert_eq!(s.name.as_deref(), Some("api"));
     assert_eq!(s.response_timeout, Some(Duration::from_millis(250)));
+    assert!(!s.tls, "prefer is clear text: Redis has no TLS negotiation");
+    for url in ["rediss://h/0", "redis://h/0?sslmode=require"] {
+        let s = Settings::from_config(&ConnectionConfig::parse(url).unwrap()).unwrap();
+        assert!(s.tls, "{url}");
+    }
 
     for (url, field) in [
         ("redis://h/x", "connection.database"),
         ("redis://h/-1", "connection.database"),
-        ("rediss://h/0", "connection.tls.mode"),
-        ("redis://h/0?sslmode=require", "connection.tls.mode"),
         (
             "redis://h/0?application_name=a%20b",
             "connection.application_name",
