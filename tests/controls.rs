@@ -33,9 +33,16 @@ async fn soft_evict_closes_idle_now_in_use_on_return_and_new_acquires_get_fresh_
     let generation = f.pool.stats().generation;
 
     assert_eq!(f.pool.soft_evict(), 1, "the idle one, now");
-    assert_eq!(f.server.open_connections(), 1, "the checked-out one stays open");
+    assert_eq!(
+        f.server.open_connections(),
+        1,
+        "the checked-out one stays open"
+    );
     let s = f.pool.stats();
-    assert_eq!((s.idle, s.in_use, s.generation, s.restarts), (0, 1, generation + 1, 0));
+    assert_eq!(
+        (s.idle, s.in_use, s.generation, s.restarts),
+        (0, 1, generation + 1, 0)
+    );
 
     // A new acquire gets a fresh connection, while the old one is still out.
     let fresh = f.pool.acquire().await.unwrap();
@@ -44,7 +51,10 @@ async fn soft_evict_closes_idle_now_in_use_on_return_and_new_acquires_get_fresh_
     assert_eq!(f.server.open_connections(), 1, "closed as it came back");
     drop(fresh);
     let again = f.pool.acquire().await.unwrap();
-    assert!(!old.contains(&again.id()), "the fresh one is reused, not an old one");
+    assert!(
+        !old.contains(&again.id()),
+        "the fresh one is reused, not an old one"
+    );
     drop(again);
     assert_eq!(f.server.connects(), 3);
     f.assert_quiescent();
@@ -64,7 +74,11 @@ async fn paused_acquires_wait_and_time_out_in_phase_wait_and_nothing_is_opened()
     assert!(took >= ms(250) && took < ms(260), "{took:?}");
     // Nothing was handed out or opened, even with an idle connection at hand.
     let s = f.pool.stats();
-    assert_eq!((s.served, s.timeouts, s.waiters, s.idle), (1, 1, 0, 1), "{s:?}");
+    assert_eq!(
+        (s.served, s.timeouts, s.waiters, s.idle),
+        (1, 1, 0, 1),
+        "{s:?}"
+    );
     assert_eq!(f.server.connects(), 1);
     // Dedicated connections wait too.
     assert!(is_wait_timeout(
@@ -182,9 +196,17 @@ async fn dedicated_connections_are_counted_take_no_slot_and_run_after_connect() 
         .backend
         .server(&ConnectionConfig::sim("dedicated").primary_host());
     let mut listener = pool.dedicated().await.unwrap();
-    assert_eq!(listener.query("LISTEN jobs").await.unwrap(), 2, "after_connect ran first");
+    assert_eq!(
+        listener.query("LISTEN jobs").await.unwrap(),
+        2,
+        "after_connect ran first"
+    );
     let s = pool.stats();
-    assert_eq!((s.dedicated, s.live, s.in_use, s.created), (1, 0, 0, 1), "{s:?}");
+    assert_eq!(
+        (s.dedicated, s.live, s.in_use, s.created),
+        (1, 0, 0, 1),
+        "{s:?}"
+    );
     // max_size (2) acquires still succeed beside it.
     let a = pool.acquire_timeout(ms(100)).await.unwrap();
     let b = pool.acquire_timeout(ms(100)).await.unwrap();
@@ -198,7 +220,11 @@ async fn dedicated_connections_are_counted_take_no_slot_and_run_after_connect() 
     drop(listener2);
     drop(listener);
     let s = pool.stats();
-    assert_eq!((s.dedicated, s.live, s.idle, s.closed), (0, 2, 2, 2), "{s:?}");
+    assert_eq!(
+        (s.dedicated, s.live, s.idle, s.closed),
+        (0, 2, 2, 2),
+        "{s:?}"
+    );
     assert_eq!(server.open_connections(), 2);
 }
 
@@ -224,8 +250,15 @@ async fn shutdown_closes_dedicated_connections_and_accounts_for_them() {
     assert!(let_go - start < ms(5), "told at once: {:?}", let_go - start);
     assert!(stubborn.is_closing());
     assert_eq!(report.connections_closed, 1, "the idle one");
-    assert_eq!(report.still_checked_out, 1, "the stubborn one, at the deadline");
-    assert!(start.elapsed() >= ms(200), "waited for it: {:?}", start.elapsed());
+    assert_eq!(
+        report.still_checked_out, 1,
+        "the stubborn one, at the deadline"
+    );
+    assert!(
+        start.elapsed() >= ms(200),
+        "waited for it: {:?}",
+        start.elapsed()
+    );
     assert_eq!(f.server.open_connections(), 1);
     drop(stubborn);
     assert_eq!(f.server.open_connections(), 0);

@@ -165,11 +165,12 @@ impl<B: Backend> PoolHandle<B> {
     ///
     /// ```
     /// use poolwarden::backends::sim::SimBackend;
-    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    /// use poolwarden::{ConnectionConfig, PoolConfig, SupervisorConfig, SupervisorHandle};
     ///
     /// # actix::System::new().block_on(async {
     /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
-    /// let pool = sup.pool(ConnectionConfig::sim("after-failover")).await?;
+    /// let config = PoolConfig { min_idle: 0, ..PoolConfig::default() };
+    /// let pool = sup.pool_with(ConnectionConfig::sim("after-failover"), config).await?;
     /// let (a, b) = (pool.acquire().await?, pool.acquire().await?);
     /// let old_id = a.id();
     /// drop(a); // idle now
@@ -253,11 +254,12 @@ impl<B: Backend> PoolHandle<B> {
     ///
     /// ```
     /// use poolwarden::backends::sim::SimBackend;
-    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    /// use poolwarden::{ConnectionConfig, PoolConfig, SupervisorConfig, SupervisorHandle};
     ///
     /// # actix::System::new().block_on(async {
     /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
-    /// let pool = sup.pool(ConnectionConfig::sim("copy")).await?;
+    /// let config = PoolConfig { min_idle: 0, ..PoolConfig::default() };
+    /// let pool = sup.pool_with(ConnectionConfig::sim("copy"), config).await?;
     /// let mut conn = pool.dedicated().await?;
     /// conn.query("COPY big FROM STDIN").await?;
     /// assert_eq!((pool.stats().dedicated, pool.stats().live), (1, 0));

@@ -10,10 +10,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What a hook returns: a boxed future borrowing the connection.
+///
+/// ```
+/// use poolwarden::backends::sim::SimConnection;
+/// use poolwarden::HookFuture;
+///
+/// fn keep_if_idle(conn: &mut SimConnection) -> HookFuture<'_, bool> {
+///     Box::pin(async move { !conn.in_transaction() })
+/// }
+/// let hooks = poolwarden::Hooks::new().after_release(keep_if_idle);
+/// assert!(!hooks.is_empty());
+/// ```
 pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A hook's error: any error (`?` converts a driver's error or a string). Only its
 /// `Display` is kept, in [`Error::Hook`](crate::Error::Hook)'s `reason`.
+///
+/// ```
+/// use poolwarden::HookError;
+///
+/// let e: HookError = "schema \"app\" does not exist".into();
+/// assert_eq!(e.to_string(), "schema \"app\" does not exist");
+/// ```
 pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 
 type AfterConnect<C> =
@@ -24,6 +42,12 @@ type AfterRelease<C> = dyn for<'a> Fn(&'a mut C) -> HookFuture<'a, bool> + Send 
 type BeforeClose<C> = dyn for<'a> Fn(&'a mut C) -> HookFuture<'a, ()> + Send + Sync;
 
 /// Which hook: named by [`Error::Hook`](crate::Error::Hook) and in logs.
+///
+/// ```
+/// use poolwarden::HookPoint;
+///
+/// assert_eq!(HookPoint::AfterConnect.to_string(), "after_connect");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HookPoint {
     /// [`Hooks::after_connect`].

@@ -324,6 +324,23 @@ pub struct SubscribeTopology(pub Recipient<RoleChanged>);
 /// it is answered only when it runs with the same hooks (clones of one `Hooks`), else the
 /// answer is an [`Error::Config`] naming `hooks` and the pool is untouched. The password
 /// is handled as by [`GetPool`].
+///
+/// ```
+/// use poolwarden::backends::sim::{SimBackend, SimConnection};
+/// use poolwarden::messages::GetPoolWithHooks;
+/// use poolwarden::{ConnectionConfig, Hooks, Supervisor, SupervisorConfig};
+/// use actix::Actor;
+///
+/// # actix::System::new().block_on(async {
+/// let sup = Supervisor::new(SimBackend::default(), SupervisorConfig::default())?.start();
+/// let hooks = Hooks::<SimConnection>::new()
+///     .before_close(|conn| Box::pin(async move { let _ = conn.query("UNLISTEN *").await; }));
+/// let request = GetPoolWithHooks::<SimBackend>::new(ConnectionConfig::sim("orders"), hooks);
+/// let pool = sup.send(request).await??;
+/// drop(pool.acquire().await?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub struct GetPoolWithHooks<B: crate::backends::Backend> {
     /// Where to connect.
     pub connection: ConnectionConfig,
