@@ -284,6 +284,18 @@ pub enum Error {
     /// An actor could not be reached.
     #[error("actor mailbox error: {0}")]
     Mailbox(#[from] actix::MailboxError),
+    /// A pool's [hook](crate::Hooks) failed, timed out, panicked or refused the
+    /// connection (a `before_acquire` verdict); the connection concerned was closed
+    /// unless the verdict kept it.
+    #[error("pool {key}: {hook} hook: {reason}")]
+    Hook {
+        /// The pool.
+        key: PoolKey,
+        /// Which hook.
+        hook: crate::pool::hooks::HookPoint,
+        /// What happened (the hook's error message, a timeout, a panic message or a verdict).
+        reason: String,
+    },
 }
 
 impl Error {
@@ -297,6 +309,7 @@ impl Error {
             | Error::CircuitOpen { key, .. }
             | Error::PoolFailed { key, .. }
             | Error::PoolClosed { key }
+            | Error::Hook { key, .. }
             | Error::UnknownKey { key } => Some(key),
             _ => None,
         }

@@ -9,11 +9,14 @@
 //! | [`PoolActor`](crate::PoolActor) | [`Warm`], [`Resize`], [`GetPoolStats`], [`Probe`], [`Release`], [`Revive`], [`Close`] |
 //! | [`ReplicaSetActor`](crate::ReplicaSetActor) | [`Topology`], [`AddMember`], [`RemoveMember`], [`Close`] |
 //! | subscribers | [`BreakerTransition`], [`RoleChanged`] |
+//!
+//! The supervisor also answers [`GetPoolWithHooks`] (a pool with [`Hooks`](crate::Hooks)).
 
 pub use crate::pool::messages::{Close, GetPoolStats, Probe, Release, Resize, Revive, Warm};
 pub use crate::replica_set::messages::{AddMember, RemoveMember, RoleChanged, Topology};
 pub use crate::supervisor::events::{BreakerTransition, Subscribe};
 pub use crate::supervisor::inventory::{Contains, ListPools, PoolListing};
+pub use crate::supervisor::messages::GetPoolWithHooks;
 pub use crate::supervisor::messages::{
     Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
     RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,

@@ -1,5 +1,6 @@
 //! Checkin: a guard gives its connection back. Synchronous (no task, no allocation)
-//! unless the backend must reset the connection or test-on-return is on; connections
+//! unless the backend must reset the connection, test-on-return is on or an
+//! `after_release` hook is set (`false` from it closes the connection); connections
 //! that are broken, stale, expired, overflow or owed to a shrink are closed instead.
 
 use std::panic::AssertUnwindSafe;
@@ -42,7 +43,9 @@ impl<B: Backend> PoolShared<B> {
             && (self.counters.live() <= self.slots.max_size() || self.hot.waiters() > 0)
             && !self.slots.shrinking();
         let reset = keep && self.config.reset_on_return && self.backend.needs_reset(&conn.raw);
-        let clean = reset || (keep && self.config.test_on_return);
+        // An `after_release` hook, like a reset, runs in a task while the slot stays taken.
+        let clean =
+            reset || (keep && (self.config.test_on_return || self.hooks.after_release.is_some()));
         if !keep || (clean && reclaimed) {
             // (Cleaning holds a slot until it is done; a reclaimed connection has none.)
             self.close_conn(conn);
@@ -123,7 +126,8 @@ impl<B: Backend> Cleaning<B> {
             true
         };
         let ok = ok
-            && (!pool.config.test_on_return || pool.probe_raw(raw, deadline, start).await.is_ok());
+            && (!pool.config.test_on_return || pool.probe_raw(raw, deadline, start).await.is_ok())
+            && pool.after_release(raw).await;
         let retired = self.conn.as_ref().is_some_and(|c| c.credential.retired());
         if ok && pool.hot.is_open() && !retired {
             let mut conn = self.conn.take().expect("present until filed");

@@ -70,7 +70,14 @@ impl<B: Backend> PoolShared<B> {
                     self.health.connected();
                 }
                 credential.mark_verified();
-                return Ok(Attempt::Opened(self.adopt(raw, credential)));
+                drop(permit);
+                let conn = self.adopt(raw, credential);
+                // A failing hook fails the connection, not the endpoint: nothing is
+                // reported to the breaker (see `hook_run.rs`).
+                return Ok(match self.after_connect(conn, deadline).await? {
+                    Ok(conn) => Attempt::Opened(conn),
+                    Err(cut_short) => Attempt::CutShort(cut_short),
+                });
             }
             Ok(Ok(Err(e))) => e,
             Ok(Err(payload)) => return Err(self.crashed(Phase::Connect, &*payload)),

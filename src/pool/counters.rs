@@ -20,6 +20,13 @@ pub(crate) struct Counters {
     /// Background opens (warm, refill) not finished yet, so that a refill does not start
     /// another batch while the last one is still connecting.
     warming: Gauge,
+    /// Hook runs that failed, timed out or panicked (`hook_run.rs`), and of those the
+    /// timeouts and the panics.
+    hook_failures: AtomicU64,
+    hook_timeouts: AtomicU64,
+    hook_panics: AtomicU64,
+    /// Dedicated connections open (`dedicated.rs`): outside `live` and the slots.
+    dedicated: AtomicUsize,
 }
 
 impl Counters {
@@ -101,5 +108,42 @@ impl Counters {
 
     pub(super) fn panics(&self) -> u64 {
         self.panics.load(Ordering::Relaxed)
+    }
+
+    /// A hook run failed (an error, a timeout or a panic).
+    pub(super) fn hook_failed(&self, timed_out: bool, panicked: bool) {
+        self.hook_failures.fetch_add(1, Ordering::Relaxed);
+        if timed_out {
+            self.hook_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        if panicked {
+            self.hook_panics.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hook runs that failed, timed out, panicked: (failures, timeouts, panics).
+    pub(super) fn hook_figures(&self) -> (u64, u64, u64) {
+        (
+            self.hook_failures.load(Ordering::Relaxed),
+            self.hook_timeouts.load(Ordering::Relaxed),
+            self.hook_panics.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A dedicated connection was handed out: no longer `live` (it takes no slot and does
+    /// not count toward `max_size`), counted as dedicated instead.
+    pub(super) fn dedicated_out(&self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        self.dedicated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A dedicated connection is being closed: counted live again until `closed`.
+    pub(super) fn dedicated_in(&self) {
+        self.dedicated.fetch_sub(1, Ordering::Relaxed);
+        self.live.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn dedicated(&self) -> usize {
+        self.dedicated.load(Ordering::Relaxed)
     }
 }

@@ -11,6 +11,7 @@ use super::config::PoolConfig;
 use super::credential::CredentialsProvider;
 use super::health::EventSink;
 use super::home::Home;
+use super::hooks::Hooks;
 use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::connection::ConnectionConfig;
@@ -23,6 +24,8 @@ pub(crate) struct PoolFactory<B: Backend> {
     pub(crate) events: EventSink,
     pub(crate) policy: RestartPolicy,
     pub(crate) home: Arc<Home>,
+    /// The hooks of the pools it makes (none by default).
+    pub(crate) hooks: Hooks<B::Connection>,
 }
 
 impl<B: Backend> Clone for PoolFactory<B> {
@@ -32,6 +35,7 @@ impl<B: Backend> Clone for PoolFactory<B> {
             events: Arc::clone(&self.events),
             policy: self.policy,
             home: Arc::clone(&self.home),
+            hooks: self.hooks.clone(),
         }
     }
 }
@@ -58,15 +62,18 @@ impl<B: Backend> PoolFactory<B> {
         provider: Option<Arc<dyn CredentialsProvider>>,
     ) -> (Addr<PoolActor<B>>, Arc<PoolShared<B>>) {
         debug_assert_eq!(key, PoolKey::of(&connection));
-        let shared = Arc::new(PoolShared::new(
-            key,
-            Arc::clone(&self.backend),
-            connection,
-            config,
-            Some(Arc::clone(&self.events)),
-            Arc::clone(&self.home),
-            provider,
-        ));
+        let shared = Arc::new(
+            PoolShared::new(
+                key,
+                Arc::clone(&self.backend),
+                connection,
+                config,
+                Some(Arc::clone(&self.events)),
+                Arc::clone(&self.home),
+                provider,
+            )
+            .with_hooks(self.hooks.clone()),
+        );
         let for_actor = Arc::clone(&shared);
         let policy = self.policy;
         let addr = actix::Supervisor::start(move |_| PoolActor::new(for_actor, policy));

@@ -9,6 +9,7 @@ use actix::{Addr, WeakAddr};
 
 use super::actor::PoolActor;
 use super::credential::Version;
+use super::dedicated::DedicatedConnection;
 use super::guard::PooledConnection;
 use super::messages::{Resize, Warm};
 use super::shared::PoolShared;
@@ -152,6 +153,130 @@ impl<B: Backend> PoolHandle<B> {
     pub async fn resize(&self, max_size: u32, min_idle: u32) -> Result<(), Error> {
         let actor = self.actor().ok_or(Error::PoolClosed { key: self.key() })?;
         actor.send(Resize { max_size, min_idle }).await?
+    }
+}
+
+impl<B: Backend> PoolHandle<B> {
+    /// Replace every connection: close the idle ones now and the checked-out ones as they
+    /// come back (the pool moves to a new generation, as a restart does, without counting
+    /// one); dedicated connections are told through
+    /// [`DedicatedConnection::closed`]. New acquires get fresh connections. For after a
+    /// failover, a DDL change or a credential rotation. Answers how many were closed now.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, PoolConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let config = PoolConfig { min_idle: 0, ..PoolConfig::default() };
+    /// let pool = sup.pool_with(ConnectionConfig::sim("after-failover"), config).await?;
+    /// let (a, b) = (pool.acquire().await?, pool.acquire().await?);
+    /// let old_id = a.id();
+    /// drop(a); // idle now
+    /// assert_eq!(pool.soft_evict(), 1, "the idle one");
+    /// drop(b); // closed as it comes back
+    /// assert_eq!(pool.stats().live, 0);
+    /// assert_ne!(pool.acquire().await?.id(), old_id);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn soft_evict(&self) -> usize {
+        self.shared.soft_evict()
+    }
+
+    /// Pause the pool: acquires wait (up to their deadline, then [`Error::Timeout`] in
+    /// phase [`Wait`](Phase::Wait)) and no connection is opened for callers or refills,
+    /// until [`resume`](Self::resume). Checked-out connections are unaffected and come
+    /// back as usual. [`PoolStats::paused`] shows it. Answers whether this call paused
+    /// it (false: it was paused already).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, Error, Phase, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("maintenance")).await?;
+    /// assert!(pool.pause());
+    /// assert!(pool.stats().paused);
+    /// match pool.acquire_timeout(Duration::from_millis(20)).await {
+    ///     Err(Error::Timeout { phase: Phase::Wait, .. }) => {}
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// assert!(pool.resume());
+    /// drop(pool.acquire().await?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn pause(&self) -> bool {
+        self.shared.pause()
+    }
+
+    /// Resume a paused pool: the acquires that waited go on, in the order they came
+    /// (ahead of acquires that arrive after). Answers whether this call resumed it
+    /// (false: it was not paused).
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("maintenance")).await?;
+    /// pool.pause();
+    /// let waiting = tokio::spawn({
+    ///     let pool = pool.clone();
+    ///     async move { pool.acquire().await.map(drop) }
+    /// });
+    /// tokio::task::yield_now().await;
+    /// assert_eq!(pool.stats().waiters, 1);
+    /// assert!(pool.resume());
+    /// waiting.await??;
+    /// assert!(!pool.resume(), "not paused any more");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn resume(&self) -> bool {
+        self.shared.resume()
+    }
+
+    /// Open a connection for this caller alone, outside the pool's slots (for `LISTEN`,
+    /// a long `COPY`): the pool's config, credential and `after_connect` hook, within
+    /// the pool's acquire timeout (waiting while the pool is paused). It does not count
+    /// against `max_size`. See [`DedicatedConnection`] for how it is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future while it connects closes the connection being
+    /// opened (it was never handed out), so nothing leaks.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, PoolConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let config = PoolConfig { min_idle: 0, ..PoolConfig::default() };
+    /// let pool = sup.pool_with(ConnectionConfig::sim("copy"), config).await?;
+    /// let mut conn = pool.dedicated().await?;
+    /// conn.query("COPY big FROM STDIN").await?;
+    /// assert_eq!((pool.stats().dedicated, pool.stats().live), (1, 0));
+    /// drop(conn);
+    /// assert_eq!(pool.stats().dedicated, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn dedicated(&self) -> Result<DedicatedConnection<B>, Error> {
+        self.shared.home.learn();
+        self.admitted()?;
+        let conn = self
+            .shared
+            .open_dedicated(self.shared.config.acquire_timeout)
+            .await?;
+        self.admitted()?;
+        Ok(conn)
     }
 }
 

@@ -24,6 +24,8 @@ impl<B: Backend> PoolShared<B> {
         self.counters.restarted();
         let g = self.incarnation.next();
         self.drain_idle();
+        // Dedicated connections watch for a new generation.
+        self.hot.wake_waiters();
         g
     }
 
@@ -41,8 +43,9 @@ impl<B: Backend> PoolShared<B> {
         self.hot.transition(PoolState::Failed, PoolState::Open)
     }
 
-    /// Stop serving: waiters and new acquires get `PoolClosed` (or `ShuttingDown`).
-    /// Answers how many idle connections were closed.
+    /// Stop serving: waiters (paused ones too) and new acquires get `PoolClosed` (or
+    /// `ShuttingDown`); dedicated connections are told to close (their `closed()`
+    /// resolves). Answers how many idle connections were closed.
     pub(crate) fn close(&self, shutting_down: bool) -> usize {
         let state = if shutting_down {
             PoolState::ShuttingDown
@@ -52,6 +55,7 @@ impl<B: Backend> PoolShared<B> {
         // The first reason wins: a shutdown is not downgraded to a plain close.
         self.hot.transition(PoolState::Open, state);
         self.slots.close();
+        self.pause.close();
         let drained = self.drain_idle();
         self.slots.wake_returned();
         self.hot.wake_waiters();
@@ -66,13 +70,14 @@ impl<B: Backend> PoolShared<B> {
         n
     }
 
-    /// Wait until nothing is checked out, or `deadline`. Returns what is still out.
+    /// Wait until nothing is checked out and no dedicated connection is open, or
+    /// `deadline`. Returns what is still out (checked out plus dedicated).
     pub(crate) async fn wait_returned(&self, deadline: Instant) -> usize {
         loop {
             let returned = self.slots.returned();
-            let out = self.hot.in_use();
+            let out = self.in_use();
             if out == 0 || timeout_at(deadline, returned).await.is_err() {
-                return self.hot.in_use();
+                return self.in_use();
             }
         }
     }
@@ -201,9 +206,10 @@ impl<B: Backend> PoolShared<B> {
     }
 
     /// Top up to `min_idle` (what the maintenance tick calls).
-    /// While the breaker is not closed, probes do the trials and refills wait.
+    /// While the breaker is not closed, probes do the trials and refills wait; while the
+    /// pool is paused, refills wait too.
     pub(crate) async fn refill(self: &Arc<Self>) -> usize {
-        if self.health.tripped() {
+        if self.health.tripped() || self.pause.is_paused() {
             return 0;
         }
         self.warm(self.slots.min_idle()).await

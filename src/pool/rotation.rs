@@ -68,7 +68,10 @@ impl<B: Backend> PoolShared<B> {
         if let Some(conn) = conn {
             // Adopted as an idle connection when there is room for one more.
             if self.hot.is_open() && self.counters.live() <= self.slots.max_size() {
-                self.idle.push(conn);
+                // Through `after_connect` like any new connection (closed if it fails).
+                if let Ok(Ok(conn)) = self.after_connect(conn, None).await {
+                    self.idle.push(conn);
+                }
             } else {
                 self.close_conn(conn);
             }

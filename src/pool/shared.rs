@@ -1,6 +1,6 @@
 //! The state one pool shares between its actor and its handles, composed of parts that
 //! each own their fields (`hot.rs`, `slots.rs`, `idle.rs`, `counters.rs`, `health.rs`,
-//! `leaks.rs`, `incarnation.rs`, `capacity.rs`, `credential.rs`). Acquire and release run on it in the caller's task,
+//! `leaks.rs`, `incarnation.rs`, `capacity.rs`, `credential.rs`, `hooks.rs`, `pause.rs`). Acquire and release run on it in the caller's task,
 //! without a message hop (see `docs/architecture.md` for the measurements behind that);
 //! the jobs done on it are one file each: `checkout.rs`, `connect.rs`, `checkin.rs`, `probe.rs`,
 //! `lifecycle.rs`, `stats.rs`. Nothing here knows about actix.
@@ -16,10 +16,13 @@ use super::counters::Counters;
 use super::credential::{Credential, CredentialsProvider};
 use super::health::{EventSink, Health};
 use super::home::Home;
+use super::hook_run::close_after_hook;
+use super::hooks::Hooks;
 use super::hot::{Hot, PoolState};
 use super::idle::Idle;
 use super::incarnation::Incarnation;
 use super::leaks::Leaks;
+use super::pause::Pause;
 use super::slots::Slots;
 use crate::backends::Backend;
 use crate::connection::ConnectionConfig;
@@ -41,13 +44,19 @@ pub(crate) struct PoolShared<B: Backend> {
     pub(crate) hot: Hot,
     pub(crate) slots: Slots,
     pub(crate) idle: Idle<B::Connection>,
-    pub(super) counters: Counters,
+    /// In an `Arc`: a connection closed after its `before_close` hook, in a task of its
+    /// own, is counted closed from there.
+    pub(super) counters: Arc<Counters>,
     pub(super) health: Health,
     pub(super) leaks: Leaks,
     pub(super) incarnation: Incarnation,
     pub(super) capacity: Capacity,
     /// Bounds connects in progress (acquires and refills together).
     pub(super) connects: tokio::sync::Semaphore,
+    /// The pool's hooks, fixed when it is created (none by default).
+    pub(super) hooks: Hooks<B::Connection>,
+    /// Paused acquires queue here (`pause.rs`, `controls.rs`).
+    pub(super) pause: Pause,
 }
 
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -119,7 +128,7 @@ impl<B: Backend> PoolShared<B> {
             hot: Hot::new(now),
             slots: Slots::new(config.max_size, config.min_idle, config.max_overflow),
             idle: Idle::new(),
-            counters: Counters::default(),
+            counters: Arc::default(),
             health: Health::new(key, config.breaker.clone(), events, now),
             leaks: Leaks::new(
                 key,
@@ -130,11 +139,27 @@ impl<B: Backend> PoolShared<B> {
             incarnation: Incarnation::default(),
             capacity: Capacity::new(key),
             connects: tokio::sync::Semaphore::new(config.max_connecting as usize),
+            hooks: Hooks::default(),
+            pause: Pause::new(),
             key,
             backend,
             connection,
             config,
         }
+    }
+
+    /// With `hooks` (before it is shared: a pool's hooks never change).
+    pub(crate) fn with_hooks(mut self, hooks: Hooks<B::Connection>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// The acquire must take the slow path: the pool is paused (or acquires still queue
+    /// from a pause), or a `before_acquire` hook must see the connection. One atomic load
+    /// and one pointer check when neither: no allocation, no await.
+    #[inline]
+    pub(super) fn gated(&self) -> bool {
+        self.hooks.before_acquire.is_some() || self.pause.gated()
     }
 
     /// Take a free slot without waiting, held by the returned guard.
@@ -180,9 +205,13 @@ impl<B: Backend> PoolShared<B> {
         }
     }
 
+    /// Close `conn`: at once, or after the `before_close` hook in a task of its own
+    /// (counted closed when that ends).
     pub(crate) fn close_conn(&self, conn: Conn<B::Connection>) {
-        drop(conn);
-        self.counters.closed();
+        if let Some(conn) = close_after_hook(self.key, &self.counters, &self.hooks, conn) {
+            drop(conn);
+            self.counters.closed();
+        }
     }
 
     /// Backend code panicked: count it, tell the actor (which stops and is restarted) and
@@ -203,8 +232,10 @@ impl<B: Backend> PoolShared<B> {
         !self.hot.is_open()
     }
 
+    /// Checked out, dedicated connections included: a pool with either is busy (not
+    /// evicted at `max_pools`).
     pub(crate) fn in_use(&self) -> usize {
-        self.hot.in_use()
+        self.hot.in_use() + self.counters.dedicated()
     }
 
     /// When an acquire last started on this pool.

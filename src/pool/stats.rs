@@ -23,7 +23,7 @@ pub struct PoolStats {
     pub live: usize,
     /// Connect attempts in progress.
     pub connecting: usize,
-    /// Acquires waiting for a slot.
+    /// Acquires waiting for a slot, or for a paused pool to resume.
     pub waiters: usize,
     /// Current `max_size`.
     pub max_size: u32,
@@ -63,10 +63,25 @@ pub struct PoolStats {
     /// Times the pool's credential was replaced by one a caller presented and a connect
     /// verified (connections of the old one are closed as they come back).
     pub credential_rotations: u64,
+    /// Dedicated connections open ([`PoolHandle::dedicated`](crate::PoolHandle::dedicated)):
+    /// not in `live`, not against `max_size`. Counted in `created` and `closed`.
+    pub dedicated: usize,
+    /// Acquires wait ([`PoolHandle::pause`](crate::PoolHandle::pause)).
+    pub paused: bool,
+    /// Hook runs that failed, timed out or panicked ([`Hooks`](crate::Hooks)); a
+    /// `before_acquire` verdict other than `HandOut` and an `after_release` answering
+    /// `false` are decisions, not failures.
+    pub hook_failures: u64,
+    /// Of `hook_failures`, runs that exceeded the hooks' timeout.
+    pub hook_timeouts: u64,
+    /// Of `hook_failures`, runs that panicked (caught: the connection is closed, the pool
+    /// actor is not restarted, `panics` does not count them).
+    pub hook_panics: u64,
 }
 
 impl<B: Backend> PoolShared<B> {
     pub(crate) fn stats(&self) -> PoolStats {
+        let (hook_failures, hook_timeouts, hook_panics) = self.counters.hook_figures();
         PoolStats {
             key: self.key,
             backend: self.connection.backend.clone(),
@@ -93,6 +108,11 @@ impl<B: Backend> PoolShared<B> {
             leaks_reported: self.leaks.reported(),
             leaks_reclaimed: self.leaks.reclaimed(),
             credential_rotations: self.credential.rotations(),
+            dedicated: self.counters.dedicated(),
+            paused: self.pause.is_paused(),
+            hook_failures,
+            hook_timeouts,
+            hook_panics,
         }
     }
 }

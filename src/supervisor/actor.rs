@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::config::SupervisorConfig;
 use super::events::{BreakerTransition, Subscribe, Subscribers};
+use super::messages::GetPoolWithHooks;
 use super::messages::{
     Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
     RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
@@ -26,6 +27,7 @@ use crate::pool::factory::PoolFactory;
 use crate::pool::handle::PoolHandle;
 use crate::pool::health::EventSink;
 use crate::pool::home::Home;
+use crate::pool::hooks::Hooks;
 use crate::pool::messages::{Close, Probe, Revive};
 use crate::replica_set::actor::{ReplicaSetActor, RoleSink};
 use crate::replica_set::handle::ReplicaSetHandle;
@@ -97,12 +99,31 @@ impl<B: Backend> Supervisor<B> {
         pool: Option<PoolConfig>,
         credentials: Option<Arc<dyn CredentialsProvider>>,
     ) -> Result<Resolution<B>, Error> {
+        self.get_or_create_hooked(connection, pool, credentials, None)
+    }
+
+    /// [`get_or_create`](Self::get_or_create), the pool created with `hooks` when given;
+    /// a running pool is answered only if it runs with the same hooks.
+    fn get_or_create_hooked(
+        &mut self,
+        connection: ConnectionConfig,
+        pool: Option<PoolConfig>,
+        credentials: Option<Arc<dyn CredentialsProvider>>,
+        hooks: Option<Hooks<B::Connection>>,
+    ) -> Result<Resolution<B>, Error> {
         if !self.accepting {
             return Err(Error::ShuttingDown);
         }
         connection.validate()?;
         let key = PoolKey::of(&connection);
         if let Some(entry) = self.registry.entry(&key) {
+            if hooks.as_ref().is_some_and(|h| !entry.shared.runs_hooks(h)) {
+                return Err(ConfigError::new(
+                    "hooks",
+                    format!("pool {key} already runs with other hooks; it keeps them"),
+                )
+                .into());
+            }
             let presented = Presented::new(connection, credentials);
             return Ok(match entry.shared.credential_for(&presented) {
                 Some(version) => Resolution::Ready(entry.handle_for(version)),
@@ -113,7 +134,10 @@ impl<B: Backend> Supervisor<B> {
             });
         }
         let pool = pool.unwrap_or_else(|| self.config.default_pool.clone());
-        let factory = self.factory();
+        let mut factory = self.factory();
+        if let Some(hooks) = hooks {
+            factory.hooks = hooks;
+        }
         self.registry
             .create(
                 key,
@@ -191,6 +215,7 @@ impl<B: Backend> Supervisor<B> {
             backend: Arc::clone(&self.backend),
             events: self.event_sink(),
             home: Arc::clone(&self.home),
+            hooks: Hooks::default(),
             policy: RestartPolicy {
                 max_restarts: self.config.max_restarts,
                 window: self.config.restart_window,
@@ -503,5 +528,13 @@ impl<B: Backend> Handler<LookupReplicaSet<B>> for Supervisor<B> {
             .get(&msg.name)
             .map(|s| s.handle.clone())
             .ok_or(Error::UnknownPool { name: msg.name })
+    }
+}
+
+impl<B: Backend> Handler<GetPoolWithHooks<B>> for Supervisor<B> {
+    type Result = ResponseActFuture<Self, Result<PoolHandle<B>, Error>>;
+    fn handle(&mut self, msg: GetPoolWithHooks<B>, _: &mut Self::Context) -> Self::Result {
+        let resolution = self.get_or_create_hooked(msg.connection, msg.pool, None, Some(msg.hooks));
+        self.handle_of(resolution)
     }
 }

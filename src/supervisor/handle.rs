@@ -10,6 +10,7 @@ use super::actor::Supervisor;
 use super::config::SupervisorConfig;
 use super::events::{BreakerTransition, Subscribe};
 use super::inventory::{Contains, ListPools, PoolListing};
+use super::messages::GetPoolWithHooks;
 use super::messages::{
     Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
     RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
@@ -23,6 +24,7 @@ use crate::pool::config::PoolConfig;
 use crate::pool::credential::CredentialsProvider;
 use crate::pool::guard::PooledConnection;
 use crate::pool::handle::PoolHandle;
+use crate::pool::hooks::Hooks;
 use crate::replica_set::config::ReplicaSetConfig;
 use crate::replica_set::handle::ReplicaSetHandle;
 use crate::replica_set::messages::RoleChanged;
@@ -307,6 +309,59 @@ impl<B: Backend> SupervisorHandle<B> {
     /// on, pools stop serving and close their connections as they come back.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, Error> {
         Ok(self.addr.send(Shutdown { deadline }).await?)
+    }
+
+    /// The pool for `connection` running `hooks` (see [`Hooks`] for what each does and an
+    /// example), created with `pool` (or the default pool config) if it does not run yet.
+    ///
+    /// A pool's hooks are fixed when it is created. If the key already runs, its pool is
+    /// answered when it runs with the same hooks (a clone of the `Hooks` it was created
+    /// with), else the answer is [`Error::Config`] naming `hooks` and the running pool
+    /// keeps its own: a caller never silently gets a pool that skips the `after_connect` it
+    /// asked for. (Callers of [`pool`](Self::pool) get the pool with whatever hooks it
+    /// runs.) A pool evicted or reaped is created again by the next call, with the hooks
+    /// that call brings. The password is handled as by [`pool`](Self::pool).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued when this is called, so dropping the future only
+    /// loses the answer; the supervisor still carries the request out (the pool is created).
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::{SimBackend, SimConnection};
+    /// use poolwarden::{ConnectionConfig, Error, Hooks, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let config = ConnectionConfig::sim("tenant");
+    /// let hooks = Hooks::<SimConnection>::new().after_connect(|conn| {
+    ///     Box::pin(async move {
+    ///         conn.query("SET search_path TO tenant").await?;
+    ///         Ok(())
+    ///     })
+    /// });
+    /// let pool = sup.pool_with_hooks(config.clone(), None, hooks.clone()).await?;
+    /// // The same hooks: the same pool.
+    /// let again = sup.pool_with_hooks(config.clone(), None, hooks).await?;
+    /// assert_eq!(again.key(), pool.key());
+    /// // Other hooks for a running key: refused, the pool keeps its own.
+    /// let other = Hooks::<SimConnection>::new();
+    /// assert!(matches!(
+    ///     sup.pool_with_hooks(config, None, other).await,
+    ///     Err(Error::Config(_))
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn pool_with_hooks(
+        &self,
+        connection: ConnectionConfig,
+        pool: Option<PoolConfig>,
+        hooks: Hooks<B::Connection>,
+    ) -> Result<PoolHandle<B>, Error> {
+        let mut request = GetPoolWithHooks::new(connection, hooks);
+        request.pool = pool;
+        self.addr.send(request).await?
     }
 }
 

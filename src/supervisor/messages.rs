@@ -317,3 +317,59 @@ impl<B: Backend> Message for LookupReplicaSet<B> {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct SubscribeTopology(pub Recipient<RoleChanged>);
+
+/// Get (creating if needed) the pool for a connection config, with [`Hooks`] (see
+/// [`SupervisorHandle::pool_with_hooks`](crate::SupervisorHandle::pool_with_hooks), which
+/// has an example). A pool's hooks are fixed when it is created: if the pool already runs,
+/// it is answered only when it runs with the same hooks (clones of one `Hooks`), else the
+/// answer is an [`Error::Config`] naming `hooks` and the pool is untouched. The password
+/// is handled as by [`GetPool`].
+///
+/// ```
+/// use poolwarden::backends::sim::{SimBackend, SimConnection};
+/// use poolwarden::messages::GetPoolWithHooks;
+/// use poolwarden::{ConnectionConfig, Hooks, Supervisor, SupervisorConfig};
+/// use actix::Actor;
+///
+/// # actix::System::new().block_on(async {
+/// let sup = Supervisor::new(SimBackend::default(), SupervisorConfig::default())?.start();
+/// let hooks = Hooks::<SimConnection>::new()
+///     .before_close(|conn| Box::pin(async move { let _ = conn.query("UNLISTEN *").await; }));
+/// let request = GetPoolWithHooks::<SimBackend>::new(ConnectionConfig::sim("orders"), hooks);
+/// let pool = sup.send(request).await??;
+/// drop(pool.acquire().await?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+pub struct GetPoolWithHooks<B: crate::backends::Backend> {
+    /// Where to connect.
+    pub connection: ConnectionConfig,
+    /// The pool's settings; `None` uses the supervisor's default. Ignored if the pool exists.
+    pub pool: Option<PoolConfig>,
+    /// The pool's hooks.
+    pub hooks: crate::pool::hooks::Hooks<B::Connection>,
+}
+
+impl<B: Backend> GetPoolWithHooks<B> {
+    /// The pool for `connection` with `hooks`, with the supervisor's default settings.
+    pub fn new(
+        connection: ConnectionConfig,
+        hooks: crate::pool::hooks::Hooks<B::Connection>,
+    ) -> Self {
+        Self {
+            connection,
+            pool: None,
+            hooks,
+        }
+    }
+
+    /// With settings of its own.
+    pub fn with_config(mut self, pool: PoolConfig) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+}
+
+impl<B: Backend> Message for GetPoolWithHooks<B> {
+    type Result = Result<PoolHandle<B>, Error>;
+}

@@ -59,6 +59,8 @@ pub struct ShutdownReport {
     pub pools_closed: usize,
     /// Idle connections closed.
     pub connections_closed: usize,
-    /// Connections still checked out at the deadline (closed when they come back).
+    /// Connections still checked out at the deadline (closed when they come back),
+    /// dedicated connections still open included (closed when their holders drop them;
+    /// they were told to by `DedicatedConnection::closed`).
     pub still_checked_out: usize,
 }
