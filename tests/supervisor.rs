@@ -779,9 +779,7 @@ async fn invalid_config_is_an_error_naming_the_field() {
         },
         ..SupervisorConfig::default()
     };
-    let e = SupervisorHandle::start(sim.clone(), bad)
-        .err()
-        .expect("refused");
+    let e = SupervisorHandle::start(sim.clone(), bad).expect_err("refused");
     assert_eq!(e.field, "supervisor.default_pool.max_size");
     let e = Supervisor::new(
         sim.clone(),
