@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use poolwarden::backends::sim::{SimBackend, SimConnection};
 use poolwarden::{
-    AcquireVerdict, ConnectionConfig, Error, Hooks, PoolConfig, SupervisorConfig,
-    SupervisorHandle,
+    AcquireVerdict, ConnectionConfig, Error, Hooks, PoolConfig, SupervisorConfig, SupervisorHandle,
 };
 
 #[actix::main]
@@ -70,9 +69,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // After a DDL change: idle connections close now, busy ones when they come back.
     let busy = pool.acquire().await?;
-    println!("soft_evict closed {} idle connection(s) now", pool.soft_evict());
+    println!(
+        "soft_evict closed {} idle connection(s) now",
+        pool.soft_evict()
+    );
     drop(busy);
-    println!("…and the busy one on its return: {} open", pool.stats().live);
+    println!(
+        "…and the busy one on its return: {} open",
+        pool.stats().live
+    );
 
     // While paused, acquires wait (up to their deadline) and nothing new is opened.
     pool.pause();
