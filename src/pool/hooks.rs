@@ -174,6 +174,12 @@ pub struct Hooks<C> {
 
 impl<C> Hooks<C> {
     /// How long one hook run may take unless [`timeout`](Self::timeout) says otherwise.
+    ///
+    /// ```
+    /// use poolwarden::Hooks;
+    /// use poolwarden::backends::sim::SimConnection;
+    /// assert_eq!(Hooks::<SimConnection>::new().timeout_value(), Hooks::<SimConnection>::DEFAULT_TIMEOUT);
+    /// ```
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// No hooks, the default timeout.

@@ -158,6 +158,12 @@ impl NamedPool {
 
 impl Settings {
     /// Read a TOML document, then [`validate`](Self::validate).
+    ///
+    /// ```
+    /// let s = poolwarden::Settings::from_toml_str("[supervisor]\nmax_pools = 8")?;
+    /// assert_eq!(s.supervisor.max_pools, 8);
+    /// # Ok::<(), poolwarden::ConfigError>(())
+    /// ```
     pub fn from_toml_str(toml: &str) -> Result<Self, ConfigError> {
         Self::extract(Figment::from(Toml::string(toml)))
     }
@@ -181,12 +187,27 @@ impl Settings {
 
     /// Read `POOLWARDEN_*` environment variables (see [`Settings`] for their names), then
     /// [`validate`](Self::validate). No variable set gives the defaults.
+    ///
+    /// ```
+    /// // POOLWARDEN_POOLS__ORDERS__URL=sim://db1/orders would add the pool `orders`.
+    /// let s = poolwarden::Settings::from_env()?;
+    /// println!("{} named pools, max_pools {}", s.pools.len(), s.supervisor.max_pools);
+    /// # Ok::<(), poolwarden::ConfigError>(())
+    /// ```
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::extract(Figment::from(env()))
     }
 
     /// A TOML file (when given) with `POOLWARDEN_*` environment variables over it, then
     /// [`validate`](Self::validate).
+    ///
+    /// ```
+    /// let mut file = tempfile::NamedTempFile::new()?;
+    /// std::io::Write::write_all(&mut file, b"[pools.orders]\nurl = \"sim://db1/orders\"")?;
+    /// let s = poolwarden::Settings::load(Some(file.path()))?;
+    /// assert!(s.pools.contains_key("orders"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::new();
         if let Some(path) = path {
@@ -202,6 +223,12 @@ impl Settings {
     }
 
     /// Check every field; the error names the first bad one by its path in the TOML shape.
+    ///
+    /// ```
+    /// let mut s = poolwarden::Settings::default();
+    /// s.supervisor.max_pools = 0;
+    /// assert_eq!(s.validate().unwrap_err().field, "supervisor.max_pools");
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.supervisor.validate()?;
         for (name, pool) in &self.pools {

@@ -55,18 +55,40 @@ const OPTIONAL: &[(&str, &str)] = &[
 
 impl AnyBackend {
     /// Share `sim`'s simulated world for `sim://` pools.
+    ///
+    /// ```
+    /// use poolwarden::backends::any::AnyBackend;
+    /// use poolwarden::backends::sim::SimBackend;
+    ///
+    /// let sim = SimBackend::new(7);
+    /// let any = AnyBackend::default().with_sim(sim.clone());
+    /// // Faults injected through `sim` reach the `sim://` pools of `any`.
+    /// sim.server("db1:1").refuse_new_connections(true);
+    /// ```
     pub fn with_sim(mut self, sim: SimBackend) -> Self {
         self.sim = sim;
         self
     }
 
     /// The simulated world `sim://` pools connect to.
+    ///
+    /// ```
+    /// use poolwarden::backends::any::AnyBackend;
+    ///
+    /// let any = AnyBackend::default();
+    /// any.sim().server("db1:1").refuse_new_connections(false);
+    /// ```
     pub fn sim(&self) -> &SimBackend {
         &self.sim
     }
 
     /// The config `backend` names this build opens (`rediss://` and `mariadb://` parse to
     /// `redis` and `mysql`).
+    ///
+    /// ```
+    /// use poolwarden::backends::any::AnyBackend;
+    /// assert!(AnyBackend::schemes().contains(&"sim"));
+    /// ```
     pub fn schemes() -> &'static [&'static str] {
         &[
             #[cfg(feature = "postgres")]

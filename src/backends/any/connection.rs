@@ -54,6 +54,18 @@ pub enum AnyConnection {
 
 impl AnyConnection {
     /// The backend that opened it: `postgres`, `redis`, `mysql`, `sqlite` or `sim`.
+    ///
+    /// ```
+    /// use poolwarden::backends::any::AnyBackend;
+    /// use poolwarden::{Backend, ConnectionConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let conn = AnyBackend::default().connect(&ConnectionConfig::parse("sim://db1/app")?).await?;
+    /// assert_eq!(conn.kind(), "sim");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn kind(&self) -> &'static str {
         match self {
             #[cfg(feature = "postgres")]

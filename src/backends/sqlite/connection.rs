@@ -15,6 +15,11 @@ use crate::error::{BackendError, BackendErrorKind};
 
 /// Rows as [`query`](SqliteConnection::query) returns them: one `Vec` of column values per
 /// row, in the order of the statement's columns.
+///
+/// ```
+/// let rows: poolwarden::backends::sqlite::Rows = vec![vec![rusqlite::types::Value::Integer(1)]];
+/// assert_eq!(rows[0].len(), 1);
+/// ```
 pub type Rows = Vec<Vec<Value>>;
 
 /// A pooled SQLite connection (see the [module documentation](super)).
@@ -102,18 +107,61 @@ impl SqliteConnection {
     /// have left anything behind), or a closure panicked. The pool closes such a
     /// connection instead of handing it out again; operations on it fail with
     /// [`Closed`](BackendErrorKind::Closed).
+    ///
+    /// ```
+    /// use poolwarden::backends::sqlite::SqliteBackend;
+    /// use poolwarden::{Backend, ConnectionConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut conn = SqliteBackend::default()
+    ///     .connect(&ConnectionConfig::parse("sqlite::memory:")?)
+    ///     .await?;
+    /// assert!(!conn.is_broken());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_broken(&self) -> bool {
         self.conn.is_none()
     }
 
     /// Whether a transaction may be open (SQLite is not in autocommit mode), as of the end
     /// of the last operation. The pool rolls it back when the connection is returned.
+    ///
+    /// ```
+    /// use poolwarden::backends::sqlite::SqliteBackend;
+    /// use poolwarden::{Backend, ConnectionConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut conn = SqliteBackend::default()
+    ///     .connect(&ConnectionConfig::parse("sqlite::memory:")?)
+    ///     .await?;
+    /// conn.execute("BEGIN", vec![]).await?;
+    /// assert!(conn.in_transaction());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn in_transaction(&self) -> bool {
         !self.autocommit
     }
 
     /// The database: its canonical path, or for an in-memory database the name of the
     /// in-memory file its pool shares.
+    ///
+    /// ```
+    /// use poolwarden::backends::sqlite::SqliteBackend;
+    /// use poolwarden::{Backend, ConnectionConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut conn = SqliteBackend::default()
+    ///     .connect(&ConnectionConfig::parse("sqlite::memory:")?)
+    ///     .await?;
+    /// assert!(conn.path().to_string_lossy().contains("poolwarden"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -126,6 +174,23 @@ impl SqliteConnection {
     /// [`Timeout`](BackendErrorKind::Timeout). Use [`write`](Self::write) for writes that
     /// compete. A transaction `f` leaves open is rolled back when the connection returns to
     /// the pool.
+    ///
+    /// ```
+    /// use poolwarden::backends::sqlite::SqliteBackend;
+    /// use poolwarden::{Backend, ConnectionConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut conn = SqliteBackend::default()
+    ///     .connect(&ConnectionConfig::parse("sqlite::memory:")?)
+    ///     .await?;
+    /// let version: String = conn
+    ///     .with(|c| c.query_row("SELECT sqlite_version()", [], |r| r.get(0)))
+    ///     .await?;
+    /// assert!(version.starts_with('3'));
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -144,6 +209,21 @@ impl SqliteConnection {
     /// Run one statement with positional parameters (`?1`, `?2`… or `?`) and return how
     /// many rows it changed. See [`with`](Self::with) for locking.
     ///
+    /// ```
+    /// use poolwarden::backends::sqlite::SqliteBackend;
+    /// use poolwarden::{Backend, ConnectionConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut conn = SqliteBackend::default()
+    ///     .connect(&ConnectionConfig::parse("sqlite::memory:")?)
+    ///     .await?;
+    /// conn.execute("CREATE TABLE t (n INTEGER)", vec![]).await?;
+    /// assert_eq!(conn.execute("INSERT INTO t VALUES (?1)", vec![7.into()]).await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// As for [`with`](Self::with): a dropped future leaves the connection broken.
@@ -161,6 +241,21 @@ impl SqliteConnection {
 
     /// Run one query with positional parameters and return every row, each as its column
     /// values.
+    ///
+    /// ```
+    /// use poolwarden::backends::sqlite::SqliteBackend;
+    /// use poolwarden::{Backend, ConnectionConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut conn = SqliteBackend::default()
+    ///     .connect(&ConnectionConfig::parse("sqlite::memory:")?)
+    ///     .await?;
+    /// let rows = conn.query("SELECT ?1 + 1", vec![41.into()]).await?;
+    /// assert_eq!(rows[0][0], rusqlite::types::Value::Integer(42));
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -189,6 +284,27 @@ impl SqliteConnection {
     /// instead of failing with `SQLITE_BUSY`; readers are not held up (in WAL mode they see
     /// the last commit). Only another process's writer can still make `BEGIN IMMEDIATE` wait
     /// up to `busy_timeout` and fail with [`Timeout`](BackendErrorKind::Timeout).
+    ///
+    /// ```
+    /// use poolwarden::backends::sqlite::SqliteBackend;
+    /// use poolwarden::{Backend, ConnectionConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut conn = SqliteBackend::default()
+    ///     .connect(&ConnectionConfig::parse("sqlite::memory:")?)
+    ///     .await?;
+    /// conn.execute("CREATE TABLE t (n INTEGER)", vec![]).await?;
+    /// let id = conn
+    ///     .write(|tx| {
+    ///         tx.execute("INSERT INTO t VALUES (1)", [])?;
+    ///         Ok(tx.last_insert_rowid())
+    ///     })
+    ///     .await?;
+    /// assert_eq!(id, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Cancel safety
     ///

@@ -152,6 +152,11 @@ impl Default for SqliteBackend {
 
 impl SqliteBackend {
     /// A backend with no database open yet (the same as `default()`).
+    ///
+    /// ```
+    /// use poolwarden::backends::sqlite::SqliteBackend;
+    /// let _backend = SqliteBackend::new();
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
