@@ -29,6 +29,19 @@ use crate::key::PoolKey;
 /// it authenticated), the handle keeps working when its own credential had authenticated
 /// (a rotation), and is refused with an authentication error when it never had: a wrong
 /// password never gets a connection opened with the right one.
+///
+/// ```
+/// use poolwarden::backends::sim::SimBackend;
+/// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+///
+/// # actix::System::new().block_on(async {
+/// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+/// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+/// let handle = pool.clone(); // cheap: share it with every task
+/// tokio::spawn(async move { drop(handle.acquire().await) });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub struct PoolHandle<B: Backend> {
     pub(crate) shared: Arc<PoolShared<B>>,
     pub(crate) actor: WeakAddr<PoolActor<B>>,
@@ -48,11 +61,37 @@ impl<B: Backend> Clone for PoolHandle<B> {
 
 impl<B: Backend> PoolHandle<B> {
     /// The pool's key.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// assert_eq!(pool.key(), poolwarden::PoolKey::of(&ConnectionConfig::sim("orders")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn key(&self) -> PoolKey {
         self.shared.key
     }
 
     /// Check out a connection within the pool's acquire timeout.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// let mut conn = pool.acquire().await?;
+    /// conn.query("SELECT 1").await?;
+    /// drop(conn); // back to the pool
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -68,6 +107,20 @@ impl<B: Backend> PoolHandle<B> {
     }
 
     /// Check out a connection within `timeout` instead of the pool's own.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// use std::time::Duration;
+    /// let conn = pool.acquire_timeout(Duration::from_millis(250)).await?;
+    /// drop(conn);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -118,22 +171,79 @@ impl<B: Backend> PoolHandle<B> {
     }
 
     /// The pool's figures (read directly, no message).
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// drop(pool.acquire().await?);
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.served, stats.in_use), (1, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn stats(&self) -> PoolStats {
         self.shared.stats()
     }
 
     /// Whether the pool stopped serving.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// use std::time::Duration;
+    /// assert!(!pool.is_closed());
+    /// sup.shutdown(Duration::from_secs(1)).await?;
+    /// assert!(pool.is_closed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
     }
 
     /// The pool actor, while it runs.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// use poolwarden::messages::GetPoolStats;
+    /// let actor = pool.actor().expect("running");
+    /// let stats = actor.send(GetPoolStats).await?;
+    /// assert_eq!(stats.key, pool.key());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn actor(&self) -> Option<Addr<PoolActor<B>>> {
         self.actor.upgrade()
     }
 
     /// Ask the pool actor to open connections until `target` are idle. Answers how many
     /// it opened.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// pool.warm(3).await?;
+    /// assert!(pool.stats().idle >= 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -145,6 +255,19 @@ impl<B: Backend> PoolHandle<B> {
     }
 
     /// Ask the pool actor to change the pool's sizes.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// pool.resize(2, 0).await?;
+    /// assert_eq!(pool.stats().max_size, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///

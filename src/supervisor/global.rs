@@ -27,21 +27,27 @@ fn lookup<B: Backend>(map: &HashMap<TypeId, Box<dyn Any + Send>>) -> Option<Supe
 /// The runtime the process-wide supervisors' own connects (warm-up, refills) run on. Their
 /// callers come from any runtime, each of which may be a current-thread runtime that runs
 /// only while its thread is inside `block_on`, or may end; so these connects get a
-/// runtime of their own, one worker thread, that lives as long as the process.
+/// runtime of their own, on a thread of its own, that lives as long as the process.
 fn background_runtime() -> Result<tokio::runtime::Handle, Error> {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    if let Some(rt) = RUNTIME.get() {
-        return Ok(rt.handle().clone());
+    static RUNTIME: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    if let Some(handle) = RUNTIME.get() {
+        return Ok(handle.clone());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("poolwarden-connects")
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| {
             crate::error::ConfigError::new("supervisor", format!("cannot start its runtime: {e}"))
         })?;
-    Ok(RUNTIME.get_or_init(|| rt).handle().clone())
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("poolwarden-connects".into())
+        // Drives the runtime's tasks for the life of the process.
+        .spawn(move || rt.block_on(std::future::pending::<()>()))
+        .map_err(|e| {
+            crate::error::ConfigError::new("supervisor", format!("cannot start its thread: {e}"))
+        })?;
+    Ok(RUNTIME.get_or_init(|| handle).clone())
 }
 
 /// Start `B`'s process-wide supervisor from `settings` unless one is installed.

@@ -31,6 +31,20 @@ use crate::replica_set::messages::RoleChanged;
 
 /// Methods that send the supervisor's messages. Cheap to clone, `Send`, usable from any
 /// tokio runtime.
+///
+/// ```
+/// use poolwarden::backends::sim::SimBackend;
+/// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+///
+/// # actix::System::new().block_on(async {
+/// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+/// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+/// drop(pool.acquire().await?);
+/// let clone = sup.clone(); // cheap; every clone talks to the same supervisor
+/// assert_eq!(clone.stats().await?.pools, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub struct SupervisorHandle<B: Backend> {
     addr: Addr<Supervisor<B>>,
 }
@@ -60,6 +74,17 @@ impl<B: Backend> From<Addr<Supervisor<B>>> for SupervisorHandle<B> {
 
 impl<B: Backend> SupervisorHandle<B> {
     /// Start a supervisor on the current actix arbiter.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// assert_eq!(sup.stats().await?.pools, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn start(backend: B, config: SupervisorConfig) -> Result<Self, ConfigError> {
         Ok(Self {
             addr: Supervisor::new(backend, config)?.start(),
@@ -67,6 +92,19 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// The supervisor's address, for sending messages directly.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// use poolwarden::messages::GetStats;
+    /// let stats = sup.addr().send(GetStats).await?;
+    /// assert_eq!(stats.pools, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn addr(&self) -> &Addr<Supervisor<B>> {
         &self.addr
     }
@@ -77,6 +115,19 @@ impl<B: Backend> SupervisorHandle<B> {
     /// first (see [`GetPool`]): authenticated, it becomes the pool's password (rotation);
     /// refused, the answer is the authentication error and the pool is untouched.
     ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::parse("sim://db1/orders")?).await?;
+    /// let again = sup.pool(ConnectionConfig::parse("sim://db1/orders")?).await?;
+    /// assert_eq!(pool.key(), again.key(), "one pool per key");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
@@ -86,6 +137,21 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// The pool for `connection`, created with `pool` if it does not exist yet.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// use poolwarden::PoolConfig;
+    /// let pool = sup
+    ///     .pool_with(ConnectionConfig::sim("orders"), PoolConfig { max_size: 4, ..PoolConfig::default() })
+    ///     .await?;
+    /// assert_eq!(pool.stats().max_size, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -107,6 +173,21 @@ impl<B: Backend> SupervisorHandle<B> {
     /// credential, the provider is verified with one connect first, as a new password is
     /// by [`pool`](Self::pool). See [`CredentialsProvider`] for an example.
     ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// use std::sync::Arc;
+    /// use poolwarden::Secret;
+    /// let provider = Arc::new(|_: &ConnectionConfig| async { Ok(Secret::new("token")) });
+    /// let pool = sup.pool_with_credentials(ConnectionConfig::sim("iam"), None, provider).await?;
+    /// drop(pool.acquire().await?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
@@ -126,6 +207,19 @@ impl<B: Backend> SupervisorHandle<B> {
     /// Register `connection` under `name` (its password verified first if the pool runs
     /// with another, as for [`pool`](Self::pool)).
     ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// sup.register("orders", ConnectionConfig::sim("orders"), None).await?;
+    /// let pool = sup.lookup("orders").await?;
+    /// drop(pool.acquire().await?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
@@ -143,6 +237,19 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// The pool registered as `name`, or with `key`, or for a config.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// assert_eq!(sup.lookup(pool.key()).await?.key(), pool.key());
+    /// assert!(sup.lookup("nobody").await.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -202,6 +309,18 @@ impl<B: Backend> SupervisorHandle<B> {
 
     /// Acquire through the supervisor (one message hop more than [`PoolHandle::acquire`]).
     ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let mut conn = sup.acquire(ConnectionConfig::sim("orders")).await?;
+    /// conn.query("SELECT 1").await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: if the future is dropped, the supervisor still finishes the acquire and the
@@ -211,6 +330,19 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// Figures of the supervisor and every pool.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// drop(sup.acquire(ConnectionConfig::sim("orders")).await?);
+    /// let stats = sup.stats().await?;
+    /// assert_eq!((stats.pools, stats.connections_served), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -222,6 +354,19 @@ impl<B: Backend> SupervisorHandle<B> {
 
     /// Probe every pool.
     ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// use poolwarden::HealthStatus;
+    /// sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// assert_eq!(sup.health().await?.status, HealthStatus::Healthy);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
@@ -231,6 +376,20 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// Drain and stop pools unused for `older_than`.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// use std::time::Duration;
+    /// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// assert!(sup.reap_idle(Duration::from_secs(3600)).await?.is_empty(), "used just now");
+    /// assert_eq!(sup.reap_idle(Duration::ZERO).await?, vec![pool.key()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -243,6 +402,18 @@ impl<B: Backend> SupervisorHandle<B> {
     /// Bring a pool that failed after too many restarts back into service. Answers
     /// whether it was failed.
     ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let pool = sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// assert!(!sup.revive(pool.key()).await?, "it had not failed");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
@@ -252,6 +423,25 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// Start a replica set (or get the running one of that name).
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// use poolwarden::ReplicaSetConfig;
+    /// let set = sup
+    ///     .replica_set(ReplicaSetConfig::new(
+    ///         "orders",
+    ///         ConnectionConfig::sim("primary"),
+    ///         vec![ConnectionConfig::sim("replica1")],
+    ///     ))
+    ///     .await?;
+    /// let _ = set;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -266,6 +456,21 @@ impl<B: Backend> SupervisorHandle<B> {
 
     /// The running replica set called `name`.
     ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// use poolwarden::ReplicaSetConfig;
+    /// let config = ReplicaSetConfig::new("orders", ConnectionConfig::sim("primary"), vec![]);
+    /// sup.replica_set(config).await?;
+    /// assert!(sup.lookup_replica_set("orders").await.is_ok());
+    /// assert!(sup.lookup_replica_set("other").await.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
@@ -278,6 +483,30 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// Deliver every replica-set role change to `subscriber`.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// use actix::prelude::*;
+    /// use poolwarden::messages::RoleChanged;
+    ///
+    /// struct Log;
+    /// impl Actor for Log {
+    ///     type Context = Context<Self>;
+    /// }
+    /// impl Handler<RoleChanged> for Log {
+    ///     type Result = ();
+    ///     fn handle(&mut self, change: RoleChanged, _: &mut Context<Self>) {
+    ///         println!("{change:?}");
+    ///     }
+    /// }
+    /// sup.subscribe_topology(Log.start().recipient()).await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
@@ -292,6 +521,30 @@ impl<B: Backend> SupervisorHandle<B> {
 
     /// Deliver every pool's circuit-breaker transitions to `subscriber`.
     ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// use actix::prelude::*;
+    /// use poolwarden::messages::BreakerTransition;
+    ///
+    /// struct Alert;
+    /// impl Actor for Alert {
+    ///     type Context = Context<Self>;
+    /// }
+    /// impl Handler<BreakerTransition> for Alert {
+    ///     type Result = ();
+    ///     fn handle(&mut self, t: BreakerTransition, _: &mut Context<Self>) {
+    ///         println!("pool {}: {:?} -> {:?}", t.key, t.from, t.to);
+    ///     }
+    /// }
+    /// sup.subscribe(Alert.start().recipient()).await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: the message is queued when this is called, so dropping the future only
@@ -301,6 +554,20 @@ impl<B: Backend> SupervisorHandle<B> {
     }
 
     /// Stop accepting acquires, wait up to `deadline` for connections to come back, close all.
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// use std::time::Duration;
+    /// sup.pool(ConnectionConfig::sim("orders")).await?;
+    /// let report = sup.shutdown(Duration::from_secs(5)).await?;
+    /// assert_eq!(report.pools_closed, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     ///
     /// # Cancel safety
     ///
