@@ -90,7 +90,8 @@ impl<B: Backend> PoolShared<B> {
         if self.health.refusing(start).is_some() {
             return Err(self.health.circuit_open(start, None));
         }
-        let conn = self.open_retrying(deadline, true).await?;
+        // Waits for room in the connection budget, if there is one, until `deadline`.
+        let conn = self.open_retrying(deadline, true, None).await?;
         // Opened as one of the pool's (counted created and live), then moved out of its
         // accounts: a dedicated connection holds no slot.
         self.counters.dedicated_out();
