@@ -79,11 +79,7 @@ fn watch(servers: Vec<SimServer>) -> (Arc<AtomicBool>, tokio::task::JoinHandle<u
 }
 
 /// `tasks` tasks per pool loop acquire + one query for `run`; answers (queries, errors).
-async fn load(
-    pools: &[PoolHandle<SimBackend>],
-    tasks: usize,
-    run: Duration,
-) -> (u64, Vec<Error>) {
+async fn load(pools: &[PoolHandle<SimBackend>], tasks: usize, run: Duration) -> (u64, Vec<Error>) {
     let done = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + run;
     let mut workers = Vec::new();
@@ -143,7 +139,10 @@ async fn many_keys_to_one_endpoint_never_exceed_max_connections_per_host() {
     assert!(peak >= 3, "the budget was used: peak {peak}");
     let waits: u64 = pools.iter().map(|p| p.stats().budget_waits).sum();
     let evictions: u64 = pools.iter().map(|p| p.stats().budget_evictions).sum();
-    assert!(waits > 0 && evictions > 0, "{waits} waits, {evictions} evictions");
+    assert!(
+        waits > 0 && evictions > 0,
+        "{waits} waits, {evictions} evictions"
+    );
 
     // The books agree with the server.
     settle().await;
@@ -324,7 +323,10 @@ async fn a_cancelled_wait_or_connect_leaks_no_budget() {
     let (sim, sup) = supervisor(Some(2), Some(2));
     let server = sim.server("cancel:1");
     let holder = pool(&sup, "cancel", "holder", pool_config(2)).await;
-    let held = vec![holder.acquire().await.unwrap(), holder.acquire().await.unwrap()];
+    let held = vec![
+        holder.acquire().await.unwrap(),
+        holder.acquire().await.unwrap(),
+    ];
 
     // Cancelled while queued for budget.
     let waiter = pool(&sup, "cancel", "waiter", pool_config(2)).await;
@@ -348,7 +350,10 @@ async fn a_cancelled_wait_or_connect_leaks_no_budget() {
     settle().await;
     let budget = sup.stats().await.unwrap().budget;
     assert_eq!(budget.endpoints[0].used, server.open_connections());
-    assert_eq!(budget.total.as_ref().unwrap().used, server.open_connections());
+    assert_eq!(
+        budget.total.as_ref().unwrap().used,
+        server.open_connections()
+    );
 
     // And the room is there for the next caller.
     let a = waiter.acquire().await.unwrap();
@@ -384,7 +389,11 @@ async fn refills_skip_rather_than_take_room_from_callers() {
     .await;
     settle_for(secs(3)).await;
     let s = warm.stats();
-    assert_eq!((s.live, s.connect_errors, s.budget_waits), (0, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.live, s.connect_errors, s.budget_waits),
+        (0, 0, 0),
+        "{s:?}"
+    );
 
     // A caller queues; the room freed goes to it, not to the refill ticking meanwhile.
     let caller = pool(&sup, "refill", "caller", pool_config(2)).await;

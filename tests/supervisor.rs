@@ -779,9 +779,9 @@ async fn invalid_config_is_an_error_naming_the_field() {
         },
         ..SupervisorConfig::default()
     };
-    let e = SupervisorHandle::start(sim.clone(), bad)
-        .err()
-        .expect("refused");
+    let Err(e) = SupervisorHandle::start(sim.clone(), bad) else {
+        panic!("refused")
+    };
     assert_eq!(e.field, "supervisor.default_pool.max_size");
     let e = Supervisor::new(
         sim.clone(),

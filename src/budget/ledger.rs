@@ -127,3 +127,45 @@ pub struct TotalBudget {
     /// Connections open or opening, every pool's together.
     pub used: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::Host;
+
+    #[test]
+    fn an_endpoint_is_the_first_host_and_sqlite_has_none() {
+        let mut c = ConnectionConfig::new("postgres", "db1", 5432);
+        c.hosts.push(Host {
+            host: "db2".into(),
+            port: 5433,
+        });
+        assert_eq!(endpoint_of(&c).as_deref(), Some("db1:5432"));
+        let socket = ConnectionConfig::new("postgres", "/run/postgresql", 5432);
+        assert_eq!(
+            endpoint_of(&socket).as_deref(),
+            Some("/run/postgresql:5432")
+        );
+        let sqlite = ConnectionConfig::parse("sqlite://./app.db").unwrap();
+        assert_eq!(endpoint_of(&sqlite), None);
+    }
+
+    #[test]
+    fn a_sqlite_pool_counts_only_against_the_total() {
+        let per_host = Ledger::new(Some(2), None).unwrap();
+        assert!(per_host
+            .pool_budget(PoolKey::of(&ConnectionConfig::sim("k")), None)
+            .is_none());
+        let both = Ledger::new(Some(2), Some(3)).unwrap();
+        let b = both
+            .pool_budget(PoolKey::of(&ConnectionConfig::sim("k")), None)
+            .unwrap();
+        assert!(b.endpoint.is_none() && b.total.is_some());
+        let permits: Vec<_> = (0..3).map(|_| b.try_take().unwrap()).collect();
+        assert!(b.try_take().is_none());
+        assert_eq!(both.stats().total.unwrap().used, 3);
+        drop(permits);
+        assert_eq!(both.stats().total.unwrap().used, 0);
+        assert!(Ledger::new(None, None).is_none());
+    }
+}

@@ -16,8 +16,8 @@ mod ledger;
 mod limit;
 mod permit;
 
-pub use ledger::{BudgetStats, EndpointBudget, TotalBudget};
 pub(crate) use ledger::{endpoint_of, Ledger};
+pub use ledger::{BudgetStats, EndpointBudget, TotalBudget};
 pub(crate) use permit::{BudgetPermit, BudgetWait, PoolBudget};
 
 use tokio::time::Instant;

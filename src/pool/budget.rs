@@ -140,7 +140,11 @@ impl<B: Backend> PoolShared<B> {
     /// timeout waiting (`Phase::Wait`), whose last error names the budget.
     pub(super) fn budget_timed_out(&self, start: Instant) -> Error {
         self.counters.timed_out();
-        let limits = self.budget.as_ref().map(|b| b.describe()).unwrap_or_default();
+        let limits = self
+            .budget
+            .as_ref()
+            .map(|b| b.describe())
+            .unwrap_or_default();
         Error::Timeout {
             key: self.key,
             phase: Phase::Wait,

@@ -30,7 +30,8 @@ use crate::limits::deadline as far_at;
 /// `before_close` hook, if any). It does not count against `max_size`: the pool still
 /// hands out `max_size` connections while it is open. It counts in
 /// [`PoolStats::dedicated`](crate::PoolStats::dedicated) and keeps its pool from being
-/// evicted or reaped as unused.
+/// evicted or reaped as unused. It does count against the supervisor's connection budget
+/// (`max_connections_per_host`, `max_total_connections`), waiting for room like an acquire.
 ///
 /// When the pool closes (supervisor shutdown, eviction) or replaces its connections
 /// ([`PoolHandle::soft_evict`](crate::PoolHandle::soft_evict), a restart),

@@ -203,9 +203,12 @@ impl<B: Backend> PoolShared<B> {
         let Ok(budget) = self.budget_if_free() else {
             return Ok(false);
         };
-        let conn = self.open_retrying(deadline, vouch, budget).await.inspect_err(
-            |e| tracing::debug!(pool = %self.key, error = %e, "background connect failed"),
-        )?;
+        let conn = self
+            .open_retrying(deadline, vouch, budget)
+            .await
+            .inspect_err(
+                |e| tracing::debug!(pool = %self.key, error = %e, "background connect failed"),
+            )?;
         self.idle.push(conn);
         Ok(true)
     }

@@ -81,7 +81,10 @@ impl<B: Backend> Supervisor<B> {
             role_subscribers: Subscribers::new("topology"),
             sets: HashMap::new(),
             home: Arc::default(),
-            budget: Ledger::new(config.max_connections_per_host, config.max_total_connections),
+            budget: Ledger::new(
+                config.max_connections_per_host,
+                config.max_total_connections,
+            ),
             config,
         })
     }

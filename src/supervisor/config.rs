@@ -114,7 +114,10 @@ impl SupervisorConfig {
                 "supervisor.max_connections_per_host",
                 self.max_connections_per_host,
             ),
-            ("supervisor.max_total_connections", self.max_total_connections),
+            (
+                "supervisor.max_total_connections",
+                self.max_total_connections,
+            ),
         ] {
             if let Some(n) = value {
                 check_size(field, n, 1, Self::MAX_CONNECTIONS)?;

@@ -83,21 +83,12 @@ pub struct Settings {
 }
 
 /// [`Settings`] as read, before [`Settings::validate`] (which deserializing runs).
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawSettings {
     #[serde(deserialize_with = "limits::nested")]
     supervisor: SupervisorConfig,
     pools: BTreeMap<String, NamedPool>,
-}
-
-impl Default for RawSettings {
-    fn default() -> Self {
-        Self {
-            supervisor: SupervisorConfig::default(),
-            pools: BTreeMap::new(),
-        }
-    }
 }
 
 impl TryFrom<RawSettings> for Settings {

@@ -92,7 +92,12 @@ async fn six_keys_to_one_server_never_hold_more_than_max_connections_per_host() 
     stop.store(true, Ordering::Relaxed);
     let (peak, samples) = sampler.await.unwrap();
 
-    assert!(errors.is_empty(), "{} errors: {:?}", errors.len(), &errors[..errors.len().min(3)]);
+    assert!(
+        errors.is_empty(),
+        "{} errors: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(3)]
+    );
     assert!(peak <= 4, "{peak} backends of the six keys at once");
     // The sampler shares the test's thread with the load: a few per second at least.
     assert!(samples >= 20, "{samples} samples");
