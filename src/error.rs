@@ -186,7 +186,9 @@ pub enum Error {
         phase: Phase,
         /// How long the acquire had been running.
         elapsed: Duration,
-        /// The last backend error seen during this acquire, if any.
+        /// The last backend error seen during this acquire, if any. A wait for room in the
+        /// supervisor's connection budget that reached the deadline says so here (kind
+        /// `Capacity`, naming the limit).
         #[source]
         last_error: Option<BackendError>,
     },

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod backends;
+mod budget;
 mod connection;
 mod error;
 mod key;
@@ -43,6 +44,7 @@ mod secret;
 mod supervisor;
 
 pub use backends::{Backend, MemberStatus, Role};
+pub use budget::{BudgetStats, EndpointBudget, TotalBudget};
 pub use connection::{ConnectionConfig, Host, SslMode, TlsConfig};
 pub use error::{BackendError, BackendErrorKind, ConfigError, Error, Phase, Result};
 pub use key::PoolKey;

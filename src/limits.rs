@@ -4,7 +4,7 @@
 //!   and the breaker's doubling can never overflow. Code that adds a duration to an instant
 //!   should still use [`deadline`], which saturates.
 //! - Sizes that size semaphores or queues have a documented cap ([`MAX_POOL_SIZE`],
-//!   [`MAX_OVERFLOW`], [`MAX_WAITERS`], [`MAX_CONNECTING`], [`MAX_POOLS`], [`MAX_REPLICAS`]).
+//!   [`MAX_OVERFLOW`], [`MAX_WAITERS`], [`MAX_CONNECTING`], [`MAX_POOLS`], [`MAX_REPLICAS`], [`MAX_BUDGET`]).
 //! - Text settings refuse NUL and every other control character ([`check_text`]).
 //!
 //! The public configs re-export these as associated constants (`PoolConfig::MAX_SIZE`…).
@@ -37,6 +37,10 @@ pub(crate) const MAX_CONNECTING: u32 = 10_000;
 
 /// Most pools one supervisor keeps alive (`max_pools`).
 pub(crate) const MAX_POOLS: usize = 100_000;
+
+/// Most connections a supervisor's budget allows (`max_connections_per_host`,
+/// `max_total_connections`).
+pub(crate) const MAX_BUDGET: u32 = 1_000_000;
 
 /// Most replicas one replica set has (`replicas`).
 pub(crate) const MAX_REPLICAS: usize = 1_000;

@@ -74,7 +74,7 @@ impl<B: Backend> PoolShared<B> {
             return;
         }
         conn.last_used = now;
-        self.idle.push(conn);
+        self.file_idle(conn);
         if !reclaimed {
             self.release_slot();
         }
@@ -132,7 +132,7 @@ impl<B: Backend> Cleaning<B> {
         if ok && pool.hot.is_open() && !retired {
             let mut conn = self.conn.take().expect("present until filed");
             conn.last_used = Instant::now();
-            pool.idle.push(conn);
+            pool.file_idle(conn);
             pool.release_slot();
         }
         // Otherwise dropping `self` closes it and gives the slot back.

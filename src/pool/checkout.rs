@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::TryAcquireError;
 use tokio::time::{timeout_at, Instant};
 
+use super::budget::BudgetTurn;
 use super::capacity::Room;
 use super::conn::Conn;
 use super::connect::Attempt;
@@ -244,6 +245,10 @@ impl<B: Backend> PoolShared<B> {
         let mut last: Option<BackendError> = None;
         // What a timeout names: connecting, or waiting for a connection to come back.
         let mut phase = Phase::Connect;
+        // With a connection budget: the place in its queue (kept across turns, so the
+        // order holds) and the room taken, kept for the next attempt if one fails.
+        let mut budget_wait = None;
+        let mut room = None;
         loop {
             self.check_open()?;
             if let Some(conn) = self.reuse(start, deadline).await? {
@@ -262,6 +267,19 @@ impl<B: Backend> PoolShared<B> {
                 phase = Phase::Connect;
                 self.wait_for_change(until).await;
                 continue;
+            }
+            // No room in the supervisor's connection budget: wait in its queue (FIFO per
+            // endpoint) while the oldest idle connections of other pools close for room;
+            // a connection returned to this pool meanwhile is served instead.
+            if self.budget.is_some() && room.is_none() {
+                match self.budget_turn(&mut budget_wait, deadline).await {
+                    BudgetTurn::Granted(permit) => room = Some(permit),
+                    BudgetTurn::Again => {
+                        phase = Phase::Wait;
+                        continue;
+                    }
+                    BudgetTurn::TimedOut => return Err(self.budget_timed_out(start)),
+                }
             }
             // A server that refused for capacity gets no connect past what it accepted,
             // but one try to grow when due.
@@ -291,7 +309,7 @@ impl<B: Backend> PoolShared<B> {
             };
             // Under way until this turn ends: the attempt and its backoff wait.
             let _connecting = self.counters.connecting();
-            let attempt = self.connect_once(Some(deadline), true).await;
+            let attempt = self.connect_once(Some(deadline), true, &mut room).await;
             let (err, counted) = match attempt {
                 Ok(Attempt::Opened(conn)) => {
                     if let Some(trial) = trial {

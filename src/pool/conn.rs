@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::credential::Version;
+use crate::budget::BudgetPermit;
 
 /// A live connection and its bookkeeping.
 pub(crate) struct Conn<C> {
@@ -17,6 +18,11 @@ pub(crate) struct Conn<C> {
     pub(crate) credential: Arc<Version>,
     /// Leak-tracker id of the current checkout; 0 when leak detection is off.
     pub(crate) checkout: u64,
+    /// Its share of the supervisor's connection budget, if one is set: returned when the
+    /// connection is dropped, however it ends. Last, so it is dropped after `raw`.
+    /// Held for its drop only.
+    #[allow(dead_code)]
+    pub(crate) budget: Option<BudgetPermit>,
 }
 
 impl<C> Conn<C> {

@@ -17,6 +17,7 @@ use super::conn::Conn;
 use super::credential::Version;
 use super::shared::PoolShared;
 use crate::backends::Backend;
+use crate::budget::BudgetPermit;
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
 use crate::limits::deadline as far_at;
 use crate::policy::backoff::Backoff;
@@ -39,11 +40,13 @@ impl<B: Backend> PoolShared<B> {
     /// One connect attempt, bounded by the connect timeout and never past the caller's
     /// `deadline` (`None`: no caller waits). `Err`: the pool closed, or the backend
     /// panicked. `vouch`: a success counts for the endpoint at once (false when the caller
-    /// will probe the new connection first and report that).
+    /// will probe the new connection first and report that). `budget`: the room taken in
+    /// the connection budget, moved into the connection if one opens (else left there).
     pub(super) async fn connect_once(
         &self,
         deadline: Option<Instant>,
         vouch: bool,
+        budget: &mut Option<BudgetPermit>,
     ) -> Result<Attempt<B::Connection>, Error> {
         let permit_by =
             deadline.unwrap_or_else(|| far_at(Instant::now(), self.config.connect_timeout));
@@ -71,7 +74,7 @@ impl<B: Backend> PoolShared<B> {
                 }
                 credential.mark_verified();
                 drop(permit);
-                let conn = self.adopt(raw, credential);
+                let conn = self.adopt(raw, credential, budget.take());
                 // A failing hook fails the connection, not the endpoint: nothing is
                 // reported to the breaker (see `hook_run.rs`).
                 return Ok(match self.after_connect(conn, deadline).await? {
@@ -105,13 +108,19 @@ impl<B: Backend> PoolShared<B> {
 
     /// The pool's own connects (warm-up, refill, a probe with nothing idle): retried with
     /// backoff until `deadline`, but never against a breaker that is not closed, a server
-    /// that refused for capacity, or an error retrying cannot fix.
+    /// that refused for capacity, or an error retrying cannot fix. `budget`: room already
+    /// taken in the connection budget (a background open takes it before, or skips);
+    /// without it, room is waited for until `deadline` (a dedicated connection).
     pub(super) async fn open_retrying(
         &self,
         deadline: Instant,
         vouch: bool,
+        mut budget: Option<BudgetPermit>,
     ) -> Result<Conn<B::Connection>, Error> {
         let start = Instant::now();
+        if budget.is_none() {
+            budget = self.budget_by(start, deadline).await?;
+        }
         let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
         // Under way, attempts and backoff waits alike.
         let _connecting = self.counters.connecting();
@@ -119,7 +128,8 @@ impl<B: Backend> PoolShared<B> {
             // No caller waits on a background open: `deadline` bounds its retries, never
             // an attempt, which gets its whole connect timeout (one cut short would say
             // nothing about the endpoint).
-            let error = match self.connect_once(None, vouch).await? {
+            // A failed attempt leaves the room taken for the next one.
+            let error = match self.connect_once(None, vouch, &mut budget).await? {
                 Attempt::Opened(conn) => {
                     self.capacity
                         .opened(self.counters.live(), self.slots.max_size());
@@ -160,12 +170,15 @@ impl<B: Backend> PoolShared<B> {
     /// connect timeout, under a connect permit, panics caught. A failure is the caller's
     /// alone: it is not counted, not remembered as the pool's last error and not reported
     /// to the breaker.
+    /// It waits for room in the connection budget within the same connect timeout; the
+    /// room is answered with the connection.
     pub(super) async fn connect_candidate(
         &self,
         candidate: &Version,
-    ) -> Result<B::Connection, Error> {
+    ) -> Result<(B::Connection, Option<BudgetPermit>), Error> {
         let start = Instant::now();
         let limit = far_at(start, self.config.connect_timeout);
+        let budget = self.budget_by(start, limit).await?;
         let failed = |source| Error::Backend {
             key: self.key,
             phase: Phase::Connect,
@@ -183,7 +196,7 @@ impl<B: Backend> PoolShared<B> {
         };
         let attempt = AssertUnwindSafe(candidate.connect(&*self.backend)).catch_unwind();
         match timeout_at(limit, attempt).await {
-            Ok(Ok(Ok(raw))) => Ok(raw),
+            Ok(Ok(Ok(raw))) => Ok((raw, budget)),
             Ok(Ok(Err(e))) => Err(failed(e)),
             Ok(Err(payload)) => Err(self.crashed(Phase::Connect, &*payload)),
             Err(_) => Err(failed(BackendError::new(
@@ -193,11 +206,12 @@ impl<B: Backend> PoolShared<B> {
         }
     }
 
-    /// Account for a freshly opened connection, opened with `credential`.
+    /// Account for a freshly opened connection, opened with `credential`, holding `budget`.
     pub(super) fn adopt(
         &self,
         raw: B::Connection,
         credential: std::sync::Arc<Version>,
+        budget: Option<BudgetPermit>,
     ) -> Conn<B::Connection> {
         let now = Instant::now();
         self.counters.opened();
@@ -218,6 +232,7 @@ impl<B: Backend> PoolShared<B> {
             generation: self.incarnation.generation(),
             credential,
             checkout: 0,
+            budget,
         }
     }
 }

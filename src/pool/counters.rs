@@ -27,6 +27,10 @@ pub(crate) struct Counters {
     hook_panics: AtomicU64,
     /// Dedicated connections open (`dedicated.rs`): outside `live` and the slots.
     dedicated: AtomicUsize,
+    /// Connects (acquires, dedicated, verifications) that waited for the connection
+    /// budget, and idle connections closed to make room in it for another pool.
+    budget_waits: AtomicU64,
+    budget_evictions: AtomicU64,
 }
 
 impl Counters {
@@ -67,6 +71,21 @@ impl Counters {
 
     pub(super) fn panicked(&self) {
         self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn budget_waited(&self) {
+        self.budget_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn budget_evicted(&self) {
+        self.budget_evictions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn budget_figures(&self) -> (u64, u64) {
+        (
+            self.budget_waits.load(Ordering::Relaxed),
+            self.budget_evictions.load(Ordering::Relaxed),
+        )
     }
 
     pub(super) fn restarted(&self) {

@@ -30,7 +30,8 @@ use crate::limits::deadline as far_at;
 /// `before_close` hook, if any). It does not count against `max_size`: the pool still
 /// hands out `max_size` connections while it is open. It counts in
 /// [`PoolStats::dedicated`](crate::PoolStats::dedicated) and keeps its pool from being
-/// evicted or reaped as unused.
+/// evicted or reaped as unused. It does count against the supervisor's connection budget
+/// (`max_connections_per_host`, `max_total_connections`), waiting for room like an acquire.
 ///
 /// When the pool closes (supervisor shutdown, eviction) or replaces its connections
 /// ([`PoolHandle::soft_evict`](crate::PoolHandle::soft_evict), a restart),
@@ -90,7 +91,8 @@ impl<B: Backend> PoolShared<B> {
         if self.health.refusing(start).is_some() {
             return Err(self.health.circuit_open(start, None));
         }
-        let conn = self.open_retrying(deadline, true).await?;
+        // Waits for room in the connection budget, if there is one, until `deadline`.
+        let conn = self.open_retrying(deadline, true, None).await?;
         // Opened as one of the pool's (counted created and live), then moved out of its
         // accounts: a dedicated connection holds no slot.
         self.counters.dedicated_out();

@@ -14,6 +14,7 @@ use super::home::Home;
 use super::hooks::Hooks;
 use super::shared::PoolShared;
 use crate::backends::Backend;
+use crate::budget::{endpoint_of, Ledger};
 use crate::connection::ConnectionConfig;
 use crate::key::PoolKey;
 
@@ -26,6 +27,8 @@ pub(crate) struct PoolFactory<B: Backend> {
     pub(crate) home: Arc<Home>,
     /// The hooks of the pools it makes (none by default).
     pub(crate) hooks: Hooks<B::Connection>,
+    /// The supervisor's connection budget, shared by every pool it makes.
+    pub(crate) budget: Option<Arc<Ledger>>,
 }
 
 impl<B: Backend> Clone for PoolFactory<B> {
@@ -36,6 +39,7 @@ impl<B: Backend> Clone for PoolFactory<B> {
             policy: self.policy,
             home: Arc::clone(&self.home),
             hooks: self.hooks.clone(),
+            budget: self.budget.clone(),
         }
     }
 }
@@ -62,6 +66,10 @@ impl<B: Backend> PoolFactory<B> {
         provider: Option<Arc<dyn CredentialsProvider>>,
     ) -> (Addr<PoolActor<B>>, Arc<PoolShared<B>>) {
         debug_assert_eq!(key, PoolKey::of(&connection));
+        let budget = self
+            .budget
+            .as_ref()
+            .and_then(|ledger| ledger.pool_budget(key, endpoint_of(&connection)));
         let shared = Arc::new(
             PoolShared::new(
                 key,
@@ -72,8 +80,10 @@ impl<B: Backend> PoolFactory<B> {
                 Arc::clone(&self.home),
                 provider,
             )
-            .with_hooks(self.hooks.clone()),
+            .with_hooks(self.hooks.clone())
+            .with_budget(budget),
         );
+        shared.bind_budget();
         let for_actor = Arc::clone(&shared);
         let policy = self.policy;
         let addr = actix::Supervisor::start(move |_| PoolActor::new(for_actor, policy));

@@ -61,6 +61,16 @@ impl<C> Idle<C> {
         self.deque.lock().len()
     }
 
+    /// When the longest-idle connection was last used.
+    pub(super) fn oldest(&self) -> Option<tokio::time::Instant> {
+        self.deque.lock().front().map(|c| c.last_used)
+    }
+
+    /// Take the longest-idle connection out.
+    pub(super) fn pop_oldest(&self) -> Option<Conn<C>> {
+        self.deque.lock().pop_front()
+    }
+
     /// Take every idle connection out.
     pub(super) fn drain(&self) -> Vec<Conn<C>> {
         self.deque.lock().drain(..).collect()

@@ -198,9 +198,17 @@ impl<B: Backend> PoolShared<B> {
         let Ok(_slot) = self.try_slot() else {
             return Ok(false);
         };
-        let conn = self.open_retrying(deadline, vouch).await.inspect_err(
-            |e| tracing::debug!(pool = %self.key, error = %e, "background connect failed"),
-        )?;
+        // No room in the connection budget: skip, never wait for it nor take it from a
+        // caller queued for it.
+        let Ok(budget) = self.budget_if_free() else {
+            return Ok(false);
+        };
+        let conn = self
+            .open_retrying(deadline, vouch, budget)
+            .await
+            .inspect_err(
+                |e| tracing::debug!(pool = %self.key, error = %e, "background connect failed"),
+            )?;
         self.idle.push(conn);
         Ok(true)
     }

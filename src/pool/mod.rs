@@ -3,6 +3,7 @@
 //! that each file owns its fields (see `shared.rs` for the map).
 
 pub(crate) mod actor;
+mod budget;
 mod capacity;
 mod checkin;
 mod checkout;

@@ -86,7 +86,7 @@ impl<B: Backend> PoolShared<B> {
         presented: Presented,
     ) -> Result<(Arc<Version>, Option<Conn<B::Connection>>), Error> {
         let candidate = Version::candidate(presented);
-        let raw = self.connect_candidate(&candidate).await.inspect_err(|e| {
+        let (raw, budget) = self.connect_candidate(&candidate).await.inspect_err(|e| {
             tracing::info!(pool = %self.key, error = %e, "a different credential was presented and did not authenticate; the pool keeps its own");
         })?;
         let (version, rotated) = self.credential.rotate(candidate.into_presented());
@@ -97,7 +97,7 @@ impl<B: Backend> PoolShared<B> {
             let closed = self.drain_retired();
             tracing::info!(pool = %self.key, epoch = version.epoch(), idle_closed = closed, "credential rotated; connections of the old one close as they come back");
         }
-        Ok((version.clone(), Some(self.adopt(raw, version))))
+        Ok((version.clone(), Some(self.adopt(raw, version, budget))))
     }
 
     /// Close the idle connections of retired credentials; answers how many.

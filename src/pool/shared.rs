@@ -1,6 +1,7 @@
 //! The state one pool shares between its actor and its handles, composed of parts that
 //! each own their fields (`hot.rs`, `slots.rs`, `idle.rs`, `counters.rs`, `health.rs`,
-//! `leaks.rs`, `incarnation.rs`, `capacity.rs`, `credential.rs`, `hooks.rs`, `pause.rs`). Acquire and release run on it in the caller's task,
+//! `leaks.rs`, `incarnation.rs`, `capacity.rs`, `credential.rs`, `hooks.rs`, `pause.rs`,
+//! `budget.rs`). Acquire and release run on it in the caller's task,
 //! without a message hop (see `docs/architecture.md` for the measurements behind that);
 //! the jobs done on it are one file each: `checkout.rs`, `connect.rs`, `checkin.rs`, `probe.rs`,
 //! `lifecycle.rs`, `stats.rs`. Nothing here knows about actix.
@@ -25,6 +26,7 @@ use super::leaks::Leaks;
 use super::pause::Pause;
 use super::slots::Slots;
 use crate::backends::Backend;
+use crate::budget::PoolBudget;
 use crate::connection::ConnectionConfig;
 use crate::error::{Error, Phase};
 use crate::key::PoolKey;
@@ -57,6 +59,9 @@ pub(crate) struct PoolShared<B: Backend> {
     pub(super) hooks: Hooks<B::Connection>,
     /// Paused acquires queue here (`pause.rs`, `controls.rs`).
     pub(super) pause: Pause,
+    /// Its share of the supervisor's connection budget (`budget.rs`); `None` without one:
+    /// connects then check nothing more than this.
+    pub(super) budget: Option<PoolBudget>,
 }
 
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -141,6 +146,7 @@ impl<B: Backend> PoolShared<B> {
             connects: tokio::sync::Semaphore::new(config.max_connecting as usize),
             hooks: Hooks::default(),
             pause: Pause::new(),
+            budget: None,
             key,
             backend,
             connection,
@@ -151,6 +157,13 @@ impl<B: Backend> PoolShared<B> {
     /// With `hooks` (before it is shared: a pool's hooks never change).
     pub(crate) fn with_hooks(mut self, hooks: Hooks<B::Connection>) -> Self {
         self.hooks = hooks;
+        self
+    }
+
+    /// Under the supervisor's connection `budget` (before it is shared; bound as an idle
+    /// source by [`bind_budget`](Self::bind_budget) once it is).
+    pub(crate) fn with_budget(mut self, budget: Option<PoolBudget>) -> Self {
+        self.budget = budget;
         self
     }
 

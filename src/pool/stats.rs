@@ -77,11 +77,19 @@ pub struct PoolStats {
     /// Of `hook_failures`, runs that panicked (caught: the connection is closed, the pool
     /// actor is not restarted, `panics` does not count them).
     pub hook_panics: u64,
+    /// Connects that had to wait for the supervisor's connection budget
+    /// (`max_connections_per_host`, `max_total_connections`): acquires, dedicated
+    /// connections, credential verifications. Each counts once however long it waited.
+    pub budget_waits: u64,
+    /// Idle connections of this pool closed to make room in the connection budget for a
+    /// connect of another pool (least recently used first).
+    pub budget_evictions: u64,
 }
 
 impl<B: Backend> PoolShared<B> {
     pub(crate) fn stats(&self) -> PoolStats {
         let (hook_failures, hook_timeouts, hook_panics) = self.counters.hook_figures();
+        let (budget_waits, budget_evictions) = self.counters.budget_figures();
         PoolStats {
             key: self.key,
             backend: self.connection.backend.clone(),
@@ -113,6 +121,8 @@ impl<B: Backend> PoolShared<B> {
             hook_failures,
             hook_timeouts,
             hook_panics,
+            budget_waits,
+            budget_evictions,
         }
     }
 }

@@ -17,6 +17,7 @@ use super::messages::{
 use super::registry::{Entry, Registration, Registry};
 use super::stats::{HealthReport, HealthStatus, ShutdownReport, SupervisorStats};
 use crate::backends::Backend;
+use crate::budget::Ledger;
 use crate::connection::ConnectionConfig;
 use crate::error::{ConfigError, Error};
 use crate::key::PoolKey;
@@ -47,6 +48,8 @@ pub struct Supervisor<B: Backend> {
     role_subscribers: Subscribers<RoleChanged>,
     sets: HashMap<String, SetEntry<B>>,
     home: Arc<Home>,
+    /// The connection budget every pool shares (`src/budget/`), if one is set.
+    budget: Option<Arc<Ledger>>,
 }
 
 struct SetEntry<B: Backend> {
@@ -72,13 +75,17 @@ impl<B: Backend> Supervisor<B> {
         config.validate()?;
         Ok(Self {
             backend: Arc::new(backend),
-            config,
             registry: Registry::default(),
             accepting: true,
             subscribers: Subscribers::new("breaker"),
             role_subscribers: Subscribers::new("topology"),
             sets: HashMap::new(),
             home: Arc::default(),
+            budget: Ledger::new(
+                config.max_connections_per_host,
+                config.max_total_connections,
+            ),
+            config,
         })
     }
 
@@ -216,6 +223,7 @@ impl<B: Backend> Supervisor<B> {
             events: self.event_sink(),
             home: Arc::clone(&self.home),
             hooks: Hooks::default(),
+            budget: self.budget.clone(),
             policy: RestartPolicy {
                 max_restarts: self.config.max_restarts,
                 window: self.config.restart_window,
@@ -291,6 +299,11 @@ impl<B: Backend> Supervisor<B> {
             in_use: per_pool.iter().map(|s| s.in_use).sum(),
             total: per_pool.iter().map(|s| s.live).sum(),
             waiters: per_pool.iter().map(|s| s.waiters).sum(),
+            budget: self
+                .budget
+                .as_ref()
+                .map(|ledger| ledger.stats())
+                .unwrap_or_default(),
             per_pool,
         }
     }

@@ -55,6 +55,22 @@ pub struct SupervisorConfig {
     /// See `max_restarts`. Default 10s.
     #[serde(with = "humantime_serde")]
     pub restart_window: Duration,
+    /// Most connections open at once to one endpoint (`host:port`, or a Unix socket
+    /// directory and port), every pool of the supervisor together: regular, overflow,
+    /// replica-set members, dedicated connections, and those opened for probes and
+    /// credential verification, while they are open. A config with several hosts counts
+    /// against its first; a SQLite config (no host) only against `max_total_connections`.
+    /// A connect with no room waits like any acquire (its deadline, FIFO among the
+    /// waiters of the endpoint) while idle connections of other pools on the endpoint are
+    /// closed, least recently used first; refills to `min_idle` never wait, they skip.
+    /// See "Connection budgets" in `docs/architecture.md`. Default `None`: no limit;
+    /// else 1 to [`SupervisorConfig::MAX_CONNECTIONS`] (1 000 000).
+    pub max_connections_per_host: Option<u32>,
+    /// Most connections open at once across every endpoint, counted as for
+    /// `max_connections_per_host` (waiting for room closes the least recently used idle
+    /// connection of any pool). Default `None`: no limit; else 1 to
+    /// [`SupervisorConfig::MAX_CONNECTIONS`].
+    pub max_total_connections: Option<u32>,
 }
 fields: SupervisorConfigFields, #[serde(default, deny_unknown_fields)], default;
 }
@@ -69,6 +85,8 @@ impl Default for SupervisorConfig {
             health_timeout: Duration::from_secs(2),
             max_restarts: 5,
             restart_window: Duration::from_secs(10),
+            max_connections_per_host: None,
+            max_total_connections: None,
         }
     }
 }
@@ -78,6 +96,8 @@ impl SupervisorConfig {
     pub const MAX_DURATION: Duration = limits::MAX_DURATION;
     /// Largest `max_pools`.
     pub const MAX_POOLS: usize = limits::MAX_POOLS;
+    /// Largest `max_connections_per_host` and `max_total_connections`.
+    pub const MAX_CONNECTIONS: u32 = limits::MAX_BUDGET;
 
     /// Check the fields; the error names the first bad one. Deserialization runs this too.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -89,6 +109,20 @@ impl SupervisorConfig {
         check_positive_duration("supervisor.reap_interval", self.reap_interval)?;
         check_positive_duration("supervisor.health_timeout", self.health_timeout)?;
         check_positive_duration("supervisor.restart_window", self.restart_window)?;
+        for (field, value) in [
+            (
+                "supervisor.max_connections_per_host",
+                self.max_connections_per_host,
+            ),
+            (
+                "supervisor.max_total_connections",
+                self.max_total_connections,
+            ),
+        ] {
+            if let Some(n) = value {
+                check_size(field, n, 1, Self::MAX_CONNECTIONS)?;
+            }
+        }
         Ok(())
     }
 }
@@ -110,5 +144,36 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c.validate().unwrap_err().field, "supervisor.max_pools");
+    }
+
+    #[test]
+    fn budgets_are_checked_naming_the_field() {
+        for (per_host, total, field) in [
+            (Some(0), None, "supervisor.max_connections_per_host"),
+            (
+                Some(SupervisorConfig::MAX_CONNECTIONS + 1),
+                None,
+                "supervisor.max_connections_per_host",
+            ),
+            (None, Some(0), "supervisor.max_total_connections"),
+        ] {
+            let c = SupervisorConfig {
+                max_connections_per_host: per_host,
+                max_total_connections: total,
+                ..Default::default()
+            };
+            assert_eq!(c.validate().unwrap_err().field, field);
+        }
+        let c: SupervisorConfig =
+            toml::from_str("max_connections_per_host = 4\nmax_total_connections = 10").unwrap();
+        assert_eq!(
+            (c.max_connections_per_host, c.max_total_connections),
+            (Some(4), Some(10))
+        );
+        let e = toml::from_str::<SupervisorConfig>("max_total_connections = 0").unwrap_err();
+        assert!(
+            e.to_string().contains("supervisor.max_total_connections"),
+            "{e}"
+        );
     }
 }

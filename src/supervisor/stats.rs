@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::budget::BudgetStats;
 use crate::key::PoolKey;
 use crate::pool::stats::PoolStats;
 
@@ -26,6 +27,10 @@ pub struct SupervisorStats {
     pub total: usize,
     /// Waiting acquires across pools.
     pub waiters: usize,
+    /// The connection budget (`max_connections_per_host`, `max_total_connections`): per
+    /// endpoint its limit, connections used and who holds them; the total. Empty without
+    /// a budget.
+    pub budget: BudgetStats,
     /// Per-pool figures, sorted by key.
     pub per_pool: Vec<PoolStats>,
 }

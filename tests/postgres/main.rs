@@ -11,6 +11,7 @@
 mod common;
 
 mod basics;
+mod budget;
 mod cost;
 mod failures;
 mod reset;
