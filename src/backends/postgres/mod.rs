@@ -183,11 +183,15 @@ mod connect;
 mod connection;
 mod errors;
 mod options;
+mod params;
 mod session;
 mod tap;
 mod tls;
+mod transaction;
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -199,14 +203,19 @@ use crate::connection::ConnectionConfig;
 use crate::error::BackendErrorKind;
 
 use super::tls::TlsCache;
-pub use backend::{DISCARD_ALL_SQL, STATUS_SQL, WRITE_POSITION_SQL};
-pub use connection::{PgConnection, ResetMode};
+pub use backend::{DISCARD_ALL_SQL, STATUS_SQL, TRANSACTION_POOLER_WARNING, WRITE_POSITION_SQL};
+pub use connection::{PgConnection, Pooler, ResetMode};
+pub use params::{ErasedPgParam, PgParam};
 pub use session::TransactionStatus;
+pub use transaction::PgTransaction;
 
 /// The PostgreSQL [`Backend`]. Cheap to clone; clones share the TLS configuration cache.
 #[derive(Clone, Default)]
 pub struct PostgresBackend {
     tls_cache: TlsCache<MakeRustlsConnect>,
+    /// Configs (redacted) whose pooler warning was logged: once per pool, at its first
+    /// connect.
+    warned: Arc<Mutex<HashSet<String>>>,
 }
 
 impl PostgresBackend {
