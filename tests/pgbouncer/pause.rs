@@ -93,6 +93,7 @@ async fn queries_wait_out_a_short_pause_and_complete_after_resume() {
         return;
     };
     let (_sup, pool) = start_pool(behind_pooler(bouncer.config()), pool_config(8)).await;
+    pool.warm(8).await.expect("warm the pool");
     let stop = Cell::new(false);
     let ops = RefCell::new(Vec::new());
     let paused_for = ms(800);
@@ -145,6 +146,7 @@ async fn a_long_pause_fails_callers_within_their_deadline_with_named_errors() {
         return;
     };
     let (_sup, pool) = start_pool(behind_pooler(bouncer.config()), pool_config(8)).await;
+    pool.warm(8).await.expect("warm the pool");
     let (acquire, query) = (ms(300), ms(400));
     let stop = Cell::new(false);
     let ops = RefCell::new(Vec::new());

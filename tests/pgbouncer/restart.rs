@@ -17,6 +17,7 @@ async fn pgbouncer_restart_under_load() {
     };
     let bouncer = Arc::new(bouncer);
     let (_sup, pool) = start_pool(behind_pooler(bouncer.config()), pool_config(8)).await;
+    pool.warm(8).await.expect("warm the pool");
     let (acquire, query) = (secs(2), secs(2));
     let stop = Cell::new(false);
     let ops = RefCell::new(Vec::new());
@@ -26,18 +27,24 @@ async fn pgbouncer_restart_under_load() {
         let down = Instant::now();
         let b = Arc::clone(&bouncer);
         tokio::task::spawn_blocking(move || b.stop()).await.unwrap();
+        assert!(bouncer.clients().await.is_err(), "PgBouncer is down");
+        let before = pool.stats();
         tokio::time::sleep(ms(500)).await;
         let b = Arc::clone(&bouncer);
         tokio::task::spawn_blocking(move || b.start_again())
             .await
             .unwrap();
         let up = Instant::now();
-        window.set(Some((down, up)));
+        window.set(Some((down, up, before)));
         tokio::time::sleep(ms(2000)).await;
         stop.set(true);
     };
     futures::future::join(control, load(&pool, 8, acquire, query, &stop, &ops)).await;
-    let (down, up) = window.get().expect("restarted");
+    let (down, up, before) = window.take().expect("restarted");
+    assert_eq!(
+        before.created, 8,
+        "every connection was open before the stop: {before:?}"
+    );
     let ops = ops.into_inner();
 
     let mut names = std::collections::BTreeMap::<String, usize>::new();
@@ -62,6 +69,10 @@ async fn pgbouncer_restart_under_load() {
         pool.stats()
     );
     assert!(!late.is_empty(), "served again after the restart");
+    // Every connection open at the stop was found dead and replaced, none reused.
+    let s = pool.stats();
+    assert!(s.closed >= 8, "{s:?}");
+    assert_eq!(s.created - s.closed, s.live as u64, "{s:?}");
     assert!(
         late_failed.is_empty(),
         "failed after the restart: {late_failed:?}"
