@@ -9,6 +9,7 @@
 //! | [`PgServer`] | `initdb` (cached template) + `pg_ctl -w start` | `postgresql` |
 //! | [`RedisServer`] | `redis-server --port P --bind 127.0.0.1 --save ""` | `redis-server` |
 //! | [`MariaServer`] | `mariadb-install-db` (cached template) + `mariadbd` | `mariadb-server` |
+//! | [`PgBouncer`] | `pgbouncer <ini>` (`pool_mode = transaction`) in front of a fresh [`PgServer`] | `pgbouncer` |
 //!
 //! ```ignore
 //! mod common;
@@ -60,6 +61,7 @@ pub mod maria_server;
 pub mod pg_faults;
 pub mod pg_replication;
 pub mod pg_server;
+pub mod pgbouncer;
 pub mod process;
 pub mod redis_server;
 pub mod tls;
@@ -76,6 +78,8 @@ use std::time::{Duration, Instant};
 pub use maria_server::{MariaOptions, MariaServer};
 #[allow(unused_imports)]
 pub use pg_server::{PgOptions, PgServer, PgTls};
+#[allow(unused_imports)]
+pub use pgbouncer::{PgBouncer, PgBouncerOptions};
 #[allow(unused_imports)]
 pub use redis_server::{RedisOptions, RedisServer};
 #[allow(unused_imports)]

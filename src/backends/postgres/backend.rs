@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::connect::connect_host;
-use super::connection::{PgConnection, ResetMode};
+use super::connection::{PgConnection, Pooler, ResetMode};
 use super::errors::{pg_error, Stage};
 use super::options::Options;
 use super::session::TransactionStatus;
@@ -49,6 +49,9 @@ impl Backend for PostgresBackend {
             ));
         }
         let opts = Options::parse(config)?;
+        if opts.pooler == Pooler::Transaction {
+            self.warn_transaction_pooler(config);
+        }
         let tls = self.tls_connector(&config.tls)?;
         let mut failures: Vec<BackendError> = Vec::new();
         for host in &config.hosts {
@@ -171,6 +174,32 @@ impl Backend for PostgresBackend {
                 )
             }),
             _ => Ok(None),
+        }
+    }
+}
+
+/// What the pool-start warning of `pooler=transaction` says cannot work through the pooler.
+pub const TRANSACTION_POOLER_WARNING: &str = "behind a transaction pooler (pooler=transaction) \
+    each transaction may run on another server session, so these do not work: session `SET` \
+    (use `SET LOCAL` inside `PgConnection::transaction()`), `LISTEN`/`NOTIFY`, session \
+    advisory locks (`pg_advisory_lock`; `pg_advisory_xact_lock` works), `prepare()`d \
+    statements and the client's `query`/`execute` with a `&str` (they prepare named \
+    statements; `PgConnection::query`/`execute` do not), and custom types (enums, composites, \
+    domains), whose lookups prepare statements. For those, use `PoolHandle::dedicated()` on a \
+    direct (non-pooler) URL";
+
+impl PostgresBackend {
+    /// Log [`TRANSACTION_POOLER_WARNING`] once per config (so once per pool, at its first
+    /// connect).
+    fn warn_transaction_pooler(&self, config: &ConnectionConfig) {
+        let id = config.to_string();
+        let first = self
+            .warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone());
+        if first {
+            tracing::warn!(pool = %id, "{TRANSACTION_POOLER_WARNING}");
         }
     }
 }

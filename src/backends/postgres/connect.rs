@@ -9,7 +9,7 @@ use tokio::net::{TcpSocket, TcpStream, UnixStream};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::connection::{Closer, PgConnection};
+use super::connection::{Closer, PgConnection, Pooler};
 use super::errors::{pg_connect_error, pg_error, Stage};
 use super::options::Options;
 use super::session::Session;
@@ -124,9 +124,19 @@ pub(super) async fn connect_host(
         client,
         session,
         reset: opts.reset,
+        pooler: opts.pooler,
+        statement_timeout: opts.statement_timeout.clone(),
         host: where_,
         closer: Closer { tx: Some(closer) },
     };
+    if let (Pooler::Session, Some(t)) = (opts.pooler, &opts.statement_timeout) {
+        // A session pooler keeps this session for the connection's life but refuses the
+        // startup `options`: set it once (a simple query; the value is validated).
+        conn.client
+            .batch_execute(&format!("SET statement_timeout = '{t}'"))
+            .await
+            .map_err(|e| pg_error(e, Stage::Connect, "setting statement_timeout", None))?;
+    }
     if opts.read_write {
         let rows = conn
             .client

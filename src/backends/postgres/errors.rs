@@ -132,3 +132,14 @@ fn classify(e: &tokio_postgres::Error, stage: Stage) -> BackendErrorKind {
         K::Other
     }
 }
+
+/// A query error from [`PgConnection`](super::PgConnection)'s or
+/// [`PgTransaction`](super::PgTransaction)'s methods (or the client's), classified as the
+/// pool classifies errors of an open connection: `Query` for SQL errors (division by zero,
+/// a constraint), `Timeout` for `57014` (statement timeout, cancelled), `Closed` for a lost
+/// connection, with the tokio-postgres error as its source.
+impl From<tokio_postgres::Error> for BackendError {
+    fn from(e: tokio_postgres::Error) -> BackendError {
+        pg_error(e, Stage::Use, "query", None)
+    }
+}

@@ -11,8 +11,9 @@
 //!      &application_name=api&statement_timeout=5s&connect_timeout=3",
 //! )?;
 //! let pool = sup.pool(cfg).await?;
-//! let conn = pool.acquire().await?; // derefs to tokio_postgres::Client
-//! let n: i64 = conn.query_one("SELECT count(*) FROM orders", &[]).await?.get(0);
+//! let conn = pool.acquire().await?; // a PgConnection; derefs to tokio_postgres::Client
+//! // One round trip on the unnamed statement, parameters typed by `PgParam`:
+//! let n: i64 = conn.query_one("SELECT count(*) FROM orders WHERE customer = $1", &[&7i64]).await?.get(0);
 //! # let _ = n;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # });
@@ -29,10 +30,59 @@
 //! | option | meaning |
 //! |---|---|
 //! | `connect_timeout` | per host: TCP connect, TLS and authentication. Seconds (`"3"`, as libpq) or with a unit (`"500ms"`, `"2s"`, `"1min"`); `0` = none. Default: none (the pool's own `connect_timeout` still bounds the whole attempt). |
-//! | `statement_timeout` | server-side `statement_timeout`, sent as `-c statement_timeout=…` in the startup packet: milliseconds (`"5000"`) or with a unit (`"5s"`). Default: the server's. |
-//! | `options` | raw libpq `options` string (`"-c search_path=app"`), combined with the above. |
+//! | `statement_timeout` | server-side `statement_timeout`, sent as `-c statement_timeout=…` in the startup packet: milliseconds (`"5000"`) or with a unit (`"5s"`). Default: the server's. Under `pooler=session`: one `SET` after connecting; under `pooler=transaction`: `SET LOCAL` at the start of each [`PgConnection::transaction`]. |
+//! | `options` | raw libpq `options` string (`"-c search_path=app"`), combined with the above. Refused (a configuration error) with a `pooler`. |
+//! | `pooler` | `none` (default), `transaction` or `session`: what sits in front of the server. See *Behind PgBouncer*. |
 //! | `reset` | `rollback` (default) or `discard_all`: see *Reset on return*. |
 //! | `target_session_attrs` | `any` (default) or `read-write`: skip hosts in read-only mode. |
+//!
+//! # Queries: the unnamed statement
+//!
+//! [`PgConnection::query`], [`query_one`](PgConnection::query_one),
+//! [`query_opt`](PgConnection::query_opt) and [`execute`](PgConnection::execute) shadow the
+//! [`Client`](tokio_postgres::Client) methods of the same names. Their parameters are
+//! [`PgParam`]s, values that say their PostgreSQL type, so each call is tokio-postgres's
+//! [`query_typed`](tokio_postgres::Client::query_typed) /
+//! [`execute_typed`](tokio_postgres::Client::execute_typed): Parse, Bind, Describe, Execute
+//! and Sync on the unnamed statement in one write, one round trip. The client's own
+//! `query(&str, …)` first prepares a named statement in a round trip of its own, so this
+//! halves the round trips of a one-off query, and leaves no named statement on the server
+//! session, which is what makes it work behind a transaction pooler. It is the path in
+//! every mode, with or without parameters. [`PgTransaction`] has the same methods.
+//!
+//! Use the client ([`PgConnection::client`], or through `Deref`) for the rest; its
+//! `prepare` and its `query`/`execute` with a `&str` prepare named statements (fine on a
+//! direct connection, and worth it for a statement run many times on one connection).
+//!
+//! # Behind PgBouncer: `pooler=transaction`
+//!
+//! PgBouncer before 1.21 keeps no prepared statements in `pool_mode = transaction`: each
+//! transaction (or single statement) may run on another server session, so a statement
+//! prepared in one round trip is missing ("prepared statement \"s0\" does not exist") or
+//! another client's ("already exists") in the next. And PgBouncer 1.18 refuses a startup
+//! packet carrying `options` unless `ignore_startup_parameters` lists it. With
+//! `pooler=transaction`:
+//!
+//! - the startup packet carries user, database, `application_name` (PgBouncer tracks it)
+//!   and `client_encoding`, no `options`; a raw `options` is a configuration error;
+//! - `statement_timeout` is a `SET LOCAL statement_timeout = '…'` right after each
+//!   [`PgConnection::transaction`]'s `BEGIN` (a second round trip, only when configured).
+//!   A single statement outside a transaction gets the role's or database's setting
+//!   (`ALTER ROLE app SET statement_timeout = '5s'`) or PgBouncer's `query_timeout`;
+//! - the library's own requests (probe, status, write position, `target_session_attrs`,
+//!   reset) are simple queries, never prepared statements, and it keeps no session state;
+//!   reset is the `ROLLBACK` of an open transaction (read off the wire), plus
+//!   [`DISCARD_ALL_SQL`] only with `reset=discard_all`;
+//! - the first connect of a pool logs one `tracing` warning
+//!   ([`TRANSACTION_POOLER_WARNING`]) listing what cannot work through the pooler: session
+//!   `SET`, `LISTEN`/`NOTIFY`, session advisory locks, `prepare()`d statements (and the
+//!   client's `query`/`execute` with a `&str`), custom types whose lookups prepare
+//!   statements. For those, open a `PoolHandle::dedicated()` connection from a pool on a
+//!   direct (non-pooler) URL.
+//!
+//! `pooler=session` (PgBouncer `pool_mode = session`) only moves `statement_timeout` from
+//! the startup packet to a `SET` after connecting; everything else works as on a direct
+//! connection. `tests/pgbouncer` runs all of this against a real PgBouncer 1.18.
 //!
 //! # TLS: rustls
 //!
@@ -183,11 +233,15 @@ mod connect;
 mod connection;
 mod errors;
 mod options;
+mod params;
 mod session;
 mod tap;
 mod tls;
+mod transaction;
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -199,14 +253,19 @@ use crate::connection::ConnectionConfig;
 use crate::error::BackendErrorKind;
 
 use super::tls::TlsCache;
-pub use backend::{DISCARD_ALL_SQL, STATUS_SQL, WRITE_POSITION_SQL};
-pub use connection::{PgConnection, ResetMode};
+pub use backend::{DISCARD_ALL_SQL, STATUS_SQL, TRANSACTION_POOLER_WARNING, WRITE_POSITION_SQL};
+pub use connection::{PgConnection, Pooler, ResetMode};
+pub use params::{ErasedPgParam, PgParam};
 pub use session::TransactionStatus;
+pub use transaction::PgTransaction;
 
 /// The PostgreSQL [`Backend`]. Cheap to clone; clones share the TLS configuration cache.
 #[derive(Clone, Default)]
 pub struct PostgresBackend {
     tls_cache: TlsCache<MakeRustlsConnect>,
+    /// Configs (redacted) whose pooler warning was logged: once per pool, at its first
+    /// connect.
+    warned: Arc<Mutex<HashSet<String>>>,
 }
 
 impl PostgresBackend {

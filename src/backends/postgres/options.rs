@@ -1,9 +1,9 @@
 //! The backend's connection options (`connect_timeout`, `statement_timeout`, `options`,
-//! `reset`, `target_session_attrs`), parsed from a [`ConnectionConfig`].
+//! `reset`, `target_session_attrs`, `pooler`), parsed from a [`ConnectionConfig`].
 
 use std::time::Duration;
 
-use super::connection::ResetMode;
+use super::connection::{Pooler, ResetMode};
 use crate::connection::ConnectionConfig;
 use crate::error::{BackendError, BackendErrorKind};
 
@@ -13,10 +13,14 @@ pub(super) struct Options {
     pub(super) server_options: Option<String>,
     pub(super) reset: ResetMode,
     pub(super) read_write: bool,
+    pub(super) pooler: Pooler,
+    /// `statement_timeout` as written (validated: digits and a PostgreSQL time unit), for
+    /// the poolers, which get it by `SET` instead of the startup packet.
+    pub(super) statement_timeout: Option<String>,
 }
 
 const KNOWN_OPTIONS: &str =
-    "connect_timeout, statement_timeout, options, reset, target_session_attrs";
+    "connect_timeout, statement_timeout, options, reset, target_session_attrs, pooler";
 
 impl Options {
     pub(super) fn parse(config: &ConnectionConfig) -> Result<Options, BackendError> {
@@ -25,6 +29,7 @@ impl Options {
         };
         let mut o = Options::default();
         let mut server: Vec<String> = Vec::new();
+        let mut raw_options = false;
         for (key, value) in &config.options {
             let value = value.trim();
             match key.as_str() {
@@ -44,9 +49,25 @@ impl Options {
                             format!("`{value}` is not a duration (e.g. `5000`, `5s`, `1min`)"),
                         ));
                     }
-                    server.push(format!("-c statement_timeout={value}"));
+                    o.statement_timeout = Some(value.to_string());
                 }
-                "options" => server.push(value.to_string()),
+                "options" => {
+                    raw_options = true;
+                    server.push(value.to_string());
+                }
+                "pooler" => {
+                    o.pooler = match value {
+                        "none" => Pooler::None,
+                        "transaction" => Pooler::Transaction,
+                        "session" => Pooler::Session,
+                        _ => {
+                            return Err(bad(
+                                key,
+                                format!("`{value}` is not one of none, transaction, session"),
+                            ))
+                        }
+                    }
+                }
                 "reset" => {
                     o.reset = match value {
                         "rollback" => ResetMode::Rollback,
@@ -77,6 +98,24 @@ impl Options {
                         format!("is not known to the postgres backend (known: {KNOWN_OPTIONS})"),
                     ))
                 }
+            }
+        }
+        if o.pooler != Pooler::None && raw_options {
+            // PgBouncer (before 1.20's track_extra_parameters, and for most settings
+            // after) refuses a startup packet carrying `options`.
+            return Err(bad(
+                "options",
+                format!(
+                    "cannot be sent through a connection pooler (pooler={}): PgBouncer refuses \
+                     the `options` startup parameter; set these on the role or database \
+                     (`ALTER ROLE … SET …`) instead",
+                    o.pooler
+                ),
+            ));
+        }
+        if o.pooler == Pooler::None {
+            if let Some(t) = &o.statement_timeout {
+                server.push(format!("-c statement_timeout={t}"));
             }
         }
         if !server.is_empty() {

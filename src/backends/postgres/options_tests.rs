@@ -38,3 +38,39 @@ fn options_are_parsed_and_unknown_ones_rejected() {
     );
     assert_eq!(parse_duration("ms", Duration::from_secs(1)), None);
 }
+
+#[test]
+fn pooler_is_parsed_and_keeps_the_startup_packet_clean() {
+    let parse = |q: &str| {
+        Options::parse(&ConnectionConfig::parse(&format!("postgres://u@h/db?{q}")).unwrap())
+    };
+    let o = parse("statement_timeout=5s").unwrap();
+    assert_eq!(o.pooler, Pooler::None);
+    assert_eq!(o.server_options.as_deref(), Some("-c statement_timeout=5s"));
+
+    for (q, pooler) in [
+        (
+            "pooler=transaction&statement_timeout=5s",
+            Pooler::Transaction,
+        ),
+        ("pooler=session&statement_timeout=5s", Pooler::Session),
+    ] {
+        let o = parse(q).unwrap();
+        assert_eq!(o.pooler, pooler);
+        assert_eq!(
+            o.server_options, None,
+            "{q}: no `options` startup parameter"
+        );
+        assert_eq!(o.statement_timeout.as_deref(), Some("5s"));
+    }
+    assert_eq!(parse("pooler=none").unwrap().pooler, Pooler::None);
+
+    let e = parse("pooler=pgbouncer").unwrap_err();
+    assert_eq!(e.kind(), BackendErrorKind::Config);
+    assert!(e.to_string().contains("option `pooler`"), "{e}");
+    assert!(e.to_string().contains("none, transaction, session"), "{e}");
+
+    let e = parse("pooler=transaction&options=-c%20search_path%3Dapp").unwrap_err();
+    assert_eq!(e.kind(), BackendErrorKind::Config);
+    assert!(e.to_string().contains("option `options`"), "{e}");
+}
