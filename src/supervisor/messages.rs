@@ -318,7 +318,7 @@ impl<B: Backend> Message for LookupReplicaSet<B> {
 #[rtype(result = "()")]
 pub struct SubscribeTopology(pub Recipient<RoleChanged>);
 
-/// Get (creating if needed) the pool for a connection config, with [`Hooks`] (see
+/// Get (creating if needed) the pool for a connection config, with [`Hooks`](crate::Hooks) (see
 /// [`SupervisorHandle::pool_with_hooks`](crate::SupervisorHandle::pool_with_hooks), which
 /// has an example). A pool's hooks are fixed when it is created: if the pool already runs,
 /// it is answered only when it runs with the same hooks (clones of one `Hooks`), else the
