@@ -7,6 +7,7 @@
 //! cargo test --all-features --bench load -- --quick         # every scenario for a moment (CI); writes under target/bench-load/
 //! cargo bench --bench load -- --only 1,5                    # some scenarios; writes under target/bench-load/
 //! cargo bench --bench load -- --only faults                 # scenario 9 (faults) alone
+//! cargo bench --bench load -- --only fleet                  # scenario 10 (4 processes, direct and through PgBouncer)
 //! cargo bench --bench load -- --postgres-url URL --redis-url URL   # your servers instead of throwaway ones
 //! ```
 //!
@@ -23,6 +24,7 @@ mod common;
 mod causes;
 mod chart;
 mod faults;
+mod fleet;
 mod hist;
 mod mem;
 mod noop;
@@ -114,6 +116,7 @@ fn parse_args() -> Args {
                     v.split(',')
                         .filter_map(|s| match s.trim() {
                             "faults" => Some(faults::ID),
+                            "fleet" => Some(fleet::ID),
                             n => n.parse().ok(),
                         })
                         .collect()
@@ -281,6 +284,11 @@ fn timed(
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(fleet::WORKER_ENV) {
+        // Scenario 10 runs this binary again as the fleet's worker processes.
+        fleet::worker(&spec);
+        return;
+    }
     let args = parse_args();
     let started = Instant::now();
     let out_root = if args.quick || args.only.is_some() {
@@ -449,6 +457,15 @@ fn main() {
         timed(&ctx, &mut sections, &mut targets, "8. cold storm", |t| {
             rt.block_on(sim::cold_storm(&ctx, t))
         });
+    }
+    if wants(fleet::ID) {
+        timed(
+            &ctx,
+            &mut sections,
+            &mut targets,
+            "10. fleet behind PgBouncer",
+            |t| rt.block_on(fleet::run(&ctx, t)),
+        );
     }
     if wants(faults::ID) {
         timed(&ctx, &mut sections, &mut targets, "9. faults", |t| {
