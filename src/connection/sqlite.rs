@@ -14,13 +14,11 @@ use crate::error::ConfigError;
 use crate::limits;
 
 pub(crate) use super::sqlite_options::SqliteOptions;
+pub(crate) use super::sqlite_options::MEMORY;
 #[cfg(test)]
 use super::sqlite_options::{JournalMode, OpenMode};
 #[cfg(test)]
 use std::time::Duration;
-
-/// The path of an in-memory database.
-pub(crate) const MEMORY: &str = ":memory:";
 
 /// `path` made absolute and canonical, for the pool key and for opening: the parent
 /// directory resolved by the file system (symlinks, `.`, `..`) when it exists, else

@@ -5,9 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::sqlite::MEMORY;
 use super::ConnectionConfig;
 use crate::error::ConfigError;
+
+/// The path of an in-memory database.
+pub(crate) const MEMORY: &str = ":memory:";
 
 /// The default `busy_timeout`.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -225,3 +225,14 @@ impl<B: Backend> PoolShared<B> {
         self.hooks.same_as(hooks)
     }
 }
+
+impl<B: Backend> PoolShared<B> {
+    /// Close `conn`: at once, or after the `before_close` hook in a task of its own
+    /// (counted closed when that ends).
+    pub(crate) fn close_conn(&self, conn: Conn<B::Connection>) {
+        if let Some(conn) = close_after_hook(self.key, &self.counters, &self.hooks, conn) {
+            drop(conn);
+            self.counters.closed();
+        }
+    }
+}

@@ -17,7 +17,6 @@ use super::counters::Counters;
 use super::credential::{Credential, CredentialsProvider};
 use super::health::{EventSink, Health};
 use super::home::Home;
-use super::hook_run::close_after_hook;
 use super::hooks::Hooks;
 use super::hot::{Hot, PoolState};
 use super::idle::Idle;
@@ -215,15 +214,6 @@ impl<B: Backend> PoolShared<B> {
                 restarts: self.counters.restarts(),
             },
             _ => Error::PoolClosed { key: self.key },
-        }
-    }
-
-    /// Close `conn`: at once, or after the `before_close` hook in a task of its own
-    /// (counted closed when that ends).
-    pub(crate) fn close_conn(&self, conn: Conn<B::Connection>) {
-        if let Some(conn) = close_after_hook(self.key, &self.counters, &self.hooks, conn) {
-            drop(conn);
-            self.counters.closed();
         }
     }
 

@@ -11,11 +11,11 @@ use super::config::SupervisorConfig;
 use super::events::{BreakerTransition, Subscribe, Subscribers};
 use super::messages::GetPoolWithHooks;
 use super::messages::{
-    Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
+    Acquire, GetPool, GetStats, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
     RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
 };
 use super::registry::{Entry, Registration, Registry};
-use super::stats::{HealthReport, HealthStatus, ShutdownReport, SupervisorStats};
+use super::stats::{ShutdownReport, SupervisorStats};
 use crate::backends::Backend;
 use crate::budget::Ledger;
 use crate::connection::ConnectionConfig;
@@ -29,7 +29,7 @@ use crate::pool::handle::PoolHandle;
 use crate::pool::health::EventSink;
 use crate::pool::home::Home;
 use crate::pool::hooks::Hooks;
-use crate::pool::messages::{Close, Probe, Revive};
+use crate::pool::messages::{Close, Revive};
 use crate::replica_set::actor::{ReplicaSetActor, RoleSink};
 use crate::replica_set::handle::ReplicaSetHandle;
 use crate::replica_set::messages::RoleChanged;
@@ -271,6 +271,10 @@ impl<B: Backend> Supervisor<B> {
 
     /// Every pool: those keyed here and the replica sets' members.
     /// The pools and names, for the handlers in other files.
+    pub(super) fn config(&self) -> &SupervisorConfig {
+        &self.config
+    }
+
     pub(super) fn registry(&self) -> &Registry<B> {
         &self.registry
     }
@@ -279,7 +283,7 @@ impl<B: Backend> Supervisor<B> {
         &mut self.registry
     }
 
-    fn all_pools(&self) -> Vec<Entry<B>> {
+    pub(super) fn all_pools(&self) -> Vec<Entry<B>> {
         let mut entries = self.member_entries();
         entries.extend(self.registry.entries().cloned());
         entries
@@ -386,52 +390,6 @@ impl<B: Backend> Handler<GetStats> for Supervisor<B> {
     type Result = MessageResult<GetStats>;
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.stats())
-    }
-}
-
-impl<B: Backend> Handler<HealthCheck> for Supervisor<B> {
-    type Result = ResponseFuture<HealthReport>;
-    fn handle(&mut self, _: HealthCheck, _: &mut Self::Context) -> Self::Result {
-        let timeout = self.config.health_timeout;
-        let probes: Vec<_> = self
-            .all_pools()
-            .into_iter()
-            .map(|e| {
-                let key = e.shared.key;
-                let request = e.addr.send(Probe { timeout });
-                async move {
-                    // The probe bounds itself; this bounds a stuck mailbox.
-                    let verdict = match tokio::time::timeout(timeout.saturating_mul(2), request)
-                        .await
-                    {
-                        Ok(Ok(r)) => r,
-                        Ok(Err(e)) => Err(format!("pool actor unavailable: {e}")),
-                        Err(_) => Err(format!("no answer within {:?}", timeout.saturating_mul(2))),
-                    };
-                    (key, verdict)
-                }
-            })
-            .collect();
-        Box::pin(async move {
-            let results = futures::future::join_all(probes).await;
-            let total = results.len();
-            let mut unhealthy: Vec<_> = results
-                .into_iter()
-                .filter_map(|(k, r)| r.err().map(|e| (k, e)))
-                .collect();
-            unhealthy.sort();
-            let healthy = total - unhealthy.len();
-            let status = match (healthy, unhealthy.len()) {
-                (_, 0) => HealthStatus::Healthy,
-                (0, _) => HealthStatus::Unhealthy,
-                _ => HealthStatus::Degraded,
-            };
-            HealthReport {
-                status,
-                healthy,
-                unhealthy,
-            }
-        })
     }
 }
 

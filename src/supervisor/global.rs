@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use super::actor::Supervisor;
-use super::handle::{EmbeddedSupervisor, SupervisorHandle};
+use super::embedded::EmbeddedSupervisor;
+use super::handle::SupervisorHandle;
 use super::settings::Settings;
 use crate::backends::Backend;
 use crate::error::Error;

@@ -1,5 +1,6 @@
 //! A cloneable handle to a supervisor for code that would rather call methods than send
-//! messages, and a way to run the supervisor in a process with no actix System of its own.
+//! messages: pools, figures, reaping and shutdown (replica sets and events:
+//! `handle_sets.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,12 +9,11 @@ use actix::prelude::*;
 
 use super::actor::Supervisor;
 use super::config::SupervisorConfig;
-use super::events::{BreakerTransition, Subscribe};
 use super::inventory::{Contains, ListPools, PoolListing};
 use super::messages::GetPoolWithHooks;
 use super::messages::{
-    Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
-    RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
+    Acquire, GetPool, GetStats, HealthCheck, Lookup, PoolRef, ReapIdle, Register, RevivePool,
+    Shutdown,
 };
 use super::stats::{HealthReport, ShutdownReport, SupervisorStats};
 use crate::backends::Backend;
@@ -25,9 +25,6 @@ use crate::pool::credential::CredentialsProvider;
 use crate::pool::guard::PooledConnection;
 use crate::pool::handle::PoolHandle;
 use crate::pool::hooks::Hooks;
-use crate::replica_set::config::ReplicaSetConfig;
-use crate::replica_set::handle::ReplicaSetHandle;
-use crate::replica_set::messages::RoleChanged;
 
 /// Methods that send the supervisor's messages. Cheap to clone, `Send`, usable from any
 /// tokio runtime.
@@ -422,137 +419,6 @@ impl<B: Backend> SupervisorHandle<B> {
         self.addr.send(RevivePool { pool: pool.into() }).await?
     }
 
-    /// Start a replica set (or get the running one of that name).
-    ///
-    /// ```
-    /// use poolwarden::backends::sim::SimBackend;
-    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
-    ///
-    /// # actix::System::new().block_on(async {
-    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
-    /// use poolwarden::ReplicaSetConfig;
-    /// let set = sup
-    ///     .replica_set(ReplicaSetConfig::new(
-    ///         "orders",
-    ///         ConnectionConfig::sim("primary"),
-    ///         vec![ConnectionConfig::sim("replica1")],
-    ///     ))
-    ///     .await?;
-    /// let _ = set;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out (the set is started).
-    pub async fn replica_set(
-        &self,
-        config: ReplicaSetConfig,
-    ) -> Result<ReplicaSetHandle<B>, Error> {
-        self.addr.send(RegisterReplicaSet::new(config)).await?
-    }
-
-    /// The running replica set called `name`.
-    ///
-    /// ```
-    /// use poolwarden::backends::sim::SimBackend;
-    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
-    ///
-    /// # actix::System::new().block_on(async {
-    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
-    /// use poolwarden::ReplicaSetConfig;
-    /// let config = ReplicaSetConfig::new("orders", ConnectionConfig::sim("primary"), vec![]);
-    /// sup.replica_set(config).await?;
-    /// assert!(sup.lookup_replica_set("orders").await.is_ok());
-    /// assert!(sup.lookup_replica_set("other").await.is_err());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out.
-    pub async fn lookup_replica_set(
-        &self,
-        name: impl Into<String>,
-    ) -> Result<ReplicaSetHandle<B>, Error> {
-        self.addr.send(LookupReplicaSet::new(name)).await?
-    }
-
-    /// Deliver every replica-set role change to `subscriber`.
-    ///
-    /// ```
-    /// use poolwarden::backends::sim::SimBackend;
-    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
-    ///
-    /// # actix::System::new().block_on(async {
-    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
-    /// use actix::prelude::*;
-    /// use poolwarden::messages::RoleChanged;
-    ///
-    /// struct Log;
-    /// impl Actor for Log {
-    ///     type Context = Context<Self>;
-    /// }
-    /// impl Handler<RoleChanged> for Log {
-    ///     type Result = ();
-    ///     fn handle(&mut self, change: RoleChanged, _: &mut Context<Self>) {
-    ///         println!("{change:?}");
-    ///     }
-    /// }
-    /// sup.subscribe_topology(Log.start().recipient()).await?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out (the subscriber is added).
-    pub async fn subscribe_topology(
-        &self,
-        subscriber: Recipient<RoleChanged>,
-    ) -> Result<(), Error> {
-        Ok(self.addr.send(SubscribeTopology(subscriber)).await?)
-    }
-
-    /// Deliver every pool's circuit-breaker transitions to `subscriber`.
-    ///
-    /// ```
-    /// use poolwarden::backends::sim::SimBackend;
-    /// use poolwarden::{ConnectionConfig, SupervisorConfig, SupervisorHandle};
-    ///
-    /// # actix::System::new().block_on(async {
-    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
-    /// use actix::prelude::*;
-    /// use poolwarden::messages::BreakerTransition;
-    ///
-    /// struct Alert;
-    /// impl Actor for Alert {
-    ///     type Context = Context<Self>;
-    /// }
-    /// impl Handler<BreakerTransition> for Alert {
-    ///     type Result = ();
-    ///     fn handle(&mut self, t: BreakerTransition, _: &mut Context<Self>) {
-    ///         println!("pool {}: {:?} -> {:?}", t.key, t.from, t.to);
-    ///     }
-    /// }
-    /// sup.subscribe(Alert.start().recipient()).await?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: the message is queued when this is called, so dropping the future only
-    /// loses the answer; the supervisor still carries the request out (the subscriber is added).
-    pub async fn subscribe(&self, subscriber: Recipient<BreakerTransition>) -> Result<(), Error> {
-        Ok(self.addr.send(Subscribe(subscriber)).await?)
-    }
-
     /// Stop accepting acquires, wait up to `deadline` for connections to come back, close all.
     ///
     /// ```
@@ -629,97 +495,5 @@ impl<B: Backend> SupervisorHandle<B> {
         let mut request = GetPoolWithHooks::new(connection, hooks);
         request.pool = pool;
         self.addr.send(request).await?
-    }
-}
-
-/// A supervisor running on a thread of its own, for tokio programs with no actix System.
-///
-/// Acquire and release run in the caller's tasks (they never cross to this thread);
-/// only lifecycle work and management messages do.
-///
-/// ```
-/// use poolwarden::backends::sim::SimBackend;
-/// use poolwarden::{ConnectionConfig, EmbeddedSupervisor, SupervisorConfig};
-/// use std::time::Duration;
-///
-/// #[tokio::main]
-/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
-///     let sup = EmbeddedSupervisor::spawn(SimBackend::default(), SupervisorConfig::default())?;
-///     let pool = sup.handle().pool(ConnectionConfig::sim("jobs")).await?;
-///     pool.acquire().await?.query("SELECT 1").await?;
-///     let report = sup.shutdown(Duration::from_secs(5)).await?;
-///     assert_eq!(report.pools_closed, 1);
-///     Ok(())
-/// }
-/// ```
-pub struct EmbeddedSupervisor<B: Backend> {
-    handle: SupervisorHandle<B>,
-    system: System,
-    exited: Option<tokio::sync::oneshot::Receiver<()>>,
-}
-
-impl<B: Backend> EmbeddedSupervisor<B> {
-    /// Start an actix System on a new thread named `poolwarden` and a supervisor in it.
-    pub fn spawn(backend: B, config: SupervisorConfig) -> Result<Self, ConfigError> {
-        // Called from the application's runtime (as is usual), the pools' own connects
-        // run there rather than on the supervisor's thread.
-        let supervisor =
-            Supervisor::new(backend, config)?.with_home(tokio::runtime::Handle::try_current().ok());
-        Self::run(supervisor)
-    }
-
-    /// Run `supervisor` on a thread of its own.
-    pub(super) fn run(supervisor: Supervisor<B>) -> Result<Self, ConfigError> {
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let (exit_tx, exited) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("poolwarden".into())
-            .spawn(move || {
-                let system = System::new();
-                system.block_on(async move {
-                    let addr = supervisor.start();
-                    let _ = started_tx.send((addr, System::current()));
-                });
-                let _ = system.run();
-                let _ = exit_tx.send(());
-            })
-            .map_err(|e| ConfigError::new("supervisor", format!("cannot start its thread: {e}")))?;
-        let (addr, system) = started_rx
-            .recv()
-            .map_err(|_| ConfigError::new("supervisor", "its thread exited during start-up"))?;
-        Ok(Self {
-            handle: SupervisorHandle { addr },
-            system,
-            exited: Some(exited),
-        })
-    }
-
-    /// A handle to send the supervisor messages.
-    pub fn handle(&self) -> &SupervisorHandle<B> {
-        &self.handle
-    }
-
-    /// Shut the supervisor down (see [`SupervisorHandle::shutdown`]), then stop its thread.
-    ///
-    /// # Cancel safety
-    ///
-    /// Not meant to be cancelled: `self` is consumed, so a dropped future stops the
-    /// supervisor's System at once (see the `Drop` impl) — pools close without waiting
-    /// for checked-out connections.
-    pub async fn shutdown(mut self, deadline: Duration) -> Result<ShutdownReport, Error> {
-        let report = self.handle.shutdown(deadline).await;
-        self.system.stop();
-        if let Some(exited) = self.exited.take() {
-            let _ = exited.await;
-        }
-        report
-    }
-}
-
-/// Dropped without [`shutdown`](EmbeddedSupervisor::shutdown), it stops the System at
-/// once: pools close without waiting for checked-out connections.
-impl<B: Backend> Drop for EmbeddedSupervisor<B> {
-    fn drop(&mut self) {
-        self.system.stop();
     }
 }

@@ -8,10 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
-use super::params::PgParam;
+use super::params::{typed, PgParam};
 use super::session::{Session, TransactionStatus};
 use super::transaction::PgTransaction;
 
@@ -125,14 +124,6 @@ impl Drop for PgConnection {
             });
         }
     }
-}
-
-/// `params` as tokio-postgres's typed parameters.
-pub(super) fn typed<'a>(params: &'a [&'a dyn PgParam]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
-    params
-        .iter()
-        .map(|p| (p.as_to_sql(), p.param_type()))
-        .collect()
 }
 
 impl PgConnection {

@@ -113,3 +113,11 @@ impl<T: PgParam> PgParam for Option<T> {
         T::pg_type()
     }
 }
+
+/// `params` as tokio-postgres's typed parameters.
+pub(super) fn typed<'a>(params: &'a [&'a dyn PgParam]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    params
+        .iter()
+        .map(|p| (p.as_to_sql(), p.param_type()))
+        .collect()
+}

@@ -7,8 +7,7 @@ use std::ops::Deref;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
-use super::connection::typed;
-use super::params::PgParam;
+use super::params::{typed, PgParam};
 
 /// A transaction started by [`PgConnection::transaction`](super::PgConnection::transaction).
 ///
