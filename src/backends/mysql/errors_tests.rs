@@ -33,6 +33,6 @@ fn server_errors_are_classified() {
     assert_eq!(err.kind(), BackendErrorKind::Config);
     assert_eq!(
         err.to_string(),
-        "Config error: mysql at 127.0.0.1:3306: TLS: certificate not valid for host 127.0.0.1"
+        "mysql at 127.0.0.1:3306: TLS: certificate not valid for host 127.0.0.1"
     );
 }
