@@ -40,8 +40,8 @@ async fn added_latency_slows_queries_but_fails_nothing() {
     assert!(load.more_ok(20, secs(20)).await, "no progress with latency");
     let ops = load.finish(secs(10)).await;
     let t = Tally::of(&ops);
-    // Each op is a checkout probe and a query that prepares then executes: at least three
-    // round trips, each crossing the proxy twice.
+    // Each op is a checkout probe and a query (the typed API: the unnamed statement, one
+    // round trip): at least two round trips, each crossing the proxy twice.
     let fastest = ops.iter().map(|o| o.ended - o.started).min().expect("ops");
     println!(
         "latency {latency:?} each way: {} ops, fastest {fastest:?}, slowest {:?}; {:?}",
@@ -50,7 +50,7 @@ async fn added_latency_slows_queries_but_fails_nothing() {
         fx.pool.stats()
     );
     assert_eq!((t.all_acquire_errors(), t.op_errors), (0, 0), "{t:?}");
-    assert!(fastest >= latency * 6, "latency applied: {fastest:?}");
+    assert!(fastest >= latency * 4, "latency applied: {fastest:?}");
     let s = fx.pool.stats();
     assert_eq!(
         (s.closed, s.connect_errors, s.timeouts),
