@@ -26,6 +26,9 @@ pub(crate) struct PoolFactory<B: Backend> {
     pub(crate) home: Arc<Home>,
     /// The hooks of the pools it makes (none by default).
     pub(crate) hooks: Hooks<B::Connection>,
+    /// The name the pools it makes are labelled with in metrics and traces (a
+    /// registered name; a replica-set member's `<set>/<host:port>`); `None`: by key.
+    pub(crate) name: Option<String>,
 }
 
 impl<B: Backend> Clone for PoolFactory<B> {
@@ -36,6 +39,7 @@ impl<B: Backend> Clone for PoolFactory<B> {
             policy: self.policy,
             home: Arc::clone(&self.home),
             hooks: self.hooks.clone(),
+            name: self.name.clone(),
         }
     }
 }
@@ -72,7 +76,8 @@ impl<B: Backend> PoolFactory<B> {
                 Arc::clone(&self.home),
                 provider,
             )
-            .with_hooks(self.hooks.clone()),
+            .with_hooks(self.hooks.clone())
+            .with_name(self.name.as_deref()),
         );
         let for_actor = Arc::clone(&shared);
         let policy = self.policy;

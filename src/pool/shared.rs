@@ -28,6 +28,8 @@ use crate::backends::Backend;
 use crate::connection::ConnectionConfig;
 use crate::error::{Error, Phase};
 use crate::key::PoolKey;
+use crate::observe::pool::PoolObserver;
+use crate::observe::reason::CloseReason;
 
 pub(crate) struct PoolShared<B: Backend> {
     pub(crate) key: PoolKey,
@@ -57,6 +59,9 @@ pub(crate) struct PoolShared<B: Backend> {
     pub(super) hooks: Hooks<B::Connection>,
     /// Paused acquires queue here (`pause.rs`, `controls.rs`).
     pub(super) pause: Pause,
+    /// What the pool records for metrics and stats (`crate::observe`): label, windows,
+    /// close reasons, metric handles.
+    pub(crate) observe: Arc<PoolObserver>,
 }
 
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -106,7 +111,8 @@ impl<B: Backend> Pending<'_, B> {
 impl<B: Backend> Drop for Pending<'_, B> {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            self.pool.close_conn(c);
+            // A probe or hook failed, or the checkout was abandoned.
+            self.pool.close_conn(c, CloseReason::Broken);
         }
     }
 }
@@ -122,6 +128,7 @@ impl<B: Backend> PoolShared<B> {
         provider: Option<Arc<dyn CredentialsProvider>>,
     ) -> Self {
         let now = Instant::now();
+        let observe = Arc::new(PoolObserver::new(key, None));
         Self {
             credential: Credential::new(connection.clone(), provider),
             home,
@@ -129,7 +136,13 @@ impl<B: Backend> PoolShared<B> {
             slots: Slots::new(config.max_size, config.min_idle, config.max_overflow),
             idle: Idle::new(),
             counters: Arc::default(),
-            health: Health::new(key, config.breaker.clone(), events, now),
+            health: Health::new(
+                key,
+                config.breaker.clone(),
+                events,
+                now,
+                Arc::clone(&observe),
+            ),
             leaks: Leaks::new(
                 key,
                 config.leak_threshold,
@@ -141,11 +154,22 @@ impl<B: Backend> PoolShared<B> {
             connects: tokio::sync::Semaphore::new(config.max_connecting as usize),
             hooks: Hooks::default(),
             pause: Pause::new(),
+            observe,
             key,
             backend,
             connection,
             config,
         }
+    }
+
+    /// Labelled `name` in metrics and traces (a registered name) instead of by its key
+    /// (before it is shared).
+    pub(crate) fn with_name(mut self, name: Option<&str>) -> Self {
+        if name.is_some() {
+            self.observe = Arc::new(PoolObserver::new(self.key, name));
+            self.health.observe = Arc::clone(&self.observe);
+        }
+        self
     }
 
     /// With `hooks` (before it is shared: a pool's hooks never change).
@@ -205,12 +229,23 @@ impl<B: Backend> PoolShared<B> {
         }
     }
 
-    /// Close `conn`: at once, or after the `before_close` hook in a task of its own
-    /// (counted closed when that ends).
-    pub(crate) fn close_conn(&self, conn: Conn<B::Connection>) {
+    /// Close `conn` for `reason`: at once, or after the `before_close` hook in a task of
+    /// its own (counted closed when that ends; its reason at once).
+    pub(crate) fn close_conn(&self, conn: Conn<B::Connection>, reason: CloseReason) {
+        self.observe.closed(reason);
         if let Some(conn) = close_after_hook(self.key, &self.counters, &self.hooks, conn) {
             drop(conn);
             self.counters.closed();
+        }
+    }
+
+    /// Why a connection that `outlived` its pool is closed: its lifetime ran out, or it
+    /// belongs to an earlier generation (a restart, a soft eviction, a replaced credential).
+    pub(super) fn outlived_reason(&self, conn: &Conn<B::Connection>) -> CloseReason {
+        if conn.generation != self.incarnation.generation() || conn.credential.retired() {
+            CloseReason::StaleGeneration
+        } else {
+            CloseReason::MaxLifetime
         }
     }
 
