@@ -55,6 +55,7 @@ fn to_index(s: BreakerState) -> usize {
 
 impl Handles {
     pub(super) fn new(pool: &str) -> Self {
+        n::describe();
         let p = pool.to_string();
         Self {
             timeouts: counter!(n::TIMEOUTS, n::POOL_NAME => p.clone()),

@@ -31,6 +31,7 @@ impl MemberObserver {
     pub(crate) fn new(pool: &str, set: &str) -> Self {
         #[cfg(feature = "metrics")]
         {
+            n::describe();
             let (p, s) = (pool.to_string(), set.to_string());
             let c = |name: &'static str| {
                 metrics::counter!(name, n::POOL_NAME => p.clone(), n::SET => s.clone())
