@@ -44,10 +44,6 @@ pub fn handler(handle: PrometheusHandle) -> Resource {
 pub fn handler_at(path: &str, handle: PrometheusHandle) -> Resource {
     web::resource(path).route(web::get().to(move || {
         let body = handle.render();
-        async move {
-            HttpResponse::Ok()
-                .content_type(CONTENT_TYPE)
-                .body(body)
-        }
+        async move { HttpResponse::Ok().content_type(CONTENT_TYPE).body(body) }
     }))
 }

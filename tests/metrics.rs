@@ -43,7 +43,12 @@ async fn scrape(handle: &PrometheusHandle) -> (String, Scrape) {
             .await;
     let resp = web::call_service(&app, web::TestRequest::get().uri("/metrics").to_request()).await;
     assert!(resp.status().is_success());
-    let ctype = resp.headers().get("content-type").unwrap().to_str().unwrap();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert!(ctype.starts_with("text/plain"), "{ctype}");
     let body = web::read_body(resp).await;
     let text = String::from_utf8(body.to_vec()).expect("utf-8");
@@ -123,7 +128,12 @@ async fn the_scrape_follows_the_pool() {
     assert_eq!(value(&s0, "db_client_connection_idle_min", o, &[]), 0.0);
     assert_eq!(value(&s0, "poolwarden_breaker_state", o, &[]), 0.0);
     assert_eq!(
-        value(&s0, "db_client_connection_count", &anon_label, &[("db_client_connection_state", "idle")]),
+        value(
+            &s0,
+            "db_client_connection_count",
+            &anon_label,
+            &[("db_client_connection_state", "idle")]
+        ),
         1.0,
         "the unnamed pool's series carry its key"
     );
@@ -137,8 +147,18 @@ async fn the_scrape_follows_the_pool() {
     let idle = [("db_client_connection_state", "idle")];
     assert_eq!(value(&s1, "db_client_connection_count", o, &used), 2.0);
     assert_eq!(value(&s1, "db_client_connection_count", o, &idle), 0.0);
-    assert!(value(&s1, "db_client_connection_wait_time_seconds_count", o, &[]) >= 2.0, "{s1:?}");
-    assert!(value(&s1, "db_client_connection_create_time_seconds_count", o, &[]) >= 2.0);
+    assert!(
+        value(&s1, "db_client_connection_wait_time_seconds_count", o, &[]) >= 2.0,
+        "{s1:?}"
+    );
+    assert!(
+        value(
+            &s1,
+            "db_client_connection_create_time_seconds_count",
+            o,
+            &[]
+        ) >= 2.0
+    );
     assert!(value(&s1, "poolwarden_connect_attempts", o, &[]) >= 2.0);
 
     // A third acquire times out.
@@ -152,8 +172,19 @@ async fn the_scrape_follows_the_pool() {
     drop(b);
     ticks().await;
     let (_, s2) = scrape(&handle).await;
-    assert_eq!(value(&s2, "db_client_connection_timeouts", o, &[]), before + 1.0);
-    assert_eq!(value(&s2, "poolwarden_connections_closed", o, &[("reason", "broken")]), 1.0);
+    assert_eq!(
+        value(&s2, "db_client_connection_timeouts", o, &[]),
+        before + 1.0
+    );
+    assert_eq!(
+        value(
+            &s2,
+            "poolwarden_connections_closed",
+            o,
+            &[("reason", "broken")]
+        ),
+        1.0
+    );
     assert_eq!(value(&s2, "db_client_connection_count", o, &used), 0.0);
     assert_eq!(value(&s2, "db_client_connection_count", o, &idle), 1.0);
     assert!(value(&s2, "db_client_connection_use_time_seconds_count", o, &[]) >= 2.0);
@@ -166,23 +197,43 @@ async fn the_scrape_follows_the_pool() {
     assert_eq!(pool.soft_evict(), 1);
     server.fail_next_connects(10);
     for _ in 0..2 {
-        assert!(pool.acquire_timeout(Duration::from_millis(200)).await.is_err());
+        assert!(pool
+            .acquire_timeout(Duration::from_millis(200))
+            .await
+            .is_err());
     }
     assert_eq!(pool.stats().breaker, BreakerState::Open);
     ticks().await;
     let (text, s3) = scrape(&handle).await;
     assert_eq!(
-        value(&s3, "poolwarden_connections_closed", o, &[("reason", "stale_generation")]),
+        value(
+            &s3,
+            "poolwarden_connections_closed",
+            o,
+            &[("reason", "stale_generation")]
+        ),
         1.0
     );
     assert_eq!(value(&s3, "poolwarden_breaker_state", o, &[]), 2.0);
-    assert_eq!(value(&s3, "poolwarden_breaker_transitions", o, &[("to", "open")]), 1.0);
-    assert!(value(&s3, "poolwarden_connect_failures", o, &[("error_kind", "connect")]) >= 2.0);
+    assert_eq!(
+        value(&s3, "poolwarden_breaker_transitions", o, &[("to", "open")]),
+        1.0
+    );
+    assert!(
+        value(
+            &s3,
+            "poolwarden_connect_failures",
+            o,
+            &[("error_kind", "connect")]
+        ) >= 2.0
+    );
     // Every reason is a series from the start (zero until counted).
     for reason in poolwarden::CloseReason::ALL {
         assert!(
-            s3.samples.iter().any(|x| x.metric == "poolwarden_connections_closed"
-                && x.labels.get("reason") == Some(reason.as_str())),
+            s3.samples
+                .iter()
+                .any(|x| x.metric == "poolwarden_connections_closed"
+                    && x.labels.get("reason") == Some(reason.as_str())),
             "{reason}"
         );
     }
@@ -212,7 +263,10 @@ fn names_render_as_documented() {
     for (name, rendered) in expect {
         assert_eq!(name.replace('.', "_"), rendered);
     }
-    assert_eq!(n::WAIT_TIME.replace('.', "_") + "_seconds", "db_client_connection_wait_time_seconds");
+    assert_eq!(
+        n::WAIT_TIME.replace('.', "_") + "_seconds",
+        "db_client_connection_wait_time_seconds"
+    );
     for name in [n::CLOSED, n::BREAKER_STATE, n::RESTARTS, n::SET_READS] {
         assert!(name.starts_with(n::PREFIX), "{name}");
     }

@@ -33,12 +33,8 @@ impl MemberObserver {
         {
             n::describe();
             let (p, s) = (pool.to_string(), set.to_string());
-            let c = |name: &'static str| {
-                metrics::counter!(name, n::POOL_NAME => p.clone(), n::SET => s.clone())
-            };
-            let role = |r: Role| {
-                metrics::counter!(n::SET_ROLE_CHANGES, n::POOL_NAME => p.clone(), n::SET => s.clone(), n::TO => n::role(r))
-            };
+            let c = |name: &'static str| metrics::counter!(name, n::POOL_NAME => p.clone(), n::SET => s.clone());
+            let role = |r: Role| metrics::counter!(n::SET_ROLE_CHANGES, n::POOL_NAME => p.clone(), n::SET => s.clone(), n::TO => n::role(r));
             Self {
                 h: Box::new(Handles {
                     reads: c(n::SET_READS),

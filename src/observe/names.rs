@@ -145,28 +145,103 @@ pub fn role(role: Role) -> &'static str {
 #[cfg(feature = "metrics")]
 pub(crate) fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_gauge!(CONNECTION_COUNT, Unit::Count, "Open connections, by state (idle, used).");
-    describe_gauge!(IDLE_MAX, Unit::Count, "The most idle connections the pool keeps (max_size).");
-    describe_gauge!(IDLE_MIN, Unit::Count, "The fewest idle connections the pool keeps (min_idle).");
-    describe_gauge!(MAX, Unit::Count, "The most open connections allowed (max_size + max_overflow).");
-    describe_gauge!(PENDING_REQUESTS, Unit::Count, "Acquires waiting for a connection.");
+    describe_gauge!(
+        CONNECTION_COUNT,
+        Unit::Count,
+        "Open connections, by state (idle, used)."
+    );
+    describe_gauge!(
+        IDLE_MAX,
+        Unit::Count,
+        "The most idle connections the pool keeps (max_size)."
+    );
+    describe_gauge!(
+        IDLE_MIN,
+        Unit::Count,
+        "The fewest idle connections the pool keeps (min_idle)."
+    );
+    describe_gauge!(
+        MAX,
+        Unit::Count,
+        "The most open connections allowed (max_size + max_overflow)."
+    );
+    describe_gauge!(
+        PENDING_REQUESTS,
+        Unit::Count,
+        "Acquires waiting for a connection."
+    );
     describe_counter!(TIMEOUTS, Unit::Count, "Acquires that timed out.");
     describe_histogram!(CREATE_TIME, Unit::Seconds, "Time to open a connection.");
-    describe_histogram!(WAIT_TIME, Unit::Seconds, "Time an acquire waited for its connection.");
-    describe_histogram!(USE_TIME, Unit::Seconds, "Time a connection was checked out.");
+    describe_histogram!(
+        WAIT_TIME,
+        Unit::Seconds,
+        "Time an acquire waited for its connection."
+    );
+    describe_histogram!(
+        USE_TIME,
+        Unit::Seconds,
+        "Time a connection was checked out."
+    );
     describe_counter!(CLOSED, Unit::Count, "Connections closed, by reason.");
-    describe_gauge!(BREAKER_STATE, "Circuit breaker: 0 closed, 1 half-open, 2 open.");
-    describe_counter!(BREAKER_TRANSITIONS, Unit::Count, "Circuit breaker transitions, by state moved to.");
+    describe_gauge!(
+        BREAKER_STATE,
+        "Circuit breaker: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(
+        BREAKER_TRANSITIONS,
+        Unit::Count,
+        "Circuit breaker transitions, by state moved to."
+    );
     describe_counter!(RESTARTS, Unit::Count, "Pool actor restarts.");
-    describe_counter!(LEAKS_REPORTED, Unit::Count, "Connections reported as leaked.");
-    describe_counter!(LEAKS_RECLAIMED, Unit::Count, "Leaked connections whose slot was reclaimed.");
-    describe_counter!(SATURATED, Unit::Count, "Acquires refused: too many waiters (PoolSaturated).");
+    describe_counter!(
+        LEAKS_REPORTED,
+        Unit::Count,
+        "Connections reported as leaked."
+    );
+    describe_counter!(
+        LEAKS_RECLAIMED,
+        Unit::Count,
+        "Leaked connections whose slot was reclaimed."
+    );
+    describe_counter!(
+        SATURATED,
+        Unit::Count,
+        "Acquires refused: too many waiters (PoolSaturated)."
+    );
     describe_counter!(CONNECT_ATTEMPTS, Unit::Count, "Connect attempts.");
-    describe_counter!(CONNECT_FAILURES, Unit::Count, "Failed connect attempts, by error kind.");
-    describe_counter!(SET_READS, Unit::Count, "Reads routed to a replica-set member.");
-    describe_counter!(SET_WRITES, Unit::Count, "Writes routed to a replica-set member.");
-    describe_counter!(SET_EJECTIONS, Unit::Count, "Times a member was left out of routing as unreachable.");
-    describe_counter!(SET_READMISSIONS, Unit::Count, "Times an unreachable member was routed to again.");
-    describe_counter!(SET_ROLE_CHANGES, Unit::Count, "Role changes of a member, by role moved to.");
-    describe_gauge!(SET_LAG, Unit::Seconds, "Replication lag of a member at its last topology probe.");
+    describe_counter!(
+        CONNECT_FAILURES,
+        Unit::Count,
+        "Failed connect attempts, by error kind."
+    );
+    describe_counter!(
+        SET_READS,
+        Unit::Count,
+        "Reads routed to a replica-set member."
+    );
+    describe_counter!(
+        SET_WRITES,
+        Unit::Count,
+        "Writes routed to a replica-set member."
+    );
+    describe_counter!(
+        SET_EJECTIONS,
+        Unit::Count,
+        "Times a member was left out of routing as unreachable."
+    );
+    describe_counter!(
+        SET_READMISSIONS,
+        Unit::Count,
+        "Times an unreachable member was routed to again."
+    );
+    describe_counter!(
+        SET_ROLE_CHANGES,
+        Unit::Count,
+        "Role changes of a member, by role moved to."
+    );
+    describe_gauge!(
+        SET_LAG,
+        Unit::Seconds,
+        "Replication lag of a member at its last topology probe."
+    );
 }

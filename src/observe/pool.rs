@@ -84,7 +84,8 @@ impl PoolObserver {
     #[cfg(feature = "metrics")]
     #[inline]
     fn handles(&self) -> &Handles {
-        self.handles.get_or_init(|| Box::new(Handles::new(&self.label)))
+        self.handles
+            .get_or_init(|| Box::new(Handles::new(&self.label)))
     }
 
     /// Register the handles now (the pool is being started).

@@ -244,6 +244,10 @@ mod tests {
         let p = w.percentiles(Instant::now());
         assert_eq!((p.count, p.max), (1, Duration::from_millis(1)));
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(w.percentiles(Instant::now()).count, 0, "the other slice is too old");
+        assert_eq!(
+            w.percentiles(Instant::now()).count,
+            0,
+            "the other slice is too old"
+        );
     }
 }

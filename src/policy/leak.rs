@@ -95,7 +95,10 @@ impl LeakTracker {
     }
 
     /// Open checkouts held for `threshold` or longer at `now`: id, how long, backtrace.
-    pub fn held_past_threshold(&self, now: Instant) -> Vec<(u64, Duration, Option<Arc<Backtrace>>)> {
+    pub fn held_past_threshold(
+        &self,
+        now: Instant,
+    ) -> Vec<(u64, Duration, Option<Arc<Backtrace>>)> {
         self.entries
             .iter()
             .filter_map(|(&id, e)| {

@@ -77,7 +77,7 @@ impl<B: Backend> PoolActor<B> {
             }
             .instrument(span)
             .into_actor(self)
-                .map(|_, _, _| ()),
+            .map(|_, _, _| ()),
         );
     }
 

@@ -102,7 +102,11 @@ impl<B: Backend> PoolShared<B> {
                 Err(TryAcquireError::NoPermits) => None,
             }
         };
-        Box::pin(self.acquire_slow(start, budget, retry_connect, slot).instrument(span)).await
+        Box::pin(
+            self.acquire_slow(start, budget, retry_connect, slot)
+                .instrument(span),
+        )
+        .await
     }
 
     /// A checked-out connection, from its slot.

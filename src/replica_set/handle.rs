@@ -98,8 +98,14 @@ impl<B: Backend> ReplicaSetHandle<B> {
             if pools.contains_key(&key) {
                 continue;
             }
-            let (addr, member) =
-                MemberState::spawn(&factory, &config.name, key, connection, role, pool_config.clone());
+            let (addr, member) = MemberState::spawn(
+                &factory,
+                &config.name,
+                key,
+                connection,
+                role,
+                pool_config.clone(),
+            );
             members.push(member);
             pools.insert(key, addr);
         }

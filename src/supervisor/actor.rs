@@ -556,7 +556,8 @@ impl<B: Backend> Handler<LookupReplicaSet<B>> for Supervisor<B> {
 impl<B: Backend> Handler<GetPoolWithHooks<B>> for Supervisor<B> {
     type Result = ResponseActFuture<Self, Result<PoolHandle<B>, Error>>;
     fn handle(&mut self, msg: GetPoolWithHooks<B>, _: &mut Self::Context) -> Self::Result {
-        let resolution = self.get_or_create_hooked(msg.connection, msg.pool, None, Some(msg.hooks), None);
+        let resolution =
+            self.get_or_create_hooked(msg.connection, msg.pool, None, Some(msg.hooks), None);
         self.handle_of(resolution)
     }
 }
