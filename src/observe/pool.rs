@@ -36,6 +36,7 @@ struct Windows {
 
 /// Sizes and counts the pool tracks anyway, handed to [`PoolObserver::tick`].
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) struct Levels {
     pub(crate) idle: usize,
     pub(crate) used: usize,

@@ -115,6 +115,7 @@ impl Window {
         self.current.load(Ordering::Relaxed) & 1
     }
 
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn slice(&self, i: usize) -> &Slice {
         &self.slices[i & 1]
     }
