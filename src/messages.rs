@@ -6,13 +6,15 @@
 //! | to | messages |
 //! |---|---|
 //! | [`Supervisor`](crate::Supervisor) | [`GetPool`], [`Register`], [`Lookup`], [`Acquire`], [`Contains`], [`ListPools`], [`GetStats`], [`HealthCheck`], [`ReapIdle`], [`RevivePool`], [`Shutdown`], [`Subscribe`], [`RegisterReplicaSet`], [`LookupReplicaSet`], [`SubscribeTopology`] |
-//! | [`PoolActor`](crate::PoolActor) | [`Warm`], [`Resize`], [`GetPoolStats`], [`Probe`], [`Release`], [`Revive`], [`Close`] |
+//! | [`PoolActor`](crate::PoolActor) | [`Warm`], [`Resize`], [`GetPoolStats`], [`GetLeaks`], [`Probe`], [`Release`], [`Revive`], [`Close`] |
 //! | [`ReplicaSetActor`](crate::ReplicaSetActor) | [`Topology`], [`AddMember`], [`RemoveMember`], [`Close`] |
 //! | subscribers | [`BreakerTransition`], [`RoleChanged`] |
 //!
 //! The supervisor also answers [`GetPoolWithHooks`] (a pool with [`Hooks`](crate::Hooks)).
 
-pub use crate::pool::messages::{Close, GetPoolStats, Probe, Release, Resize, Revive, Warm};
+pub use crate::pool::messages::{
+    Close, GetLeaks, GetPoolStats, Probe, Release, Resize, Revive, Warm,
+};
 pub use crate::replica_set::messages::{AddMember, RemoveMember, RoleChanged, Topology};
 pub use crate::supervisor::events::{BreakerTransition, Subscribe};
 pub use crate::supervisor::inventory::{Contains, ListPools, PoolListing};

@@ -257,6 +257,11 @@ impl Capture {
         let capture = Capture::default();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
+            // Spans too, with the fields recorded while they ran (phase durations).
+            .with_span_events(
+                tracing_subscriber::fmt::format::FmtSpan::NEW
+                    | tracing_subscriber::fmt::format::FmtSpan::CLOSE,
+            )
             .with_ansi(false)
             .with_writer({
                 let c = capture.clone();
@@ -331,6 +336,80 @@ async fn tracing_output_never_shows_the_password() {
         assert!(logs.contains(expected), "logs lack {expected:?}:\n{logs}");
     }
     assert_clean("tracing output", &logs);
+}
+
+/// The observability spans and events at TRACE (acquire spans with their phase
+/// durations, refill, probe, restart and eviction spans, breaker transitions, leaks) over
+/// a registered pool whose URL carries the password: none of it shows the password.
+#[actix::test]
+async fn spans_and_events_at_trace_never_show_the_password() {
+    let _serial = SERIAL.lock().await;
+    tokio::time::pause();
+    let (capture, _guard) = Capture::trace();
+
+    let sim = Sim::new(34);
+    let sup = SupervisorHandle::start(sim.clone(), quiet()).unwrap();
+    let cfg = url(PW, "ledger-db/ledger");
+    let server = sim.server(&cfg.primary_host());
+    server.set_password(Some(PW));
+    let config = PoolConfig {
+        min_idle: 0,
+        idle_timeout: Some(Duration::from_millis(300)),
+        maintenance_interval: Duration::from_millis(100),
+        probe_interval: Some(Duration::from_millis(200)),
+        leak_threshold: Some(Duration::from_millis(150)),
+        leak_backtrace: true,
+        breaker: BreakerConfig {
+            failure_threshold: 1,
+            ..BreakerConfig::default()
+        },
+        ..PoolConfig::default()
+    };
+    let pool = sup.register("ledger", cfg, Some(config)).await.unwrap();
+    // Acquires (span with wait and connect times), one held long enough to be a leak.
+    let held = pool.acquire().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let leaks = pool.leaks();
+    assert_eq!(leaks.len(), 1, "{leaks:?}");
+    let where_ = leaks[0].backtrace.clone().expect("leak_backtrace is on");
+    assert!(!where_.contains("poolwarden::"), "{where_}");
+    drop(held);
+    // Idle past idle_timeout: the reaper evicts it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(pool.stats().closes.idle_timeout, 1, "{:?}", pool.stats());
+    // A panic in connect: a restart.
+    // (The background probe may be the connect that panics.)
+    pool.soft_evict();
+    server.panic_on_next_connects(1);
+    drop(pool.acquire().await);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(pool.stats().restarts >= 1);
+    // The server goes down: the breaker opens.
+    server.go_down();
+    drop(pool.acquire_timeout(Duration::from_millis(50)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_ne!(pool.stats().breaker, poolwarden::BreakerState::Closed);
+    server.come_up();
+    sup.shutdown(Duration::from_secs(1)).await.unwrap();
+
+    let logs = capture.text();
+    for expected in [
+        "poolwarden.acquire",
+        "wait_us",
+        "connect_us",
+        "poolwarden.refill",
+        "poolwarden.probe",
+        "poolwarden.restart",
+        "poolwarden.evict",
+        "reason=idle_timeout",
+        "circuit breaker opened",
+        "connection leak suspected",
+        "pool_name=\"ledger\"",
+    ] {
+        assert!(logs.contains(expected), "logs lack {expected:?}:\n{logs}");
+    }
+    assert_clean("tracing output at TRACE", &logs);
+    assert_clean("leak report", &format!("{leaks:?}"));
 }
 
 // Known bug in src/config/connection.rs (`ConnectionConfig::parse`): the authority is cut at

@@ -30,6 +30,7 @@ mod mem;
 mod noop;
 mod peers;
 mod postgres;
+mod recorder;
 mod redis;
 mod report;
 mod runner;

@@ -13,7 +13,14 @@ use crate::Ctx;
 
 /// (tasks, pool size).
 const CASES: [(usize, u32); 4] = [(1, 8), (16, 8), (64, 16), (64, 64)];
-const PEERS: [&str; 5] = ["floor", "poolwarden", "bb8", "deadpool", "mobc"];
+const PEERS: [&str; 6] = [
+    "floor",
+    "poolwarden",
+    "bb8",
+    "deadpool",
+    "mobc",
+    "pw + recorder",
+];
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -53,6 +60,22 @@ pub async fn run(ctx: &Ctx, targets: &mut Vec<Target>) -> Section {
             "pw / floor",
         ],
     );
+    let mut with_recorder = Table::new(
+        "The same loop on poolwarden with a Prometheus recorder installed \
+         (metrics-exporter-prometheus, scraped every second) and without one",
+        &["tasks / conns", "recorder", "ns/op", "recorder / none"],
+    );
+    crate::recorder::install();
+    let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let scraper = {
+        let scraping = std::sync::Arc::clone(&scraping);
+        std::thread::spawn(move || {
+            while scraping.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                drop(crate::recorder::render());
+            }
+        })
+    };
     let sup = EmbeddedSupervisor::spawn(SimBackend::default(), SupervisorConfig::default())
         .expect("supervisor");
     let mut bars = Vec::new();
@@ -64,10 +87,26 @@ pub async fn run(ctx: &Ctx, targets: &mut Vec<Target>) -> Section {
         };
         let pw = sup
             .handle()
-            .pool_with(ConnectionConfig::sim(format!("noop-t{tasks}-p{size}")), cfg)
+            .pool_with(
+                ConnectionConfig::sim(format!("noop-t{tasks}-p{size}")),
+                cfg.clone(),
+            )
             .await
             .expect("poolwarden pool");
         pw.warm(size as usize).await.expect("warm-up");
+        // The same pool with its metrics going to the Prometheus recorder (registered
+        // when its actor starts: switched on until it has).
+        crate::recorder::set(true);
+        let pwr = sup
+            .handle()
+            .pool_with(
+                ConnectionConfig::sim(format!("noop-rec-t{tasks}-p{size}")),
+                cfg.clone(),
+            )
+            .await
+            .expect("poolwarden pool with a recorder");
+        pwr.warm(size as usize).await.expect("warm-up");
+        crate::recorder::set(false);
         let bb = peers::bb8_noop(size, Some(size), NoopManager::default()).await;
         let dp = peers::deadpool_noop(size, NoopManager::default());
         peers::fill(size, || dp.get()).await;
@@ -76,9 +115,16 @@ pub async fn run(ctx: &Ctx, targets: &mut Vec<Target>) -> Section {
         let fl = Floor::filled((0..size).map(|_| peers::Noop).collect());
 
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); PEERS.len()];
-        for _ in 0..rounds {
+        for round in 0..rounds {
             samples[0].push(measure(ctx, &fl, tasks).await);
-            samples[1].push(measure(ctx, &pw, tasks).await);
+            // With and without a recorder back to back, taking turns at going first.
+            if round % 2 == 0 {
+                samples[1].push(measure(ctx, &pw, tasks).await);
+                samples[5].push(measure(ctx, &pwr, tasks).await);
+            } else {
+                samples[5].push(measure(ctx, &pwr, tasks).await);
+                samples[1].push(measure(ctx, &pw, tasks).await);
+            }
             samples[2].push(measure(ctx, &bb, tasks).await);
             samples[3].push(measure(ctx, &dp, tasks).await);
             samples[4].push(measure(ctx, &mb, tasks).await);
@@ -106,6 +152,31 @@ pub async fn run(ctx: &Ctx, targets: &mut Vec<Target>) -> Section {
             ratio(ns[1] / ns[3]),
             ratio(ns[1] / ns[0]),
         ]);
+        with_recorder.row(vec![
+            case.clone(),
+            "none".into(),
+            format!("{:.0}", ns[1]),
+            String::new(),
+        ]);
+        let rec = ns[5] / ns[1];
+        with_recorder.row(vec![
+            case.clone(),
+            "Prometheus".into(),
+            format!("{:.0}", ns[5]),
+            ratio(rec),
+        ]);
+        targets.push(Target::at_most(
+            1,
+            &format!("acquire+release with a Prometheus recorder vs none, {tasks} tasks / {size} conns"),
+            rec,
+            1.1,
+            format!("{} ({:.0} vs {:.0} ns)", ratio(rec), ns[5], ns[1]),
+            format!("≤ {}", ratio(1.1)),
+        ).because(
+            "the acquire path records into the pool's percentile windows only; the recorder is \
+             fed by the maintenance tick (histograms from the windows, gauges from the counts), \
+             on the supervisor's thread, which shares the 2 cores with the measured tasks",
+        ));
         for (i, name) in PEERS.iter().enumerate() {
             bars.push((format!("{case}  {name}"), i, ns[i]));
         }
@@ -124,6 +195,9 @@ pub async fn run(ctx: &Ctx, targets: &mut Vec<Target>) -> Section {
         );
     }
     section.tables.push(table);
+    section.tables.push(with_recorder);
+    scraping.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = scraper.join();
     section.notes.push(
         "Ratios are taken between pools measured in the same process, minutes apart at most; \
          absolute figures drift with the machine's load, the ratios much less."

@@ -94,6 +94,20 @@ impl LeakTracker {
         }
     }
 
+    /// Open checkouts held for `threshold` or longer at `now`: id, how long, backtrace.
+    pub fn held_past_threshold(
+        &self,
+        now: Instant,
+    ) -> Vec<(u64, Duration, Option<Arc<Backtrace>>)> {
+        self.entries
+            .iter()
+            .filter_map(|(&id, e)| {
+                let held = now.saturating_duration_since(e.since);
+                (held >= self.threshold).then(|| (id, held, e.backtrace.clone()))
+            })
+            .collect()
+    }
+
     /// Checkouts still open.
     #[cfg(test)]
     pub fn open(&self) -> usize {

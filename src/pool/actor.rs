@@ -7,13 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use tracing::Instrument;
 
 use super::config::PoolConfig;
-use super::messages::{Close, Crashed, GetPoolStats, Probe, Release, Resize, Revive, Warm};
+use super::messages::{
+    Close, Crashed, GetLeaks, GetPoolStats, Probe, Release, Resize, Revive, Warm,
+};
 use super::shared::PoolShared;
 use super::stats::PoolStats;
 use crate::backends::Backend;
 use crate::error::{ConfigError, Error};
+use crate::observe::LeakReport;
 
 /// How often a pool actor may be restarted before its pool is marked failed.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +40,8 @@ impl<B: Backend> PoolActor<B> {
     /// Crash reporting, warm-up, the maintenance tick and background probes of one
     /// incarnation (actix drops them all when the actor stops).
     fn run_lifecycle(&mut self, ctx: &mut Context<Self>) {
+        // The pool's metric handles, registered with the recorder installed now.
+        self.shared.observe.register(self.shared.health.state());
         // Report backend panics to ourselves, at most one outstanding report per incarnation.
         let me = ctx.address().downgrade();
         let reported = Arc::new(AtomicBool::new(false));
@@ -54,6 +60,7 @@ impl<B: Backend> PoolActor<B> {
         ctx.run_interval(self.shared.config.maintenance_interval, |act, ctx| {
             act.shared.reap();
             act.shared.scan_leaks();
+            act.shared.observe_tick();
             act.spawn_refill(ctx);
         });
         self.schedule_probe(ctx);
@@ -61,10 +68,16 @@ impl<B: Backend> PoolActor<B> {
 
     fn spawn_refill(&self, ctx: &mut Context<Self>) {
         let shared = Arc::clone(&self.shared);
+        let span = tracing::debug_span!("poolwarden.refill", pool = %shared.key, pool_name = shared.observe.label(), opened = tracing::field::Empty);
         ctx.spawn(
-            async move { shared.refill().await }
-                .into_actor(self)
-                .map(|_, _, _| ()),
+            async move {
+                let opened = shared.refill().await;
+                tracing::Span::current().record("opened", opened);
+                opened
+            }
+            .instrument(span)
+            .into_actor(self)
+            .map(|_, _, _| ()),
         );
     }
 
@@ -79,6 +92,7 @@ impl<B: Backend> PoolActor<B> {
         ctx.run_later(wait, |act, ctx| {
             let shared = Arc::clone(&act.shared);
             let budget = shared.config.probe_timeout;
+            let span = tracing::debug_span!("poolwarden.probe", pool = %shared.key, pool_name = shared.observe.label());
             ctx.spawn(
                 async move {
                     let open_within = budget.max(shared.config.connect_timeout);
@@ -86,6 +100,7 @@ impl<B: Backend> PoolActor<B> {
                         tracing::debug!(pool = %shared.key, %reason, "background probe failed");
                     }
                 }
+                .instrument(span)
                 .into_actor(act),
             );
             act.schedule_probe(ctx);
@@ -115,6 +130,7 @@ impl<B: Backend> Supervised for PoolActor<B> {
         if self.shared.is_closed() {
             return;
         }
+        let _span = tracing::debug_span!("poolwarden.restart", pool = %self.shared.key, pool_name = self.shared.observe.label()).entered();
         let generation = self.shared.new_generation();
         tracing::warn!(pool = %self.shared.key, generation, "pool actor restarted");
         if self
@@ -184,6 +200,13 @@ impl<B: Backend> Handler<GetPoolStats> for PoolActor<B> {
     }
 }
 
+impl<B: Backend> Handler<GetLeaks> for PoolActor<B> {
+    type Result = MessageResult<GetLeaks>;
+    fn handle(&mut self, _: GetLeaks, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.shared.leaks())
+    }
+}
+
 impl<B: Backend> Handler<Probe> for PoolActor<B> {
     type Result = ResponseFuture<Result<(), String>>;
     fn handle(&mut self, msg: Probe, _ctx: &mut Self::Context) -> Self::Result {
@@ -216,5 +239,10 @@ impl<B: Backend> PoolActor<B> {
     /// The pool's figures.
     pub fn stats(&self) -> PoolStats {
         self.shared.stats()
+    }
+
+    /// The connections held past the leak threshold.
+    pub fn leaks(&self) -> Vec<LeakReport> {
+        self.shared.leaks()
     }
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::time::Instant;
 
+use crate::observe::reason::CloseReason;
 use super::conn::Conn;
 use super::shared::PoolShared;
 use crate::backends::Backend;
@@ -36,7 +37,7 @@ impl<B: Backend> IdleSource for PoolShared<B> {
             Some(conn) => {
                 tracing::debug!(pool = %self.key, "idle connection closed to make room in the connection budget");
                 self.counters.budget_evicted();
-                self.close_conn(conn);
+                self.close_conn(conn, CloseReason::Budget);
                 true
             }
             None => false,

@@ -14,11 +14,19 @@ use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::error::Phase;
 use crate::limits::deadline as far_at;
+use crate::observe::reason::CloseReason;
 
 impl<B: Backend> PoolShared<B> {
     /// Take back a connection from a guard. Synchronous unless the backend must reset it.
-    pub(crate) fn release(self: &Arc<Self>, mut conn: Conn<B::Connection>, broken: bool) {
+    /// `out_since`: when it was handed out (its use time ends now).
+    pub(crate) fn release(
+        self: &Arc<Self>,
+        mut conn: Conn<B::Connection>,
+        broken: bool,
+        out_since: Instant,
+    ) {
         let now = Instant::now();
+        self.observe.used(now.saturating_duration_since(out_since));
         // Reclaimed as a leak: its slot was freed then and it was no longer counted live;
         // it comes back as a connection with no slot, kept only if there is room.
         let reclaimed = conn.checkout != 0 && !self.leaks.checked_in(conn.checkout, now);
@@ -33,22 +41,31 @@ impl<B: Backend> PoolShared<B> {
             // command): close it, and probe the idle ones that may share its fate.
             self.health.suspect(now);
         }
-        let keep = !broken
-            && !died
-            && self.hot.is_open()
-            && !conn.outlived(self.incarnation.generation(), now)
-            // Overflow connections are closed on return, unless someone is waiting: then
-            // handing them over beats closing one and opening another (the reaper closes
-            // the surplus once the queue is empty).
-            && (self.counters.live() <= self.slots.max_size() || self.hot.waiters() > 0)
-            && !self.slots.shrinking();
+        // Why it is not kept, if it is not (the first reason that applies).
+        let doomed = if broken || died {
+            Some(CloseReason::Broken)
+        } else if !self.hot.is_open() {
+            Some(CloseReason::Shutdown)
+        } else if conn.outlived(self.incarnation.generation(), now) {
+            Some(self.outlived_reason(&conn))
+        // Overflow connections are closed on return, unless someone is waiting: then
+        // handing them over beats closing one and opening another (the reaper closes
+        // the surplus once the queue is empty).
+        } else if self.counters.live() > self.slots.max_size() && self.hot.waiters() == 0 {
+            Some(CloseReason::Overflow)
+        } else if self.slots.shrinking() {
+            Some(CloseReason::Shrink)
+        } else {
+            None
+        };
+        let keep = doomed.is_none();
         let reset = keep && self.config.reset_on_return && self.backend.needs_reset(&conn.raw);
         // An `after_release` hook, like a reset, runs in a task while the slot stays taken.
         let clean =
             reset || (keep && (self.config.test_on_return || self.hooks.after_release.is_some()));
         if !keep || (clean && reclaimed) {
             // (Cleaning holds a slot until it is done; a reclaimed connection has none.)
-            self.close_conn(conn);
+            self.close_conn(conn, doomed.unwrap_or(CloseReason::Overflow));
             if !reclaimed {
                 self.release_slot();
             }
@@ -63,11 +80,12 @@ impl<B: Backend> PoolShared<B> {
                     let job = Cleaning {
                         pool: Arc::clone(self),
                         conn: Some(conn),
+                        reason: CloseReason::Shutdown,
                     };
                     rt.spawn(job.run(reset));
                 }
                 Err(_) => {
-                    self.close_conn(conn);
+                    self.close_conn(conn, CloseReason::FailedReset);
                     self.release_slot();
                 }
             }
@@ -87,12 +105,15 @@ impl<B: Backend> PoolShared<B> {
 struct Cleaning<B: Backend> {
     pool: Arc<PoolShared<B>>,
     conn: Option<Conn<B::Connection>>,
+    /// Why it is closed if dropped now: the runtime shut down before it finished, until
+    /// `run` knows better.
+    reason: CloseReason,
 }
 
 impl<B: Backend> Drop for Cleaning<B> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool.close_conn(conn);
+            self.pool.close_conn(conn, self.reason);
             self.pool.release_slot();
         }
     }
@@ -134,7 +155,15 @@ impl<B: Backend> Cleaning<B> {
             conn.last_used = Instant::now();
             pool.file_idle(conn);
             pool.release_slot();
+            return;
         }
+        self.reason = if !ok {
+            CloseReason::FailedReset
+        } else if retired {
+            CloseReason::StaleGeneration
+        } else {
+            CloseReason::Shutdown
+        };
         // Otherwise dropping `self` closes it and gives the slot back.
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use tokio::sync::TryAcquireError;
 use tokio::time::{timeout_at, Instant};
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use super::budget::BudgetTurn;
 use super::capacity::Room;
@@ -23,6 +25,7 @@ use super::shared::{PoolShared, Slot};
 use crate::backends::Backend;
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
 use crate::limits::deadline as far_at;
+use crate::observe::reason::CloseReason;
 use crate::policy::backoff::Backoff;
 
 impl<B: Backend> PoolShared<B> {
@@ -58,6 +61,16 @@ impl<B: Backend> PoolShared<B> {
     ) -> Result<PooledConnection<B>, Error> {
         let start = Instant::now();
         self.check_open()?;
+        // A span per acquire, at TRACE: when that level is off (the usual case) it is
+        // two relaxed loads and a branch, and `Span::none()` after.
+        let span = tracing::trace_span!(
+            "poolwarden.acquire",
+            pool = %self.key,
+            pool_name = self.observe.label(),
+            wait_us = Empty,
+            probe_us = Empty,
+            connect_us = Empty,
+        );
         // The usual case, with nothing to wait for: a free slot and an idle connection
         // that needs no probe, handed out without awaiting anything. Everything else (a
         // queue, a probe, a connect, a breaker) is the slow path, boxed so that its larger
@@ -75,7 +88,11 @@ impl<B: Backend> PoolShared<B> {
                     self.hot.touch(start);
                     match self.pop_reusable(start) {
                         Some(conn) if !self.due_for_probe(&conn, start) => {
-                            return Ok(self.hand_out(slot, conn));
+                            let conn = self.hand_out(slot, conn, start);
+                            if !span.is_disabled() {
+                                span.record("wait_us", micros(start));
+                            }
+                            return Ok(conn);
                         }
                         Some(conn) => self.idle.push(conn),
                         None => {}
@@ -86,7 +103,11 @@ impl<B: Backend> PoolShared<B> {
                 Err(TryAcquireError::NoPermits) => None,
             }
         };
-        Box::pin(self.acquire_slow(start, budget, retry_connect, slot)).await
+        Box::pin(
+            self.acquire_slow(start, budget, retry_connect, slot)
+                .instrument(span),
+        )
+        .await
     }
 
     /// A checked-out connection, from its slot.
@@ -95,11 +116,15 @@ impl<B: Backend> PoolShared<B> {
         self: &Arc<Self>,
         slot: Slot<'_, B>,
         mut conn: Conn<B::Connection>,
+        start: Instant,
     ) -> PooledConnection<B> {
         conn.checkout = self.leaks.checkout();
         slot.disarm();
         self.hot.checked_out();
-        PooledConnection::new(Arc::clone(self), conn)
+        // One clock read: the wait ends and the use starts here.
+        let now = Instant::now();
+        self.observe.waited(now.saturating_duration_since(start));
+        PooledConnection::new(Arc::clone(self), conn, now)
     }
 
     /// [`acquire_inner`](Self::acquire_inner) past the usual case, with the slot it holds
@@ -139,6 +164,7 @@ impl<B: Backend> PoolShared<B> {
         };
         // The pool may have failed or closed while we waited.
         self.check_open()?;
+        Span::current().record("wait_us", micros(start));
         self.hot.touch(start);
         // Connections the `before_acquire` hook closed and asked to replace.
         let mut replaced = 0usize;
@@ -147,7 +173,7 @@ impl<B: Backend> PoolShared<B> {
             let mut pending = self.pending(conn);
             let verdict = match self.before_acquire(pending.raw(), deadline).await {
                 None | Some(Ok(AcquireVerdict::HandOut)) => {
-                    return Ok(self.hand_out(slot, pending.keep()))
+                    return Ok(self.hand_out(slot, pending.keep(), start))
                 }
                 Some(Ok(verdict)) => verdict,
                 Some(Err(HookFailure::CutShort)) => {
@@ -196,6 +222,7 @@ impl<B: Backend> PoolShared<B> {
     async fn wait_for_slot(&self, start: Instant, deadline: Instant) -> Result<Slot<'_, B>, Error> {
         let (queued, _queued) = self.hot.queue();
         if queued >= self.config.max_waiters {
+            self.observe.saturated();
             return Err(Error::PoolSaturated {
                 key: self.key,
                 waiters: queued,
@@ -222,6 +249,7 @@ impl<B: Backend> PoolShared<B> {
             Ok(Some(Err(_)) | None) => Err(self.closed_error()),
             Err(_) => {
                 self.counters.timed_out();
+                self.observe.timed_out();
                 Err(Error::Timeout {
                     key: self.key,
                     phase: Phase::Wait,
@@ -309,7 +337,9 @@ impl<B: Backend> PoolShared<B> {
             };
             // Under way until this turn ends: the attempt and its backoff wait.
             let _connecting = self.counters.connecting();
+            let connecting = Instant::now();
             let attempt = self.connect_once(Some(deadline), true, &mut room).await;
+            Span::current().record("connect_us", micros(connecting));
             let (err, counted) = match attempt {
                 Ok(Attempt::Opened(conn)) => {
                     if let Some(trial) = trial {
@@ -386,7 +416,10 @@ impl<B: Backend> PoolShared<B> {
                 return Ok(Some(conn));
             }
             let mut pending = self.pending(conn);
-            match self.probe_raw(pending.raw(), deadline, start).await {
+            let probing = Instant::now();
+            let probed = self.probe_raw(pending.raw(), deadline, start).await;
+            Span::current().record("probe_us", micros(probing));
+            match probed {
                 Ok(()) => return Ok(Some(pending.keep())),
                 Err(e @ (Error::BackendPanic { .. } | Error::Timeout { .. })) => return Err(e),
                 Err(_) => continue, // dead connection: `pending` closes it; try the next
@@ -434,6 +467,7 @@ impl<B: Backend> PoolShared<B> {
         last: Option<BackendError>,
     ) -> Error {
         self.counters.timed_out();
+        self.observe.timed_out();
         Error::Timeout {
             key: self.key,
             phase,
@@ -453,11 +487,21 @@ impl<B: Backend> PoolShared<B> {
         let generation = self.incarnation.generation();
         loop {
             let mut conn = self.idle.pop()?;
-            if conn.outlived(generation, now) || self.backend.is_broken(&mut conn.raw) {
-                self.close_conn(conn);
+            if conn.outlived(generation, now) {
+                let reason = self.outlived_reason(&conn);
+                self.close_conn(conn, reason);
+                continue;
+            }
+            if self.backend.is_broken(&mut conn.raw) {
+                self.close_conn(conn, CloseReason::Broken);
                 continue;
             }
             return Some(conn);
         }
     }
+}
+
+/// Microseconds since `since`, for span fields.
+fn micros(since: Instant) -> u64 {
+    since.elapsed().as_micros().min(u128::from(u64::MAX)) as u64
 }

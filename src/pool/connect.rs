@@ -61,6 +61,7 @@ impl<B: Backend> PoolShared<B> {
             }
         };
         let now = Instant::now();
+        self.observe.connect_attempted();
         let own_limit = far_at(now, self.config.connect_timeout);
         let limit = deadline.map_or(own_limit, |d| d.min(own_limit));
         // The credential of the moment (see `credential.rs`): a rotation during the
@@ -73,6 +74,7 @@ impl<B: Backend> PoolShared<B> {
                     self.health.connected();
                 }
                 credential.mark_verified();
+                self.observe.connected(now.elapsed());
                 drop(permit);
                 let conn = self.adopt(raw, credential, budget.take());
                 // A failing hook fails the connection, not the endpoint: nothing is
@@ -101,6 +103,7 @@ impl<B: Backend> PoolShared<B> {
         };
         drop(permit);
         self.counters.connect_failed();
+        self.observe.connect_failed(error.kind());
         tracing::debug!(pool = %self.key, error = %error, "connect failed");
         let counted = self.health.connect_failed(&error);
         Ok(Attempt::Failed { error, counted })

@@ -7,6 +7,7 @@ use tokio::time::{timeout_at, Instant};
 use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::error::{Error, Phase};
+use crate::observe::reason::CloseReason;
 
 impl<B: Backend> PoolShared<B> {
     /// Close every idle connection now and every checked-out one when it comes back,
@@ -14,7 +15,7 @@ impl<B: Backend> PoolShared<B> {
     /// connections are told through their `closed()`. Answers how many were closed now.
     pub(crate) fn soft_evict(&self) -> usize {
         let generation = self.incarnation.next();
-        let closed = self.drain_idle();
+        let closed = self.drain_idle(CloseReason::StaleGeneration);
         // Dedicated connections watch the state notification for a new generation.
         self.hot.wake_waiters();
         tracing::info!(pool = %self.key, generation, idle_closed = closed, "soft eviction: connections are replaced");
@@ -51,6 +52,7 @@ impl<B: Backend> PoolShared<B> {
     ) -> Result<(), Error> {
         let (queued, _queued) = self.hot.queue();
         if queued >= self.config.max_waiters {
+            self.observe.saturated();
             return Err(Error::PoolSaturated {
                 key: self.key,
                 waiters: queued,

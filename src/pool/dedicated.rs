@@ -233,7 +233,8 @@ impl<B: Backend> Drop for DedicatedConnection<B> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             self.pool.counters.dedicated_in();
-            self.pool.close_conn(conn);
+            self.pool
+                .close_conn(conn, crate::observe::reason::CloseReason::Dedicated);
             if self.pool.is_closed() {
                 // A shutdown may be waiting for it.
                 self.pool.slots.wake_returned();

@@ -29,6 +29,9 @@ pub(crate) struct PoolFactory<B: Backend> {
     pub(crate) hooks: Hooks<B::Connection>,
     /// The supervisor's connection budget, shared by every pool it makes.
     pub(crate) budget: Option<Arc<Ledger>>,
+    /// The name the pools it makes are labelled with in metrics and traces (a
+    /// registered name; a replica-set member's `<set>/<host:port>`); `None`: by key.
+    pub(crate) name: Option<String>,
 }
 
 impl<B: Backend> Clone for PoolFactory<B> {
@@ -40,6 +43,7 @@ impl<B: Backend> Clone for PoolFactory<B> {
             home: Arc::clone(&self.home),
             hooks: self.hooks.clone(),
             budget: self.budget.clone(),
+            name: self.name.clone(),
         }
     }
 }
@@ -81,7 +85,8 @@ impl<B: Backend> PoolFactory<B> {
                 provider,
             )
             .with_hooks(self.hooks.clone())
-            .with_budget(budget),
+            .with_budget(budget)
+            .with_name(self.name.as_deref()),
         );
         shared.bind_budget();
         let for_actor = Arc::clone(&shared);

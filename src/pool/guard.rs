@@ -5,6 +5,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::conn::Conn;
 use super::shared::PoolShared;
 use crate::backends::Backend;
@@ -15,13 +17,16 @@ use crate::key::PoolKey;
 pub struct PooledConnection<B: Backend> {
     pool: Arc<PoolShared<B>>,
     conn: Option<Conn<B::Connection>>,
+    /// When it was handed out: its use time runs from here.
+    since: Instant,
 }
 
 impl<B: Backend> PooledConnection<B> {
-    pub(crate) fn new(pool: Arc<PoolShared<B>>, conn: Conn<B::Connection>) -> Self {
+    pub(crate) fn new(pool: Arc<PoolShared<B>>, conn: Conn<B::Connection>, since: Instant) -> Self {
         Self {
             pool,
             conn: Some(conn),
+            since,
         }
     }
 
@@ -42,7 +47,7 @@ impl<B: Backend> PooledConnection<B> {
     /// must not be reused. Its slot is freed.
     pub fn discard(mut self) {
         if let Some(c) = self.conn.take() {
-            self.pool.release(c, true);
+            self.pool.release(c, true, self.since);
         }
     }
 
@@ -67,7 +72,7 @@ impl<B: Backend> DerefMut for PooledConnection<B> {
 impl<B: Backend> Drop for PooledConnection<B> {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            self.pool.release(c, false);
+            self.pool.release(c, false, self.since);
         }
     }
 }

@@ -17,6 +17,7 @@ use super::stats::PoolStats;
 use crate::backends::Backend;
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
 use crate::key::PoolKey;
+use crate::observe::LeakReport;
 
 /// A handle to one pool. Resolve it once (from the [`Supervisor`](crate::Supervisor)) and
 /// acquire from it as often as you like; it is cheap to clone and `Send`.
@@ -187,6 +188,40 @@ impl<B: Backend> PoolHandle<B> {
     /// ```
     pub fn stats(&self) -> PoolStats {
         self.shared.stats()
+    }
+
+    /// The connections checked out for longer than the pool's `leak_threshold` now,
+    /// longest held first: how long, and where they were checked out (the caller's
+    /// frames of the checkout's backtrace, with `leak_backtrace` on). Empty when leak
+    /// detection is off. Read directly, no message ([`GetLeaks`](crate::messages::GetLeaks)
+    /// asks the pool actor for the same).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, PoolConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// let config = PoolConfig {
+    ///     leak_threshold: Some(Duration::from_millis(10)),
+    ///     leak_backtrace: true,
+    ///     ..PoolConfig::default()
+    /// };
+    /// let pool = sup.pool_with(ConnectionConfig::sim("leaky"), config).await?;
+    /// let held = pool.acquire().await?;
+    /// tokio::time::sleep(Duration::from_millis(20)).await;
+    /// let leaks = pool.leaks();
+    /// assert_eq!(leaks.len(), 1);
+    /// assert!(leaks[0].held >= Duration::from_millis(10));
+    /// assert!(leaks[0].backtrace.is_some());
+    /// drop(held);
+    /// assert!(pool.leaks().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn leaks(&self) -> Vec<LeakReport> {
+        self.shared.leaks()
     }
 
     /// Whether the pool stopped serving.

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::error::{BackendError, Error};
 use crate::key::PoolKey;
+use crate::observe::pool::PoolObserver;
 use crate::policy::breaker::{Admission, BreakerConfig, BreakerState, Change, CircuitBreaker};
 
 /// Called on every circuit-breaker transition.
@@ -42,6 +43,8 @@ pub(crate) struct Health {
     /// while checked out: idle connections last used before then (strictly) are probed
     /// first.
     suspect_at: AtomicU64,
+    /// Transitions are counted here (`poolwarden.breaker.*`).
+    pub(super) observe: Arc<PoolObserver>,
 }
 
 /// A half-open breaker's one trial. Dropped without an outcome (the acquire was cancelled
@@ -78,6 +81,7 @@ impl Health {
         config: BreakerConfig,
         events: Option<EventSink>,
         now: Instant,
+        observe: Arc<PoolObserver>,
     ) -> Self {
         Self {
             key,
@@ -90,6 +94,7 @@ impl Health {
             changed: Notify::new(),
             epoch: now,
             suspect_at: AtomicU64::new(0),
+            observe,
         }
     }
 
@@ -217,12 +222,14 @@ impl Health {
         self.tripped
             .store(change.to != BreakerState::Closed, Ordering::Release);
         self.changed.notify_waiters();
+        self.observe.breaker(change.to);
+        let name = self.observe.label();
         match change.to {
             BreakerState::Open => {
-                tracing::warn!(pool = %self.key, from = %change.from, reason = %change.reason, "circuit breaker opened")
+                tracing::warn!(pool = %self.key, pool_name = name, from = %change.from, to = %change.to, reason = %change.reason, "circuit breaker opened")
             }
             _ => {
-                tracing::info!(pool = %self.key, from = %change.from, to = %change.to, reason = %change.reason, "circuit breaker transition")
+                tracing::info!(pool = %self.key, pool_name = name, from = %change.from, to = %change.to, reason = %change.reason, "circuit breaker transition")
             }
         }
         if let Some(sink) = &self.events {

@@ -18,6 +18,7 @@ use crate::backends::Backend;
 use crate::error::{BackendError, BackendErrorKind, Error};
 use crate::key::PoolKey;
 use crate::limits::deadline as far_at;
+use crate::observe::reason::CloseReason;
 
 /// How a hook run failed.
 #[derive(Debug)]
@@ -227,9 +228,10 @@ impl<B: Backend> PoolShared<B> {
 }
 
 impl<B: Backend> PoolShared<B> {
-    /// Close `conn`: at once, or after the `before_close` hook in a task of its own
-    /// (counted closed when that ends).
-    pub(crate) fn close_conn(&self, conn: Conn<B::Connection>) {
+    /// Close `conn` for `reason`: at once, or after the `before_close` hook in a task of
+    /// its own (counted closed when that ends; its reason at once).
+    pub(crate) fn close_conn(&self, conn: Conn<B::Connection>, reason: CloseReason) {
+        self.observe.closed(reason);
         if let Some(conn) = close_after_hook(self.key, &self.counters, &self.hooks, conn) {
             drop(conn);
             self.counters.closed();

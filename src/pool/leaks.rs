@@ -10,6 +10,8 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::key::PoolKey;
+use crate::observe::leaks::trim;
+use crate::observe::LeakReport;
 use crate::policy::leak::{LeakEvent, LeakTracker, Return};
 
 pub(crate) struct Leaks {
@@ -104,6 +106,26 @@ impl Leaks {
             }
         }
         (n, reclaim)
+    }
+
+    /// The checkouts held past the threshold at `now`, longest first, with the caller's
+    /// frames of their backtraces.
+    pub(super) fn held(&self, now: Instant) -> Vec<LeakReport> {
+        let Some(tracker) = &self.tracker else {
+            return Vec::new();
+        };
+        // Rendered outside the lock: resolving symbols is slow.
+        let held = tracker.lock().held_past_threshold(now);
+        let mut reports: Vec<LeakReport> = held
+            .into_iter()
+            .map(|(checkout, held, backtrace)| LeakReport {
+                checkout,
+                held,
+                backtrace: backtrace.map(|bt| trim(&bt.to_string())),
+            })
+            .collect();
+        reports.sort_by(|a, b| b.held.cmp(&a.held).then(a.checkout.cmp(&b.checkout)));
+        reports
     }
 
     pub(super) fn reported(&self) -> u64 {

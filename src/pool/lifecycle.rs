@@ -12,6 +12,7 @@ use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::error::Error;
 use crate::limits::deadline as far_at;
+use crate::observe::reason::CloseReason;
 
 impl<B: Backend> PoolShared<B> {
     pub(crate) fn set_crash_hook(&self, hook: Option<CrashHook>) {
@@ -22,8 +23,9 @@ impl<B: Backend> PoolShared<B> {
     /// they come back.
     pub(crate) fn new_generation(&self) -> u64 {
         self.counters.restarted();
+        self.observe.restarted();
         let g = self.incarnation.next();
-        self.drain_idle();
+        self.drain_idle(CloseReason::StaleGeneration);
         // Dedicated connections watch for a new generation.
         self.hot.wake_waiters();
         g
@@ -56,17 +58,17 @@ impl<B: Backend> PoolShared<B> {
         self.hot.transition(PoolState::Open, state);
         self.slots.close();
         self.pause.close();
-        let drained = self.drain_idle();
+        let drained = self.drain_idle(CloseReason::Shutdown);
         self.slots.wake_returned();
         self.hot.wake_waiters();
         drained
     }
 
-    /// Close every idle connection; returns how many.
-    pub(crate) fn drain_idle(&self) -> usize {
+    /// Close every idle connection for `reason`; returns how many.
+    pub(crate) fn drain_idle(&self, reason: CloseReason) -> usize {
         let drained = self.idle.drain();
         let n = drained.len();
-        drained.into_iter().for_each(|c| self.close_conn(c));
+        drained.into_iter().for_each(|c| self.close_conn(c, reason));
         n
     }
 
@@ -92,31 +94,52 @@ impl<B: Backend> PoolShared<B> {
         // Open connections above max_size (after a shrinking resize): idle ones go now,
         // checked-out ones as they come back.
         let mut excess = self.counters.live().saturating_sub(max_size);
+        // The reason of each connection taken, in the order `take_where` visits them.
+        let mut reasons = Vec::new();
         let doomed = self.idle.take_where(|c, len| {
-            let stale = c.outlived(generation, now) || self.backend.is_broken(&mut c.raw);
+            let reason = if c.outlived(generation, now) {
+                Some(self.outlived_reason(c))
+            } else if self.backend.is_broken(&mut c.raw) {
+                Some(CloseReason::Broken)
             // The front holds the longest idle; only trim above min_idle (and max_size).
-            let surplus = len > max_size
-                || excess > 0
-                || (len > min_idle
-                    && self
-                        .config
-                        .idle_timeout
-                        .is_some_and(|t| now.saturating_duration_since(c.last_used) >= t));
-            let doom = stale || surplus;
-            if doom {
+            } else if len > max_size || excess > 0 {
+                Some(CloseReason::Shrink)
+            } else if len > min_idle
+                && self
+                    .config
+                    .idle_timeout
+                    .is_some_and(|t| now.saturating_duration_since(c.last_used) >= t)
+            {
+                Some(CloseReason::IdleTimeout)
+            } else {
+                None
+            };
+            if let Some(r) = reason {
                 excess = excess.saturating_sub(1);
+                reasons.push(r);
             }
-            doom
+            reason.is_some()
         });
         let n = doomed.len();
-        doomed.into_iter().for_each(|c| self.close_conn(c));
+        if n > 0 {
+            let _span = tracing::debug_span!("poolwarden.evict", pool = %self.key, pool_name = self.observe.label(), closed = n).entered();
+            for (c, r) in doomed.into_iter().zip(reasons) {
+                tracing::debug!(pool_name = self.observe.label(), reason = %r, "closing idle connection");
+                self.close_conn(c, r);
+            }
+        }
         n
     }
 
     /// Report connections held past `leak_threshold` (once each) and free the slots of
     /// those held past `leak_reclaim_after`. Called by the maintenance tick.
     pub(crate) fn scan_leaks(&self) -> usize {
+        let reported = self.leaks.reported();
         let (events, reclaimed) = self.leaks.scan();
+        self.observe.leaks(
+            self.leaks.reported().saturating_sub(reported),
+            reclaimed as u64,
+        );
         for _ in 0..reclaimed {
             self.hot.checked_in();
             self.counters.detached();

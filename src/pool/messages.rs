@@ -32,6 +32,13 @@ pub struct Resize {
 #[rtype(result = "PoolStats")]
 pub struct GetPoolStats;
 
+/// The connections held past the pool's `leak_threshold` now: how long, and where they
+/// were checked out (with `leak_backtrace`). Empty when leak detection is off. The same
+/// as [`PoolHandle::leaks`](crate::PoolHandle::leaks).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<crate::observe::LeakReport>")]
+pub struct GetLeaks;
+
 /// Probe the endpoint once; `Err` carries the reason.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<(), String>")]

@@ -9,6 +9,7 @@ use super::credential::{Presented, Version};
 use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
+use crate::observe::reason::CloseReason;
 
 impl<B: Backend> PoolShared<B> {
     /// The version a caller presenting `presented` is served with, if it is the pool's
@@ -58,7 +59,7 @@ impl<B: Backend> PoolShared<B> {
         // keep one driven from the supervisor's thread.
         let (version, conn) = self.verify_once(presented).await?;
         if let Some(conn) = conn {
-            self.close_conn(conn);
+            self.close_conn(conn, CloseReason::Overflow);
         }
         Ok(version)
     }
@@ -73,7 +74,7 @@ impl<B: Backend> PoolShared<B> {
                     self.idle.push(conn);
                 }
             } else {
-                self.close_conn(conn);
+                self.close_conn(conn, CloseReason::Overflow);
             }
         }
         Ok(version)
@@ -104,7 +105,9 @@ impl<B: Backend> PoolShared<B> {
     fn drain_retired(&self) -> usize {
         let doomed = self.idle.take_where(|c, _| c.credential.retired());
         let n = doomed.len();
-        doomed.into_iter().for_each(|c| self.close_conn(c));
+        doomed
+            .into_iter()
+            .for_each(|c| self.close_conn(c, CloseReason::StaleGeneration));
         n
     }
 }

@@ -29,6 +29,8 @@ use crate::budget::PoolBudget;
 use crate::connection::ConnectionConfig;
 use crate::error::{Error, Phase};
 use crate::key::PoolKey;
+use crate::observe::pool::PoolObserver;
+use crate::observe::reason::CloseReason;
 
 pub(crate) struct PoolShared<B: Backend> {
     pub(crate) key: PoolKey,
@@ -61,6 +63,9 @@ pub(crate) struct PoolShared<B: Backend> {
     /// Its share of the supervisor's connection budget (`budget.rs`); `None` without one:
     /// connects then check nothing more than this.
     pub(super) budget: Option<PoolBudget>,
+    /// What the pool records for metrics and stats (`crate::observe`): label, windows,
+    /// close reasons, metric handles.
+    pub(crate) observe: Arc<PoolObserver>,
 }
 
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -110,7 +115,8 @@ impl<B: Backend> Pending<'_, B> {
 impl<B: Backend> Drop for Pending<'_, B> {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            self.pool.close_conn(c);
+            // A probe or hook failed, or the checkout was abandoned.
+            self.pool.close_conn(c, CloseReason::Broken);
         }
     }
 }
@@ -126,6 +132,7 @@ impl<B: Backend> PoolShared<B> {
         provider: Option<Arc<dyn CredentialsProvider>>,
     ) -> Self {
         let now = Instant::now();
+        let observe = Arc::new(PoolObserver::new(key, None));
         Self {
             credential: Credential::new(connection.clone(), provider),
             home,
@@ -133,7 +140,13 @@ impl<B: Backend> PoolShared<B> {
             slots: Slots::new(config.max_size, config.min_idle, config.max_overflow),
             idle: Idle::new(),
             counters: Arc::default(),
-            health: Health::new(key, config.breaker.clone(), events, now),
+            health: Health::new(
+                key,
+                config.breaker.clone(),
+                events,
+                now,
+                Arc::clone(&observe),
+            ),
             leaks: Leaks::new(
                 key,
                 config.leak_threshold,
@@ -146,11 +159,22 @@ impl<B: Backend> PoolShared<B> {
             hooks: Hooks::default(),
             pause: Pause::new(),
             budget: None,
+            observe,
             key,
             backend,
             connection,
             config,
         }
+    }
+
+    /// Labelled `name` in metrics and traces (a registered name) instead of by its key
+    /// (before it is shared).
+    pub(crate) fn with_name(mut self, name: Option<&str>) -> Self {
+        if name.is_some() {
+            self.observe = Arc::new(PoolObserver::new(self.key, name));
+            self.health.observe = Arc::clone(&self.observe);
+        }
+        self
     }
 
     /// With `hooks` (before it is shared: a pool's hooks never change).
@@ -214,6 +238,16 @@ impl<B: Backend> PoolShared<B> {
                 restarts: self.counters.restarts(),
             },
             _ => Error::PoolClosed { key: self.key },
+        }
+    }
+
+    /// Why a connection that `outlived` its pool is closed: its lifetime ran out, or it
+    /// belongs to an earlier generation (a restart, a soft eviction, a replaced credential).
+    pub(super) fn outlived_reason(&self, conn: &Conn<B::Connection>) -> CloseReason {
+        if conn.generation != self.incarnation.generation() || conn.credential.retired() {
+            CloseReason::StaleGeneration
+        } else {
+            CloseReason::MaxLifetime
         }
     }
 

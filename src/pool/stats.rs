@@ -1,11 +1,16 @@
-//! [`PoolStats`]: one pool's figures, read from its parts without a message.
+//! [`PoolStats`]: one pool's figures, read from its parts without a message; the
+//! maintenance tick's hand-over of the same figures to the metrics recorder; the leak
+//! report.
 
 use serde::Serialize;
+use tokio::time::Instant;
 
 use super::hot::PoolState;
 use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::key::PoolKey;
+use crate::observe::pool::Levels;
+use crate::observe::{CloseCounts, LeakReport, Percentiles};
 use crate::policy::breaker::BreakerState;
 
 /// One pool's figures at one moment.
@@ -13,6 +18,9 @@ use crate::policy::breaker::BreakerState;
 pub struct PoolStats {
     /// The pool.
     pub key: PoolKey,
+    /// The pool's label in metrics and traces: its registered name, else
+    /// `key:<12 hex digits>`.
+    pub name: String,
     /// Backend kind.
     pub backend: String,
     /// Idle connections.
@@ -84,14 +92,24 @@ pub struct PoolStats {
     /// Idle connections of this pool closed to make room in the connection budget for a
     /// connect of another pool (least recently used first).
     pub budget_evictions: u64,
+    /// How long acquires waited for their connection, over the last 30 to 60 s.
+    pub wait_time: Percentiles,
+    /// How long connections were checked out, over the last 30 to 60 s (counted when
+    /// they come back).
+    pub use_time: Percentiles,
+    /// Connections closed since the pool started, by reason (they add up to `closed`,
+    /// but for a connection whose `before_close` hook is still running).
+    pub closes: CloseCounts,
 }
 
 impl<B: Backend> PoolShared<B> {
     pub(crate) fn stats(&self) -> PoolStats {
         let (hook_failures, hook_timeouts, hook_panics) = self.counters.hook_figures();
         let (budget_waits, budget_evictions) = self.counters.budget_figures();
+        let (wait_time, use_time) = self.observe.percentiles(Instant::now());
         PoolStats {
             key: self.key,
+            name: self.observe.label().to_string(),
             backend: self.connection.backend.clone(),
             idle: self.idle.len(),
             in_use: self.hot.in_use(),
@@ -123,6 +141,33 @@ impl<B: Backend> PoolShared<B> {
             hook_panics,
             budget_waits,
             budget_evictions,
+            wait_time,
+            use_time,
+            closes: self.observe.close_counts(),
         }
+    }
+
+    /// The maintenance tick's part in observability: rotate the percentile windows, pass
+    /// their new durations to the recorder's histograms and set the gauges (connection
+    /// counts, pending requests, sizes) from the figures the pool tracks anyway, so the
+    /// acquire path never touches a recorder.
+    pub(crate) fn observe_tick(&self) {
+        self.observe.tick(
+            Instant::now(),
+            Levels {
+                idle: self.idle.len(),
+                used: self.hot.in_use(),
+                pending: self.hot.waiters(),
+                max_size: self.slots.max_size(),
+                min_idle: self.slots.min_idle(),
+                max_overflow: self.config.max_overflow as usize,
+            },
+        );
+    }
+
+    /// The connections held past the leak threshold now (empty when leak detection is
+    /// off).
+    pub(crate) fn leaks(&self) -> Vec<LeakReport> {
+        self.leaks.held(Instant::now())
     }
 }

@@ -188,6 +188,7 @@ impl<B: Backend> Handler<AddMember> for ReplicaSetActor<B> {
         }
         let (addr, member) = MemberState::spawn(
             &self.factory,
+            &self.shared.name,
             key,
             msg.connection,
             msg.role,

@@ -98,8 +98,14 @@ impl<B: Backend> ReplicaSetHandle<B> {
             if pools.contains_key(&key) {
                 continue;
             }
-            let (addr, member) =
-                MemberState::spawn(&factory, key, connection, role, pool_config.clone());
+            let (addr, member) = MemberState::spawn(
+                &factory,
+                &config.name,
+                key,
+                connection,
+                role,
+                pool_config.clone(),
+            );
             members.push(member);
             pools.insert(key, addr);
         }
@@ -158,7 +164,10 @@ impl<B: Backend> ReplicaSetHandle<B> {
             let total = *budget.get_or_insert(member.pool.config.acquire_timeout);
             let left = total.saturating_sub(start.elapsed());
             let e = match member.pool.acquire_no_retry(left).await {
-                Ok(conn) => return Ok(conn),
+                Ok(conn) => {
+                    member.write_served();
+                    return Ok(conn);
+                }
                 Err(e) if worth_retrying(&e) => e,
                 Err(e) => return Err(e),
             };

@@ -16,6 +16,7 @@ use super::router::{Member, ReadRequest, Router, Strategy};
 use crate::backends::{Backend, MemberStatus, Role};
 use crate::connection::ConnectionConfig;
 use crate::key::PoolKey;
+use crate::observe::member::MemberObserver;
 use crate::policy::breaker::BreakerState;
 use crate::pool::actor::PoolActor;
 use crate::pool::config::PoolConfig;
@@ -34,6 +35,8 @@ pub(crate) struct MemberState<B: Backend> {
     reachable: AtomicBool,
     reads: AtomicU64,
     actor: Option<WeakAddr<PoolActor<B>>>,
+    /// Its `poolwarden.replica_set.*` series.
+    pub(crate) observe: MemberObserver,
 }
 
 /// Promotions seen by any set of this process, in order: a member's `primary_since`.
@@ -49,19 +52,24 @@ fn role_code(r: Role) -> u8 {
 impl<B: Backend> MemberState<B> {
     /// Start a member's pool (its actor under the factory's supervision) and its routing
     /// state. The caller holds the only strong address of the pool actor.
+    /// Its pool is labelled `<set>/<host:port>` in metrics and traces.
     pub(crate) fn spawn(
         factory: &PoolFactory<B>,
+        set: &str,
         key: PoolKey,
         connection: ConnectionConfig,
         role: Role,
         config: PoolConfig,
     ) -> (Addr<PoolActor<B>>, Arc<Self>) {
+        let mut factory = factory.clone();
+        factory.name = Some(format!("{set}/{}", connection.primary_host()));
         let (addr, pool) = factory.spawn(key, connection, config);
-        let member = Self::new(pool, role).with_actor(addr.downgrade());
+        let observe = MemberObserver::new(pool.observe.label(), set);
+        let member = Self::new(pool, role, observe).with_actor(addr.downgrade());
         (addr, Arc::new(member))
     }
 
-    fn new(pool: Arc<PoolShared<B>>, role: Role) -> Self {
+    fn new(pool: Arc<PoolShared<B>>, role: Role, observe: MemberObserver) -> Self {
         Self {
             pool,
             role: AtomicU8::new(role_code(role)),
@@ -71,6 +79,7 @@ impl<B: Backend> MemberState<B> {
             reachable: AtomicBool::new(true),
             reads: AtomicU64::new(0),
             actor: None,
+            observe,
         }
     }
 
@@ -93,11 +102,12 @@ impl<B: Backend> MemberState<B> {
 
     /// Record what a topology probe learned; answers the old role if it changed.
     pub(crate) fn observe(&self, status: Option<MemberStatus>) -> Option<Role> {
-        let Some(status) = status else {
-            self.reachable.store(true, Ordering::Relaxed);
-            return None;
-        };
-        self.reachable.store(true, Ordering::Relaxed);
+        if !self.reachable.swap(true, Ordering::Relaxed) {
+            self.observe.readmitted();
+            tracing::info!(member = %self.pool.key, pool_name = self.pool.observe.label(), "replica set member reachable again; routed to");
+        }
+        let status = status?;
+        self.observe.lag(status.lag);
         let lag = status
             .lag
             .map_or(UNKNOWN, |l| l.as_millis().min(u64::MAX as u128 - 1) as u64);
@@ -114,16 +124,28 @@ impl<B: Backend> MemberState<B> {
             let seq = PROMOTIONS.fetch_add(1, Ordering::Relaxed) + 1;
             self.primary_since.store(seq, Ordering::Relaxed);
         }
+        if was != status.role {
+            self.observe.role_changed(status.role);
+        }
         (was != status.role).then_some(was)
     }
 
     /// A read was routed here.
     pub(super) fn read_served(&self) {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        self.observe.read();
+    }
+
+    /// A write was routed here.
+    pub(super) fn write_served(&self) {
+        self.observe.write();
     }
 
     pub(crate) fn unreachable(&self) {
-        self.reachable.store(false, Ordering::Relaxed);
+        if self.reachable.swap(false, Ordering::Relaxed) {
+            self.observe.ejected();
+            tracing::warn!(member = %self.pool.key, pool_name = self.pool.observe.label(), "replica set member unreachable; left out of routing");
+        }
     }
 
     fn view(&self) -> Member {

@@ -106,7 +106,7 @@ impl<B: Backend> Supervisor<B> {
         pool: Option<PoolConfig>,
         credentials: Option<Arc<dyn CredentialsProvider>>,
     ) -> Result<Resolution<B>, Error> {
-        self.get_or_create_hooked(connection, pool, credentials, None)
+        self.get_or_create_hooked(connection, pool, credentials, None, None)
     }
 
     /// [`get_or_create`](Self::get_or_create), the pool created with `hooks` when given;
@@ -117,6 +117,7 @@ impl<B: Backend> Supervisor<B> {
         pool: Option<PoolConfig>,
         credentials: Option<Arc<dyn CredentialsProvider>>,
         hooks: Option<Hooks<B::Connection>>,
+        name: Option<&str>,
     ) -> Result<Resolution<B>, Error> {
         if !self.accepting {
             return Err(Error::ShuttingDown);
@@ -145,6 +146,14 @@ impl<B: Backend> Supervisor<B> {
         if let Some(hooks) = hooks {
             factory.hooks = hooks;
         }
+        // Labelled by the name it is created for (`Register`, or a named pool recreated
+        // after an eviction), else by a name already registered for its key.
+        factory.name = name.map(str::to_string).or_else(|| {
+            self.registry
+                .names()
+                .find(|(_, reg)| PoolKey::of(&reg.connection) == key)
+                .map(|(n, _)| n.clone())
+        });
         self.registry
             .create(
                 key,
@@ -172,13 +181,19 @@ impl<B: Backend> Supervisor<B> {
                 let reg = self
                     .registry
                     .name(&name)
-                    .ok_or(Error::UnknownPool { name })?;
+                    .ok_or_else(|| Error::UnknownPool { name: name.clone() })?;
                 // A name presents no credential: it stands for its pool, whichever
                 // credential that has now (a rotation updates the registration too).
                 if let Some(handle) = self.registry.get(&PoolKey::of(&reg.connection)) {
                     return Ok(Resolution::Ready(handle));
                 }
-                match self.get_or_create(reg.connection, reg.pool, reg.credentials)? {
+                match self.get_or_create_hooked(
+                    reg.connection,
+                    reg.pool,
+                    reg.credentials,
+                    None,
+                    Some(&name),
+                )? {
                     Resolution::Ready(handle) => Ok(Resolution::Ready(PoolHandle {
                         credential: None,
                         ..handle
@@ -224,6 +239,7 @@ impl<B: Backend> Supervisor<B> {
             home: Arc::clone(&self.home),
             hooks: Hooks::default(),
             budget: self.budget.clone(),
+            name: None,
             policy: RestartPolicy {
                 max_restarts: self.config.max_restarts,
                 window: self.config.restart_window,
@@ -351,7 +367,13 @@ impl<B: Backend> Handler<Register<B>> for Supervisor<B> {
             pool: msg.pool.clone(),
             credentials: msg.credentials.clone(),
         };
-        let resolution = self.get_or_create(msg.connection, msg.pool, msg.credentials);
+        let resolution = self.get_or_create_hooked(
+            msg.connection,
+            msg.pool,
+            msg.credentials,
+            None,
+            Some(&msg.name),
+        );
         let name = msg.name;
         // Registered once the pool is there (its credential verified when it differed).
         Box::pin(self.handle_of(resolution).map(move |result, act, _| {
@@ -505,7 +527,8 @@ impl<B: Backend> Handler<LookupReplicaSet<B>> for Supervisor<B> {
 impl<B: Backend> Handler<GetPoolWithHooks<B>> for Supervisor<B> {
     type Result = ResponseActFuture<Self, Result<PoolHandle<B>, Error>>;
     fn handle(&mut self, msg: GetPoolWithHooks<B>, _: &mut Self::Context) -> Self::Result {
-        let resolution = self.get_or_create_hooked(msg.connection, msg.pool, None, Some(msg.hooks));
+        let resolution =
+            self.get_or_create_hooked(msg.connection, msg.pool, None, Some(msg.hooks), None);
         self.handle_of(resolution)
     }
 }

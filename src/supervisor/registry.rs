@@ -174,6 +174,7 @@ impl<B: Backend> Registry<B> {
         let Some(entry) = self.pools.remove(&key) else {
             return 0;
         };
+        let _span = tracing::debug_span!("poolwarden.stop_pool", pool = %key, pool_name = entry.shared.observe.label()).entered();
         let closed = entry.shared.close(false);
         entry.addr.do_send(Close);
         self.tally.destroyed += 1;

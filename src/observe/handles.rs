@@ -1,0 +1,152 @@
+//! One pool's `metrics` handles, registered once (at the pool actor's start) with the
+//! `db.client.connection.pool.name` label, so recording is a handle call, never a
+//! registry lookup. Wait and use times reach the recorder from the percentile windows at
+//! each maintenance tick (`flush`), not from the acquire path: an acquire pays for the
+//! window, never for the recorder.
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::names as n;
+use super::reason::CloseReason;
+use super::window::{midpoint, Window, BUCKETS};
+use crate::error::BackendErrorKind;
+use crate::policy::breaker::BreakerState;
+
+/// What a window's slices held at the last flush, per bucket.
+struct Sent {
+    wait: [[u32; BUCKETS]; 2],
+    used: [[u32; BUCKETS]; 2],
+}
+
+pub(crate) struct Handles {
+    pub(super) timeouts: Counter,
+    pub(super) saturated: Counter,
+    pub(super) restarts: Counter,
+    pub(super) leaks_reported: Counter,
+    pub(super) leaks_reclaimed: Counter,
+    pub(super) connect_attempts: Counter,
+    pub(super) create_time: Histogram,
+    connect_failures: [Counter; n::ERROR_KINDS.len()],
+    closed: [Counter; CloseReason::ALL.len()],
+    breaker_state: Gauge,
+    /// By the state moved to: closed, open, half-open.
+    breaker_to: [Counter; 3],
+    idle: Gauge,
+    used: Gauge,
+    pending: Gauge,
+    idle_max: Gauge,
+    idle_min: Gauge,
+    max: Gauge,
+    wait_time: Histogram,
+    use_time: Histogram,
+    /// Allocated at the first flush with something to send.
+    sent: Mutex<Option<Box<Sent>>>,
+}
+
+fn to_index(s: BreakerState) -> usize {
+    match s {
+        BreakerState::Closed => 0,
+        BreakerState::Open => 1,
+        BreakerState::HalfOpen => 2,
+    }
+}
+
+impl Handles {
+    pub(super) fn new(pool: &str) -> Self {
+        n::describe();
+        let p = pool.to_string();
+        Self {
+            timeouts: counter!(n::TIMEOUTS, n::POOL_NAME => p.clone()),
+            saturated: counter!(n::SATURATED, n::POOL_NAME => p.clone()),
+            restarts: counter!(n::RESTARTS, n::POOL_NAME => p.clone()),
+            leaks_reported: counter!(n::LEAKS_REPORTED, n::POOL_NAME => p.clone()),
+            leaks_reclaimed: counter!(n::LEAKS_RECLAIMED, n::POOL_NAME => p.clone()),
+            connect_attempts: counter!(n::CONNECT_ATTEMPTS, n::POOL_NAME => p.clone()),
+            create_time: histogram!(n::CREATE_TIME, n::POOL_NAME => p.clone()),
+            connect_failures: n::ERROR_KINDS.map(|k| {
+                counter!(n::CONNECT_FAILURES, n::POOL_NAME => p.clone(), n::ERROR_KIND => n::error_kind(k))
+            }),
+            closed: CloseReason::ALL
+                .map(|r| counter!(n::CLOSED, n::POOL_NAME => p.clone(), n::REASON => r.as_str())),
+            breaker_state: gauge!(n::BREAKER_STATE, n::POOL_NAME => p.clone()),
+            breaker_to: [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen].map(
+                |s| counter!(n::BREAKER_TRANSITIONS, n::POOL_NAME => p.clone(), n::TO => n::breaker_state(s)),
+            ),
+            idle: gauge!(n::CONNECTION_COUNT, n::POOL_NAME => p.clone(), n::STATE => "idle"),
+            used: gauge!(n::CONNECTION_COUNT, n::POOL_NAME => p.clone(), n::STATE => "used"),
+            pending: gauge!(n::PENDING_REQUESTS, n::POOL_NAME => p.clone()),
+            idle_max: gauge!(n::IDLE_MAX, n::POOL_NAME => p.clone()),
+            idle_min: gauge!(n::IDLE_MIN, n::POOL_NAME => p.clone()),
+            max: gauge!(n::MAX, n::POOL_NAME => p.clone()),
+            wait_time: histogram!(n::WAIT_TIME, n::POOL_NAME => p.clone()),
+            use_time: histogram!(n::USE_TIME, n::POOL_NAME => p),
+            sent: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn closed(&self, reason: CloseReason) {
+        self.closed[reason.index()].increment(1);
+    }
+
+    pub(super) fn connect_failed(&self, kind: BackendErrorKind) {
+        self.connect_failures[n::error_kind_index(kind)].increment(1);
+    }
+
+    /// The breaker is in `state`; `moved`: it just moved there.
+    pub(super) fn breaker(&self, state: BreakerState, moved: Option<BreakerState>) {
+        self.breaker_state.set(n::breaker_code(state));
+        if let Some(to) = moved {
+            self.breaker_to[to_index(to)].increment(1);
+        }
+    }
+
+    pub(super) fn levels(&self, l: super::pool::Levels) {
+        self.idle.set(l.idle as f64);
+        self.used.set(l.used as f64);
+        self.pending.set(l.pending as f64);
+        self.idle_max.set(l.max_size as f64);
+        self.idle_min.set(l.min_idle as f64);
+        self.max.set((l.max_size + l.max_overflow) as f64);
+    }
+
+    /// Send what the windows gathered since the last flush to the histograms (each
+    /// duration as the middle of its bucket), rotating a window when due (its outgoing
+    /// slice flushed first, so nothing recorded is lost to the recorder).
+    pub(super) fn flush(&self, wait: &Window, used: &Window, now: Instant) {
+        let mut guard = self.sent.lock();
+        let sent = guard.get_or_insert_with(|| {
+            Box::new(Sent {
+                wait: [[0; BUCKETS]; 2],
+                used: [[0; BUCKETS]; 2],
+            })
+        });
+        flush_one(wait, &mut sent.wait, &self.wait_time, now);
+        flush_one(used, &mut sent.used, &self.use_time, now);
+    }
+}
+
+fn flush_one(w: &Window, sent: &mut [[u32; BUCKETS]; 2], to: &Histogram, now: Instant) {
+    for (i, slice_sent) in sent.iter_mut().enumerate() {
+        send(w, i, slice_sent, to);
+    }
+    if w.due(now) {
+        let next = 1 - w.current();
+        // Stragglers since the loop above, then the slice is emptied and made current.
+        send(w, next, &mut sent[next], to);
+        w.rotate(now);
+        sent[next] = [0; BUCKETS];
+    }
+}
+
+fn send(w: &Window, slice: usize, sent: &mut [u32; BUCKETS], to: &Histogram) {
+    let buckets = &w.slice(slice).buckets;
+    for (b, (now, was)) in buckets.iter().zip(sent.iter_mut()).enumerate() {
+        let v = now.load(std::sync::atomic::Ordering::Relaxed);
+        if v > *was {
+            to.record_many(midpoint(b) as f64 / 1e9, (v - *was) as usize);
+            *was = v;
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! What one pool records: its label, the wait-time and use-time windows (allocated on
+//! the first record), close counts by reason and, with the `metrics` feature, its metric
+//! handles (`handles.rs`). The pool calls in; nothing here knows the pool's internals.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::reason::{CloseCounts, CloseReason, Closes};
+use super::window::{Percentiles, Window};
+use crate::error::BackendErrorKind;
+use crate::key::PoolKey;
+use crate::policy::breaker::BreakerState;
+
+#[cfg(feature = "metrics")]
+use super::handles::Handles;
+
+/// How long one slice of the percentile windows is current (the window is two).
+pub(crate) const SLICE: Duration = Duration::from_secs(30);
+
+/// The pool's label: its registered name, else `key:<12 hex digits>` (never a URL, never
+/// a password).
+pub(crate) fn label(key: PoolKey, name: Option<&str>) -> String {
+    match name {
+        Some(n) => n.to_string(),
+        None => format!("key:{}", key.to_hex()),
+    }
+}
+
+/// The windows of one pool.
+struct Windows {
+    wait: Window,
+    used: Window,
+}
+
+/// Sizes and counts the pool tracks anyway, handed to [`PoolObserver::tick`].
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) struct Levels {
+    pub(crate) idle: usize,
+    pub(crate) used: usize,
+    pub(crate) pending: usize,
+    pub(crate) max_size: usize,
+    pub(crate) min_idle: usize,
+    pub(crate) max_overflow: usize,
+}
+
+pub(crate) struct PoolObserver {
+    label: String,
+    windows: OnceLock<Box<Windows>>,
+    closes: Closes,
+    #[cfg(feature = "metrics")]
+    handles: OnceLock<Box<Handles>>,
+}
+
+impl PoolObserver {
+    pub(crate) fn new(key: PoolKey, name: Option<&str>) -> Self {
+        Self {
+            label: label(key, name),
+            windows: OnceLock::new(),
+            closes: Closes::default(),
+            #[cfg(feature = "metrics")]
+            handles: OnceLock::new(),
+        }
+    }
+
+    /// `db.client.connection.pool.name` of this pool.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    #[inline]
+    fn windows(&self) -> &Windows {
+        self.windows.get_or_init(|| {
+            Box::new(Windows {
+                wait: Window::new(SLICE),
+                used: Window::new(SLICE),
+            })
+        })
+    }
+
+    /// The metric handles, registered with the recorder of the moment on first use (the
+    /// pool actor's start: install a recorder before starting the supervisor).
+    #[cfg(feature = "metrics")]
+    #[inline]
+    fn handles(&self) -> &Handles {
+        self.handles
+            .get_or_init(|| Box::new(Handles::new(&self.label)))
+    }
+
+    /// Register the handles now (the pool is being started).
+    pub(crate) fn register(&self, breaker: BreakerState) {
+        #[cfg(feature = "metrics")]
+        self.handles().breaker(breaker, None);
+        #[cfg(not(feature = "metrics"))]
+        let _ = breaker;
+    }
+
+    /// An acquire got its connection after `d`. Hot path: window only.
+    #[inline]
+    pub(crate) fn waited(&self, d: Duration) {
+        self.windows().wait.record(d);
+    }
+
+    /// A connection was checked out for `d`. Hot path: window only.
+    #[inline]
+    pub(crate) fn used(&self, d: Duration) {
+        self.windows().used.record(d);
+    }
+
+    pub(crate) fn closed(&self, reason: CloseReason) {
+        self.closes.add(reason);
+        #[cfg(feature = "metrics")]
+        self.handles().closed(reason);
+    }
+
+    pub(crate) fn close_counts(&self) -> CloseCounts {
+        self.closes.counts()
+    }
+
+    /// (wait, use) percentiles over the window; zero before the first acquire.
+    pub(crate) fn percentiles(&self, now: Instant) -> (Percentiles, Percentiles) {
+        match self.windows.get() {
+            Some(w) => (w.wait.percentiles(now), w.used.percentiles(now)),
+            None => Default::default(),
+        }
+    }
+
+    pub(crate) fn timed_out(&self) {
+        #[cfg(feature = "metrics")]
+        self.handles().timeouts.increment(1);
+    }
+
+    pub(crate) fn saturated(&self) {
+        #[cfg(feature = "metrics")]
+        self.handles().saturated.increment(1);
+    }
+
+    pub(crate) fn restarted(&self) {
+        #[cfg(feature = "metrics")]
+        self.handles().restarts.increment(1);
+    }
+
+    pub(crate) fn leaks(&self, reported: u64, reclaimed: u64) {
+        #[cfg(feature = "metrics")]
+        if reported + reclaimed > 0 {
+            let h = self.handles();
+            h.leaks_reported.increment(reported);
+            h.leaks_reclaimed.increment(reclaimed);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (reported, reclaimed);
+    }
+
+    pub(crate) fn connect_attempted(&self) {
+        #[cfg(feature = "metrics")]
+        self.handles().connect_attempts.increment(1);
+    }
+
+    /// A connect opened a connection after `d`.
+    pub(crate) fn connected(&self, d: Duration) {
+        #[cfg(feature = "metrics")]
+        self.handles().create_time.record(d.as_secs_f64());
+        #[cfg(not(feature = "metrics"))]
+        let _ = d;
+    }
+
+    pub(crate) fn connect_failed(&self, kind: BackendErrorKind) {
+        #[cfg(feature = "metrics")]
+        self.handles().connect_failed(kind);
+        #[cfg(not(feature = "metrics"))]
+        let _ = kind;
+    }
+
+    pub(crate) fn breaker(&self, to: BreakerState) {
+        #[cfg(feature = "metrics")]
+        self.handles().breaker(to, Some(to));
+        #[cfg(not(feature = "metrics"))]
+        let _ = to;
+    }
+
+    /// The maintenance tick: rotate the windows when due, pass what they gathered to the
+    /// recorder's histograms, and set the gauges from `levels`.
+    pub(crate) fn tick(&self, now: Instant, levels: Levels) {
+        #[cfg(feature = "metrics")]
+        {
+            let h = self.handles();
+            h.levels(levels);
+            if let Some(w) = self.windows.get() {
+                h.flush(&w.wait, &w.used, now);
+                return;
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = levels;
+        if let Some(w) = self.windows.get() {
+            for window in [&w.wait, &w.used] {
+                if window.due(now) {
+                    window.rotate(now);
+                }
+            }
+        }
+    }
+}
