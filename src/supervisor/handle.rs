@@ -12,8 +12,8 @@ use super::events::{BreakerTransition, Subscribe};
 use super::inventory::{Contains, ListPools, PoolListing};
 use super::messages::GetPoolWithHooks;
 use super::messages::{
-    Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
-    RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
+    Acquire, GetPool, GetStats, HealthCheck, ListReplicaSets, Lookup, LookupReplicaSet, PoolRef,
+    ReapIdle, Register, RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
 };
 use super::stats::{HealthReport, ShutdownReport, SupervisorStats};
 use crate::backends::Backend;
@@ -480,6 +480,30 @@ impl<B: Backend> SupervisorHandle<B> {
         name: impl Into<String>,
     ) -> Result<ReplicaSetHandle<B>, Error> {
         self.addr.send(LookupReplicaSet::new(name)).await?
+    }
+
+    /// Every running replica set, sorted by name (what a dashboard lists).
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, ReplicaSetConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// sup.replica_set(ReplicaSetConfig::new("orders", ConnectionConfig::sim("primary"), vec![]))
+    ///     .await?;
+    /// let sets = sup.replica_sets().await?;
+    /// assert_eq!(sets.len(), 1);
+    /// assert_eq!(sets[0].name(), "orders");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only loses the answer.
+    pub async fn replica_sets(&self) -> Result<Vec<ReplicaSetHandle<B>>, Error> {
+        Ok(self.addr.send(ListReplicaSets::default()).await?)
     }
 
     /// Deliver every replica-set role change to `subscriber`.
