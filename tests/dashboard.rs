@@ -125,11 +125,16 @@ async fn the_page_follows_an_outage_live_and_shows_no_secret() {
     let key = PoolKey::of(&config).to_hex();
     let orders_db = sim.server(&config.primary_host());
     orders_db.set_password(Some(PASSWORD));
-    let (p, r) = (ConnectionConfig::sim("catalog-p"), ConnectionConfig::sim("catalog-r1"));
+    let (p, r) = (
+        ConnectionConfig::sim("catalog-p"),
+        ConnectionConfig::sim("catalog-r1"),
+    );
     let (primary, replica) = (sim.server(&p.primary_host()), sim.server(&r.primary_host()));
     replica.replicate_from(&primary);
     let sup = SupervisorHandle::start(sim.clone(), SupervisorConfig::default()).unwrap();
-    sup.register("orders", config, Some(pool_config())).await.unwrap();
+    sup.register("orders", config, Some(pool_config()))
+        .await
+        .unwrap();
     let pool = sup.lookup("orders").await.unwrap();
     let mut set_config = ReplicaSetConfig::new("catalog", p, vec![r]);
     set_config.topology_interval = ms(200);
@@ -176,15 +181,27 @@ async fn the_page_follows_an_outage_live_and_shows_no_secret() {
         ("/nothing-here", String::new()),
     ] {
         let reply = http(addr, target, &headers, Duration::from_secs(5)).await;
-        assert!(reply.starts_with("HTTP/1.1 401"), "{target} {headers:?}: {reply}");
+        assert!(
+            reply.starts_with("HTTP/1.1 401"),
+            "{target} {headers:?}: {reply}"
+        );
         let (head, body) = reply.split_once("\r\n\r\n").unwrap();
         assert!(body.is_empty(), "{target}: a body: {body:?}");
-        assert!(head.to_ascii_lowercase().contains("content-length: 0"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("content-length: 0"),
+            "{head}"
+        );
     }
     eprintln!("  401 checks: {:?}", t.elapsed());
 
     // With it: the page, and a chunk of the stream, neither holding the password.
-    let page = http(addr, &format!("/?token={TOKEN}"), "", Duration::from_secs(5)).await;
+    let page = http(
+        addr,
+        &format!("/?token={TOKEN}"),
+        "",
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("content-security-policy"), "{page}");
     assert!(!page.contains(PASSWORD), "the page holds the password");
@@ -194,28 +211,54 @@ async fn the_page_follows_an_outage_live_and_shows_no_secret() {
     assert!(chunk.contains("text/event-stream"), "{chunk}");
     assert!(chunk.contains("event: snapshot"), "{chunk}");
     assert!(chunk.contains(&key), "the stream names the pool by key");
-    assert!(chunk.contains("sim://app:***@orders-db"), "the redacted target");
+    assert!(
+        chunk.contains("sim://app:***@orders-db"),
+        "the redacted target"
+    );
     assert!(!chunk.contains(PASSWORD), "the stream holds the password");
 
     // The page, live.
     let c = &browser.client;
-    c.goto(&format!("{}?token={TOKEN}", server.url())).await.unwrap();
+    c.goto(&format!("{}?token={TOKEN}", server.url()))
+        .await
+        .unwrap();
     let pool_css = format!("article[data-pool-key=\"{key}\"]");
     let util_css = format!("{pool_css} canvas.util");
-    until(c, Duration::from_secs(15), "live data on the page", || async {
-        let live = attr(c, "#conn", "data-conn").await? == "live";
-        let points: u32 = attr(c, &util_css, "data-points").await?.parse().ok()?;
-        (live && points >= 2).then_some(())
-    })
+    until(
+        c,
+        Duration::from_secs(15),
+        "live data on the page",
+        || async {
+            let live = attr(c, "#conn", "data-conn").await? == "live";
+            let points: u32 = attr(c, &util_css, "data-points").await?.parse().ok()?;
+            (live && points >= 2).then_some(())
+        },
+    )
     .await;
-    assert_eq!(c.current_url().await.unwrap().query(), None, "the token left the address bar");
-    assert_eq!(attr(c, &pool_css, "data-breaker").await.as_deref(), Some("closed"));
-    until(c, Duration::from_secs(10), "the replica set's members listed", || async {
-        let css = "[data-set=\"catalog\"] tr[data-role=\"replica\"]";
-        attr(c, css, "data-member-key").await
-    })
+    assert_eq!(
+        c.current_url().await.unwrap().query(),
+        None,
+        "the token left the address bar"
+    );
+    assert_eq!(
+        attr(c, &pool_css, "data-breaker").await.as_deref(),
+        Some("closed")
+    );
+    until(
+        c,
+        Duration::from_secs(10),
+        "the replica set's members listed",
+        || async {
+            let css = "[data-set=\"catalog\"] tr[data-role=\"replica\"]";
+            attr(c, css, "data-member-key").await
+        },
+    )
     .await;
-    let points_before: u32 = attr(c, &util_css, "data-points").await.unwrap().parse().unwrap();
+    let points_before: u32 = attr(c, &util_css, "data-points")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
 
     // An outage: the pool's server and the set's replica go down.
     orders_db.go_down();
@@ -228,10 +271,15 @@ async fn the_page_follows_an_outage_live_and_shows_no_secret() {
         (attr(c, &pool_css, "data-state").await? == "bad").then_some(())
     })
     .await;
-    until(c, Duration::from_secs(10), "replica shows ejected", || async {
-        let css = "[data-set=\"catalog\"] tr[data-role=\"replica\"]";
-        (attr(c, css, "data-usable").await? == "false").then_some(())
-    })
+    until(
+        c,
+        Duration::from_secs(10),
+        "replica shows ejected",
+        || async {
+            let css = "[data-set=\"catalog\"] tr[data-role=\"replica\"]";
+            (attr(c, css, "data-usable").await? == "false").then_some(())
+        },
+    )
     .await;
     tokio::time::sleep(ms(1500)).await; // a few points of the outage on the charts
     let shot = c.screenshot().await.unwrap();
@@ -243,12 +291,22 @@ async fn the_page_follows_an_outage_live_and_shows_no_secret() {
     // Healed: closed again, and the chart kept growing.
     orders_db.come_up();
     replica.come_up();
-    until(c, Duration::from_secs(20), "breaker shows closed again", || async {
-        (attr(c, &pool_css, "data-breaker").await? == "closed").then_some(())
-    })
+    until(
+        c,
+        Duration::from_secs(20),
+        "breaker shows closed again",
+        || async { (attr(c, &pool_css, "data-breaker").await? == "closed").then_some(()) },
+    )
     .await;
-    let points_after: u32 = attr(c, &util_css, "data-points").await.unwrap().parse().unwrap();
-    assert!(points_after > points_before, "{points_before} -> {points_after} points");
+    let points_after: u32 = attr(c, &util_css, "data-points")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        points_after > points_before,
+        "{points_before} -> {points_after} points"
+    );
     let logged = c
         .find_all(Locator::Css("#breaker-log li[data-to=\"open\"]"))
         .await
@@ -256,7 +314,10 @@ async fn the_page_follows_an_outage_live_and_shows_no_secret() {
     assert!(!logged.is_empty(), "the transition log shows the opening");
     let dom = c.source().await.unwrap();
     assert!(!dom.contains(PASSWORD), "the live page holds the password");
-    assert!(dom.contains("app:***@orders-db"), "the page shows the redacted target");
+    assert!(
+        dom.contains("app:***@orders-db"),
+        "the page shows the redacted target"
+    );
 
     stop.store(true, Ordering::Relaxed);
     let _ = load.await;

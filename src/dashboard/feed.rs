@@ -232,7 +232,11 @@ impl<B: Backend> Handler<Join> for Feed<B> {
         let (tx, rx) = mpsc::channel(self.config.client_buffer);
         let mut client = Client { tx, dropped: 0 };
         // A comment line first, so the browser sees the stream open before the first data.
-        Self::offer(&mut client, &self.counters, Bytes::from_static(b": poolwarden\n\n"));
+        Self::offer(
+            &mut client,
+            &self.counters,
+            Bytes::from_static(b": poolwarden\n\n"),
+        );
         let first = self.clients.is_empty();
         self.clients.push(client);
         self.counters

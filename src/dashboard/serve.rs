@@ -110,11 +110,12 @@ pub fn serve_with<B: Backend>(
         .name("poolwarden-dashboard".into())
         .spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let bound = HttpServer::new(move || App::new().service(build("", Arc::clone(&shared))))
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .bind(&addrs[..]);
+                let bound =
+                    HttpServer::new(move || App::new().service(build("", Arc::clone(&shared))))
+                        .workers(1)
+                        .disable_signals()
+                        .shutdown_timeout(1)
+                        .bind(&addrs[..]);
                 let server = match bound {
                     Ok(server) => server,
                     Err(e) => {
@@ -139,6 +140,8 @@ pub fn serve_with<B: Backend>(
             let _ = thread.join();
             Err(e)
         }
-        Err(_) => Err(io::Error::other("dashboard server thread ended before binding")),
+        Err(_) => Err(io::Error::other(
+            "dashboard server thread ended before binding",
+        )),
     }
 }

@@ -243,7 +243,10 @@ fn fill(body: &mut Body<'_>, g: Gathered) {
     let mut member_of: HashMap<PoolKey, (String, String)> = HashMap::new();
     for (name, members, targets) in &g.sets {
         for m in members {
-            let target = targets.get(&m.key).cloned().unwrap_or_else(|| m.host.clone());
+            let target = targets
+                .get(&m.key)
+                .cloned()
+                .unwrap_or_else(|| m.host.clone());
             member_of.insert(m.key, (name.clone(), target));
         }
     }

@@ -21,16 +21,26 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 /// Where Debian and others put the two binaries, besides `PATH`.
 fn dirs() -> Vec<PathBuf> {
-    ["/usr/bin", "/usr/lib/chromium", "/usr/lib/chromium-browser", "/snap/bin"]
-        .iter()
-        .map(PathBuf::from)
-        .collect()
+    [
+        "/usr/bin",
+        "/usr/lib/chromium",
+        "/usr/lib/chromium-browser",
+        "/snap/bin",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect()
 }
 
 /// `(chromium, chromedriver)` when both are installed.
 pub fn find() -> Option<(PathBuf, PathBuf)> {
     let chromium = super::find_binary(
-        &["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"],
+        &[
+            "chromium",
+            "chromium-browser",
+            "google-chrome",
+            "google-chrome-stable",
+        ],
         &dirs(),
     )?;
     let driver = super::find_binary(&["chromedriver"], &dirs())?;
@@ -75,11 +85,17 @@ impl Browser {
         let mut guard = DriverGuard(Some(child));
         let url = format!("http://127.0.0.1:{port}");
         let up = super::eventually(Duration::from_secs(15), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(drop)
         })
         .await;
         if up.is_none() {
-            return Err(format!("not listening on {port}: {}", super::log_tail(&log, 20)));
+            return Err(format!(
+                "not listening on {port}: {}",
+                super::log_tail(&log, 20)
+            ));
         }
         let mut caps = serde_json::Map::new();
         caps.insert(
