@@ -292,3 +292,31 @@ impl<B: Backend> Handler<RoleChanged> for Feed<B> {
         self.publish(record);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::sim::SimBackend;
+
+    #[test]
+    fn a_full_channel_drops_and_counts_and_a_closed_one_is_forgotten() {
+        let counters = FeedCounters::default();
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut client = Client { tx, dropped: 0 };
+        let offer =
+            |c: &mut Client, n: u8| Feed::<SimBackend>::offer(c, &counters, Bytes::from(vec![n]));
+        assert!(offer(&mut client, 1));
+        assert!(offer(&mut client, 2), "full: dropped, the client stays");
+        assert!(offer(&mut client, 3));
+        assert_eq!(client.dropped, 2);
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            Bytes::from(vec![1]),
+            "the oldest kept"
+        );
+        assert!(offer(&mut client, 4), "room again");
+        drop(rx);
+        assert!(!offer(&mut client, 5), "closed: forgotten");
+    }
+}
