@@ -8,7 +8,11 @@
 //! curl -X POST localhost:8080/items -d 'hello'        # -> {"id":1}
 //! curl localhost:8080/items/1                         # -> hello
 //! cargo run --example actix_web -- --smoke            # start on a free port, one write, one read, exit
+//! cargo run --example actix_web --features dashboard  # and the live dashboard at /poolwarden/
 //! ```
+//!
+//! With the `dashboard` feature the app mounts `poolwarden::dashboard::scope(sup)`: one
+//! line, the page at `/poolwarden/`.
 
 mod common;
 
@@ -22,7 +26,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use parking_lot::Mutex;
 use poolwarden::backends::postgres::PostgresBackend;
 use poolwarden::backends::sim::{SimBackend, SimBehavior};
-use poolwarden::{ConnectionConfig, PoolHandle, SupervisorConfig, SupervisorHandle};
+use poolwarden::{Backend, ConnectionConfig, PoolHandle, SupervisorConfig, SupervisorHandle};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -97,18 +101,31 @@ async fn write<S: Store>(store: web::Data<S>, body: String) -> HttpResponse {
     }
 }
 
-async fn serve<S: Store>(store: S, smoke: bool) -> std::io::Result<()> {
+async fn serve<S: Store, B: Backend>(
+    store: S,
+    sup: SupervisorHandle<B>,
+    smoke: bool,
+) -> std::io::Result<()> {
     let port = if smoke { 0 } else { 8080 };
     let server = HttpServer::new(move || {
-        App::new()
+        let app = App::new()
             .app_data(web::Data::new(store.clone()))
             .route("/items/{id}", web::get().to(read::<S>))
-            .route("/items", web::post().to(write::<S>))
+            .route("/items", web::post().to(write::<S>));
+        // The operators' page, mounted in one line (feature `dashboard`).
+        #[cfg(feature = "dashboard")]
+        let app = app.service(poolwarden::dashboard::scope(sup.clone()));
+        #[cfg(not(feature = "dashboard"))]
+        let _ = &sup;
+        app
     })
     .workers(2)
     .bind(("127.0.0.1", port))?;
     let addr = server.addrs()[0];
     println!("listening on http://{addr}");
+    if cfg!(feature = "dashboard") {
+        println!("dashboard: http://{addr}/poolwarden/");
+    }
     let server = server.run();
     if !smoke {
         return server.await;
@@ -127,6 +144,16 @@ async fn serve<S: Store>(store: S, smoke: bool) -> std::io::Result<()> {
         println!("GET /items/{id} -> {body}");
         if body != "hello from the smoke test" {
             return Err(std::io::Error::other("read did not return the write"));
+        }
+        if cfg!(feature = "dashboard") {
+            let page = http(addr, "GET /poolwarden/", "")?;
+            if !page.contains("<title>poolwarden</title>") {
+                return Err(std::io::Error::other("the dashboard page is missing"));
+            }
+            println!(
+                "GET /poolwarden/ -> the dashboard page ({} bytes)",
+                page.len()
+            );
         }
         Ok(())
     })
@@ -171,7 +198,7 @@ async fn main() -> Result<(), BoxError> {
                     "CREATE TABLE IF NOT EXISTS items (id serial PRIMARY KEY, body text NOT NULL)",
                 )
                 .await?;
-            serve(PgStore(pool), smoke).await?;
+            serve(PgStore(pool), sup.clone(), smoke).await?;
             sup.shutdown(Duration::from_secs(5)).await?;
         }
         Err(_) => {
@@ -188,7 +215,7 @@ async fn main() -> Result<(), BoxError> {
                 pool,
                 rows: Arc::default(),
             };
-            serve(store, smoke).await?;
+            serve(store, sup.clone(), smoke).await?;
             sup.shutdown(Duration::from_secs(5)).await?;
         }
     }

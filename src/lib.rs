@@ -33,6 +33,8 @@
 pub mod backends;
 mod budget;
 mod connection;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod error;
 mod key;
 mod limits;

@@ -5,7 +5,7 @@
 //!
 //! | to | messages |
 //! |---|---|
-//! | [`Supervisor`](crate::Supervisor) | [`GetPool`], [`Register`], [`Lookup`], [`Acquire`], [`Contains`], [`ListPools`], [`GetStats`], [`HealthCheck`], [`ReapIdle`], [`RevivePool`], [`Shutdown`], [`Subscribe`], [`RegisterReplicaSet`], [`LookupReplicaSet`], [`SubscribeTopology`] |
+//! | [`Supervisor`](crate::Supervisor) | [`GetPool`], [`Register`], [`Lookup`], [`Acquire`], [`Contains`], [`ListPools`], [`GetStats`], [`HealthCheck`], [`ReapIdle`], [`RevivePool`], [`Shutdown`], [`Subscribe`], [`RegisterReplicaSet`], [`LookupReplicaSet`], [`ListReplicaSets`], [`SubscribeTopology`] |
 //! | [`PoolActor`](crate::PoolActor) | [`Warm`], [`Resize`], [`GetPoolStats`], [`GetLeaks`], [`Probe`], [`Release`], [`Revive`], [`Close`] |
 //! | [`ReplicaSetActor`](crate::ReplicaSetActor) | [`Topology`], [`AddMember`], [`RemoveMember`], [`Close`] |
 //! | subscribers | [`BreakerTransition`], [`RoleChanged`] |
@@ -20,6 +20,6 @@ pub use crate::supervisor::events::{BreakerTransition, Subscribe};
 pub use crate::supervisor::inventory::{Contains, ListPools, PoolListing};
 pub use crate::supervisor::messages::GetPoolWithHooks;
 pub use crate::supervisor::messages::{
-    Acquire, GetPool, GetStats, HealthCheck, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
-    RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
+    Acquire, GetPool, GetStats, HealthCheck, ListReplicaSets, Lookup, LookupReplicaSet, PoolRef,
+    ReapIdle, Register, RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
 };

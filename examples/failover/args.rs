@@ -9,11 +9,13 @@ pub struct Args {
     pub strategy: Strategy,
     pub primary: Option<String>,
     pub replicas: Vec<String>,
+    /// Serve the dashboard on 127.0.0.1 while the demo runs.
+    pub dashboard: bool,
 }
 
 pub const USAGE: &str =
     "usage: failover [--fast | --seconds N] [--strategy round-robin|random|least-loaded]
-                [--primary URL --replica URL [--replica URL ...]]
+                [--primary URL --replica URL [--replica URL ...]] [--dashboard]
 environment: FAILOVER_PRIMARY_URL, FAILOVER_REPLICA_URLS (comma-separated)";
 
 pub fn parse_args() -> Result<Args, String> {
@@ -22,6 +24,7 @@ pub fn parse_args() -> Result<Args, String> {
         strategy: Strategy::RoundRobin,
         primary: None,
         replicas: Vec::new(),
+        dashboard: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -48,6 +51,7 @@ pub fn parse_args() -> Result<Args, String> {
             }
             "--primary" => args.primary = Some(value("--primary")?),
             "--replica" => args.replicas.push(value("--replica")?),
+            "--dashboard" => args.dashboard = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }

@@ -27,6 +27,13 @@
 //! nothing is assumed. Ctrl-C (or SIGTERM) stops the run early: the summary is printed and
 //! the supervisor shut down cleanly.
 //!
+//! With `--dashboard` (and the crate's `dashboard` feature) the demo also serves the live
+//! page on 127.0.0.1 and prints its address: watch the replicas die and come back.
+//!
+//! ```text
+//! cargo run --example failover --features dashboard -- --dashboard --seconds 120
+//! ```
+//!
 //! The demo prints its own event lines (`>>`); the library's logs (breaker transitions,
 //! role changes) are off unless asked for: `RUST_LOG=poolwarden=info`.
 //!
@@ -61,6 +68,7 @@ mod common;
 mod args;
 mod config;
 mod counters;
+mod dashboard;
 mod demo;
 mod real_pg;
 mod script;
@@ -123,6 +131,7 @@ async fn run_simulated(args: &Args) -> Result<(), BoxError> {
 
     // Set up: a supervisor, the replica set, then the readers, the writers and the monitor.
     let sup = SupervisorHandle::start(sim.clone(), supervisor_config())?;
+    let _dashboard = dashboard::start(args, &sup)?;
     let set = sup.replica_set(set_config(args, primary, replicas)).await?;
     let demo = Demo::start(&sup, &set, labels).await?;
 

@@ -41,6 +41,7 @@ pub async fn run(args: &Args, primary_url: String) -> Result<(), BoxError> {
         labels.insert(PoolKey::of(r), r.primary_host());
     }
     let sup = SupervisorHandle::start(PostgresBackend::new(), supervisor_config())?;
+    let _dashboard = crate::dashboard::start(args, &sup)?;
     let set = sup.replica_set(set_config(args, primary, replicas)).await?;
     {
         let conn = set.write().await?;

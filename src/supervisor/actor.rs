@@ -11,8 +11,8 @@ use super::config::SupervisorConfig;
 use super::events::{BreakerTransition, Subscribe, Subscribers};
 use super::messages::GetPoolWithHooks;
 use super::messages::{
-    Acquire, GetPool, GetStats, Lookup, LookupReplicaSet, PoolRef, ReapIdle, Register,
-    RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
+    Acquire, GetPool, GetStats, ListReplicaSets, Lookup, LookupReplicaSet, PoolRef, ReapIdle,
+    Register, RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
 };
 use super::registry::{Entry, Registration, Registry};
 use super::stats::{ShutdownReport, SupervisorStats};
@@ -521,6 +521,15 @@ impl<B: Backend> Handler<LookupReplicaSet<B>> for Supervisor<B> {
             .get(&msg.name)
             .map(|s| s.handle.clone())
             .ok_or(Error::UnknownPool { name: msg.name })
+    }
+}
+
+impl<B: Backend> Handler<ListReplicaSets<B>> for Supervisor<B> {
+    type Result = MessageResult<ListReplicaSets<B>>;
+    fn handle(&mut self, _: ListReplicaSets<B>, _: &mut Self::Context) -> Self::Result {
+        let mut sets: Vec<_> = self.sets.values().map(|s| s.handle.clone()).collect();
+        sets.sort_by(|a, b| a.name().cmp(b.name()));
+        MessageResult(sets)
     }
 }
 

@@ -5,7 +5,7 @@ use actix::prelude::*;
 
 use super::events::{BreakerTransition, Subscribe};
 use super::handle::SupervisorHandle;
-use super::messages::{LookupReplicaSet, RegisterReplicaSet, SubscribeTopology};
+use super::messages::{ListReplicaSets, LookupReplicaSet, RegisterReplicaSet, SubscribeTopology};
 use crate::backends::Backend;
 use crate::error::Error;
 use crate::replica_set::config::ReplicaSetConfig;
@@ -142,5 +142,29 @@ impl<B: Backend> SupervisorHandle<B> {
     /// loses the answer; the supervisor still carries the request out (the subscriber is added).
     pub async fn subscribe(&self, subscriber: Recipient<BreakerTransition>) -> Result<(), Error> {
         Ok(self.addr().send(Subscribe(subscriber)).await?)
+    }
+
+    /// Every running replica set, sorted by name (what a dashboard lists).
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{ConnectionConfig, ReplicaSetConfig, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sup = SupervisorHandle::start(SimBackend::default(), SupervisorConfig::default())?;
+    /// sup.replica_set(ReplicaSetConfig::new("orders", ConnectionConfig::sim("primary"), vec![]))
+    ///     .await?;
+    /// let sets = sup.replica_sets().await?;
+    /// assert_eq!(sets.len(), 1);
+    /// assert_eq!(sets[0].name(), "orders");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only loses the answer.
+    pub async fn replica_sets(&self) -> Result<Vec<ReplicaSetHandle<B>>, Error> {
+        Ok(self.addr().send(ListReplicaSets::default()).await?)
     }
 }

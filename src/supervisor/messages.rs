@@ -312,6 +312,23 @@ impl<B: Backend> Message for LookupReplicaSet<B> {
     type Result = Result<ReplicaSetHandle<B>, Error>;
 }
 
+/// Every running replica set, sorted by name.
+pub struct ListReplicaSets<B> {
+    _backend: PhantomData<fn() -> B>,
+}
+
+impl<B> Default for ListReplicaSets<B> {
+    fn default() -> Self {
+        Self {
+            _backend: PhantomData,
+        }
+    }
+}
+
+impl<B: Backend> Message for ListReplicaSets<B> {
+    type Result = Vec<ReplicaSetHandle<B>>;
+}
+
 /// Deliver every [`RoleChanged`] of every replica set to `0` (bounded mailbox; a full
 /// one drops the event with a warning).
 #[derive(Debug, Clone, Message)]

@@ -10,6 +10,7 @@
 //! | [`RedisServer`] | `redis-server --port P --bind 127.0.0.1 --save ""` | `redis-server` |
 //! | [`MariaServer`] | `mariadb-install-db` (cached template) + `mariadbd` | `mariadb-server` |
 //! | [`PgBouncer`] | `pgbouncer <ini>` (`pool_mode = transaction`) in front of a fresh [`PgServer`] | `pgbouncer` |
+//! | [`browser::Browser`] | `chromedriver --port=P` + a headless Chromium session (WebDriver) | `chromium`, `chromium-driver` |
 //!
 //! ```ignore
 //! mod common;
@@ -55,6 +56,7 @@
 //! parts that need a driver are behind the corresponding crate feature.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod fault_proxy;
 pub mod load;
 pub mod maria_server;
