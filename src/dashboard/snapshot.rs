@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::observe::leaks::LeakReport;
 use crate::backends::{Backend, Role};
 use crate::budget::BudgetStats;
 use crate::key::PoolKey;
+use crate::observe::leaks::LeakReport;
 use crate::policy::breaker::BreakerState;
 use crate::pool::stats::PoolStats;
 use crate::replica_set::members::MemberInfo;

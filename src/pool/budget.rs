@@ -9,12 +9,12 @@ use std::sync::{Arc, Weak};
 
 use tokio::time::Instant;
 
-use crate::observe::reason::CloseReason;
 use super::conn::Conn;
 use super::shared::PoolShared;
 use crate::backends::Backend;
 use crate::budget::{BudgetPermit, BudgetWait, IdleSource};
 use crate::error::{BackendError, BackendErrorKind, Error, Phase};
+use crate::observe::reason::CloseReason;
 
 /// What a turn of waiting for budget in an acquire gave.
 pub(super) enum BudgetTurn {
