@@ -102,7 +102,7 @@ impl Handles {
         }
     }
 
-    pub(super) fn levels(&self, l: super::pool::Levels) {
+    pub(super) fn levels(&self, l: super::levels::Levels) {
         self.idle.set(l.idle as f64);
         self.used.set(l.used as f64);
         self.pending.set(l.pending as f64);

@@ -10,10 +10,12 @@
 //! - `handles.rs`: one pool's `metrics` handles, registered once (feature `metrics`)
 //! - `member.rs`: a replica-set member's handles (feature `metrics`)
 //! - `leaks.rs`: [`LeakReport`], backtrace trimming
+//! - `levels.rs`: the sizes and counts a pool hands its observer each tick
 
 #[cfg(feature = "metrics")]
 mod handles;
 pub(crate) mod leaks;
+mod levels;
 pub(crate) mod member;
 pub mod names;
 pub(crate) mod pool;

@@ -2,6 +2,7 @@
 //! the first record), close counts by reason and, with the `metrics` feature, its metric
 //! handles (`handles.rs`). The pool calls in; nothing here knows the pool's internals.
 
+pub(crate) use super::levels::Levels;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -32,18 +33,6 @@ pub(crate) fn label(key: PoolKey, name: Option<&str>) -> String {
 struct Windows {
     wait: Window,
     used: Window,
-}
-
-/// Sizes and counts the pool tracks anyway, handed to [`PoolObserver::tick`].
-#[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-pub(crate) struct Levels {
-    pub(crate) idle: usize,
-    pub(crate) used: usize,
-    pub(crate) pending: usize,
-    pub(crate) max_size: usize,
-    pub(crate) min_idle: usize,
-    pub(crate) max_overflow: usize,
 }
 
 pub(crate) struct PoolObserver {

@@ -11,8 +11,7 @@ use super::config::SupervisorConfig;
 use super::events::{BreakerTransition, Subscribe, Subscribers};
 use super::messages::GetPoolWithHooks;
 use super::messages::{
-    Acquire, GetPool, GetStats, ListReplicaSets, Lookup, LookupReplicaSet, PoolRef, ReapIdle,
-    Register, RegisterReplicaSet, RevivePool, Shutdown, SubscribeTopology,
+    Acquire, GetPool, GetStats, Lookup, PoolRef, ReapIdle, Register, RevivePool, Shutdown,
 };
 use super::registry::{Entry, Registration, Registry};
 use super::stats::{ShutdownReport, SupervisorStats};
@@ -52,9 +51,9 @@ pub struct Supervisor<B: Backend> {
     budget: Option<Arc<Ledger>>,
 }
 
-struct SetEntry<B: Backend> {
-    addr: Addr<ReplicaSetActor<B>>,
-    handle: ReplicaSetHandle<B>,
+pub(super) struct SetEntry<B: Backend> {
+    pub(super) addr: Addr<ReplicaSetActor<B>>,
+    pub(super) handle: ReplicaSetHandle<B>,
 }
 
 /// How a request for a pool is answered.
@@ -232,7 +231,7 @@ impl<B: Backend> Supervisor<B> {
         }
     }
 
-    fn factory(&self) -> PoolFactory<B> {
+    pub(super) fn factory(&self) -> PoolFactory<B> {
         PoolFactory {
             backend: Arc::clone(&self.backend),
             events: self.event_sink(),
@@ -262,7 +261,7 @@ impl<B: Backend> Supervisor<B> {
     }
 
     /// Where a replica set's role changes go.
-    fn role_sink(&self) -> RoleSink {
+    pub(super) fn role_sink(&self) -> RoleSink {
         let subscribers = self.role_subscribers.clone();
         Arc::new(move |event| subscribers.publish(event))
     }
@@ -287,6 +286,19 @@ impl<B: Backend> Supervisor<B> {
 
     /// Every pool: those keyed here and the replica sets' members.
     /// The pools and names, for the handlers in other files.
+    pub(super) fn accepting(&self) -> bool {
+        self.accepting
+    }
+
+    /// The replica sets by name, for the handlers in `sets.rs`.
+    pub(super) fn sets_mut(&mut self) -> &mut HashMap<String, SetEntry<B>> {
+        &mut self.sets
+    }
+
+    pub(super) fn role_subscribers_mut(&mut self) -> &mut Subscribers<RoleChanged> {
+        &mut self.role_subscribers
+    }
+
     pub(super) fn config(&self) -> &SupervisorConfig {
         &self.config
     }
@@ -475,61 +487,6 @@ impl<B: Backend> Handler<RevivePool> for Supervisor<B> {
                 Ok(addr.send(Revive).await?)
             })
         }))
-    }
-}
-
-impl<B: Backend> Handler<SubscribeTopology> for Supervisor<B> {
-    type Result = ();
-    fn handle(&mut self, msg: SubscribeTopology, _: &mut Self::Context) {
-        self.role_subscribers.add(msg.0);
-    }
-}
-
-impl<B: Backend> Handler<RegisterReplicaSet<B>> for Supervisor<B> {
-    type Result = Result<ReplicaSetHandle<B>, Error>;
-    fn handle(&mut self, msg: RegisterReplicaSet<B>, _: &mut Self::Context) -> Self::Result {
-        if !self.accepting {
-            return Err(Error::ShuttingDown);
-        }
-        let config = msg.config;
-        config.validate()?;
-        if let Some(set) = self.sets.get(&config.name) {
-            return Ok(set.handle.clone());
-        }
-        let pool_config = config
-            .pool
-            .clone()
-            .unwrap_or_else(|| self.config.default_pool.clone());
-        let (addr, handle) =
-            ReplicaSetHandle::start(&config, self.factory(), pool_config, self.role_sink());
-        tracing::info!(set = %config.name, members = handle.topology().len(), "replica set started");
-        self.sets.insert(
-            config.name.clone(),
-            SetEntry {
-                addr,
-                handle: handle.clone(),
-            },
-        );
-        Ok(handle)
-    }
-}
-
-impl<B: Backend> Handler<LookupReplicaSet<B>> for Supervisor<B> {
-    type Result = Result<ReplicaSetHandle<B>, Error>;
-    fn handle(&mut self, msg: LookupReplicaSet<B>, _: &mut Self::Context) -> Self::Result {
-        self.sets
-            .get(&msg.name)
-            .map(|s| s.handle.clone())
-            .ok_or(Error::UnknownPool { name: msg.name })
-    }
-}
-
-impl<B: Backend> Handler<ListReplicaSets<B>> for Supervisor<B> {
-    type Result = MessageResult<ListReplicaSets<B>>;
-    fn handle(&mut self, _: ListReplicaSets<B>, _: &mut Self::Context) -> Self::Result {
-        let mut sets: Vec<_> = self.sets.values().map(|s| s.handle.clone()).collect();
-        sets.sort_by(|a, b| a.name().cmp(b.name()));
-        MessageResult(sets)
     }
 }
 

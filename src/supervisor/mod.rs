@@ -1,7 +1,7 @@
 //! The supervisor: one actor per process (or per actix System) that owns one pool actor
 //! per pool key and one replica-set actor per set. `actor.rs` handles the messages in
 //! `messages.rs`; `registry.rs` keeps the pools; `events.rs` fans events out;
-//! `health.rs` answers `HealthCheck`;
+//! `health.rs` answers `HealthCheck`; `sets.rs` starts, finds and lists replica sets;
 //! `inventory.rs` answers what exists without creating anything; `handle.rs` (pools) and
 //! `handle_sets.rs` (replica sets, events) offer the same as methods; `embedded.rs` runs
 //! a supervisor on a thread of its own for tokio programs;
@@ -19,5 +19,6 @@ mod health;
 pub(crate) mod inventory;
 pub(crate) mod messages;
 mod registry;
+mod sets;
 pub(crate) mod settings;
 pub(crate) mod stats;
