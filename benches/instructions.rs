@@ -1,0 +1,95 @@
+//! Instructions per acquire + release: a fixed number of no-op acquire-then-drop
+//! iterations on one pool, one task, for counting under `valgrind --tool=callgrind`
+//! (instruction counts repeat exactly for the same binary, whatever the machine is doing;
+//! wall-clock ratios drift). `benches/instructions.sh` runs each pool at two iteration
+//! counts and prints the difference per iteration, so set-up and tear-down cancel out.
+//!
+//! ```text
+//! cargo bench --bench instructions --no-run          # build
+//! benches/instructions.sh                            # count (valgrind), print the table
+//! target/release/deps/instructions-* poolwarden 1000 # one run by hand: <pool> <iterations>
+//! ```
+//!
+//! Pools: `floor` (a tokio `Semaphore` + `Mutex<VecDeque>`), `poolwarden` (the simulated
+//! backend with zero latency, default config, no metrics recorder), `poolwarden-recorder`
+//! (the same with a Prometheus recorder installed), `bb8` (no-op manager, its defaults:
+//! test on checkout), `bb8-notest`, `deadpool` (no-op manager). Each with 8 connections.
+
+#[allow(dead_code)]
+#[path = "load/peers.rs"]
+mod peers;
+
+use poolwarden::backends::sim::SimBackend;
+use poolwarden::{ConnectionConfig, EmbeddedSupervisor, PoolConfig, SupervisorConfig};
+
+const SIZE: u32 = 8;
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let (Some(pool), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
+    else {
+        // `cargo bench` runs every bench target with no arguments: nothing to count then.
+        eprintln!("usage: instructions <floor|poolwarden|poolwarden-recorder|bb8|bb8-notest|deadpool> <iterations>");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        match pool.as_str() {
+            "floor" => {
+                let fl = peers::Floor::filled((0..SIZE).map(|_| peers::Noop).collect());
+                for _ in 0..n {
+                    drop(fl.get().await);
+                }
+            }
+            "poolwarden" | "poolwarden-recorder" => {
+                if pool == "poolwarden-recorder" {
+                    let recorder =
+                        metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+                    metrics::set_global_recorder(recorder).expect("a recorder");
+                }
+                let sup =
+                    EmbeddedSupervisor::spawn(SimBackend::default(), SupervisorConfig::default())
+                        .expect("supervisor");
+                let pw = sup
+                    .handle()
+                    .pool_with(
+                        ConnectionConfig::sim("instructions"),
+                        PoolConfig {
+                            min_idle: SIZE,
+                            max_size: SIZE,
+                            ..PoolConfig::default()
+                        },
+                    )
+                    .await
+                    .expect("pool");
+                pw.warm(SIZE as usize).await.expect("warm-up");
+                for _ in 0..n {
+                    drop(pw.acquire().await.expect("acquire"));
+                }
+            }
+            "bb8" | "bb8-notest" => {
+                let bb = bb8::Pool::builder()
+                    .max_size(SIZE)
+                    .min_idle(Some(SIZE))
+                    .test_on_check_out(pool == "bb8")
+                    .build(peers::NoopManager::default())
+                    .await
+                    .expect("bb8");
+                for _ in 0..n {
+                    drop(bb.get().await.expect("bb8 get"));
+                }
+            }
+            "deadpool" => {
+                let dp = peers::deadpool_noop(SIZE, peers::NoopManager::default());
+                peers::fill(SIZE, || dp.get()).await;
+                for _ in 0..n {
+                    drop(dp.get().await.expect("deadpool get"));
+                }
+            }
+            other => eprintln!("unknown pool {other}"),
+        }
+    });
+}

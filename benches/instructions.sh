@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Instructions per acquire + release (one task, 8 connections), counted by callgrind:
+# each pool at LOW and HIGH iterations, the difference divided by HIGH - LOW, so start-up
+# and shut-down cancel out. Needs valgrind. See benches/instructions.rs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LOW=${LOW:-20000}
+HIGH=${HIGH:-40000}
+cargo bench --bench instructions --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "instructions" and m.get("executable"):
+        print(m["executable"])' > target/instructions.path
+BIN=$(cat target/instructions.path)
+count() {
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" "$1" "$2" 2>&1 \
+    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+printf '%-20s %14s\n' pool 'instr / op'
+for pool in ${POOLS:-floor poolwarden poolwarden-recorder bb8 bb8-notest deadpool}; do
+  lo=$(count "$pool" "$LOW")
+  hi=$(count "$pool" "$HIGH")
+  printf '%-20s %14s\n' "$pool" "$(( (hi - lo) / (HIGH - LOW) ))"
+done
