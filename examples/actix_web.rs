@@ -8,11 +8,10 @@
 //! curl -X POST localhost:8080/items -d 'hello'        # -> {"id":1}
 //! curl localhost:8080/items/1                         # -> hello
 //! cargo run --example actix_web -- --smoke            # start on a free port, one write, one read, exit
-//! cargo run --example actix_web --features dashboard  # and the live dashboard at /poolwarden/
 //! ```
 //!
-//! With the `dashboard` feature the app mounts `poolwarden::dashboard::scope(sup)`: one
-//! line, the page at `/poolwarden/`.
+//! With the `dashboard` feature (on by default) the app mounts
+//! `poolwarden::dashboard::scope(sup)`: one line, the live page at `/poolwarden/`.
 
 mod common;
 
@@ -101,9 +100,21 @@ async fn write<S: Store>(store: web::Data<S>, body: String) -> HttpResponse {
     }
 }
 
+/// What `/metrics` renders from: the recorder's handle (feature `prometheus`), else nothing.
+#[cfg(feature = "prometheus")]
+type Metrics = poolwarden::prometheus::PrometheusHandle;
+#[cfg(not(feature = "prometheus"))]
+type Metrics = NoMetrics;
+
+/// Without the `prometheus` feature: nothing to render.
+#[cfg(not(feature = "prometheus"))]
+#[derive(Clone)]
+struct NoMetrics;
+
 async fn serve<S: Store, B: Backend>(
     store: S,
     sup: SupervisorHandle<B>,
+    prometheus: Metrics,
     smoke: bool,
 ) -> std::io::Result<()> {
     let port = if smoke { 0 } else { 8080 };
@@ -117,6 +128,11 @@ async fn serve<S: Store, B: Backend>(
         let app = app.service(poolwarden::dashboard::scope(sup.clone()));
         #[cfg(not(feature = "dashboard"))]
         let _ = &sup;
+        // `GET /metrics` in the Prometheus text format (feature `prometheus`).
+        #[cfg(feature = "prometheus")]
+        let app = app.service(poolwarden::prometheus::handler(prometheus.clone()));
+        #[cfg(not(feature = "prometheus"))]
+        let _ = &prometheus;
         app
     })
     .workers(2)
@@ -185,6 +201,12 @@ fn http(addr: std::net::SocketAddr, request_line: &str, body: &str) -> std::io::
 #[actix_web::main]
 async fn main() -> Result<(), BoxError> {
     common::init_tracing();
+    // Prometheus (feature `prometheus`): the application installs the recorder before the
+    // supervisor starts, and mounts `/metrics` below.
+    #[cfg(feature = "prometheus")]
+    let prometheus = poolwarden::prometheus::PrometheusBuilder::new().install_recorder()?;
+    #[cfg(not(feature = "prometheus"))]
+    let prometheus = NoMetrics;
     let smoke = std::env::args().any(|a| a == "--smoke");
     match std::env::var("DATABASE_URL") {
         Ok(url) => {
@@ -198,7 +220,7 @@ async fn main() -> Result<(), BoxError> {
                     "CREATE TABLE IF NOT EXISTS items (id serial PRIMARY KEY, body text NOT NULL)",
                 )
                 .await?;
-            serve(PgStore(pool), sup.clone(), smoke).await?;
+            serve(PgStore(pool), sup.clone(), prometheus.clone(), smoke).await?;
             sup.shutdown(Duration::from_secs(5)).await?;
         }
         Err(_) => {
@@ -215,7 +237,7 @@ async fn main() -> Result<(), BoxError> {
                 pool,
                 rows: Arc::default(),
             };
-            serve(store, sup.clone(), smoke).await?;
+            serve(store, sup.clone(), prometheus.clone(), smoke).await?;
             sup.shutdown(Duration::from_secs(5)).await?;
         }
     }

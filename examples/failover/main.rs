@@ -27,11 +27,11 @@
 //! nothing is assumed. Ctrl-C (or SIGTERM) stops the run early: the summary is printed and
 //! the supervisor shut down cleanly.
 //!
-//! With `--dashboard` (and the crate's `dashboard` feature) the demo also serves the live
+//! With `--dashboard` (the `dashboard` feature is on by default) the demo also serves the live
 //! page on 127.0.0.1 and prints its address: watch the replicas die and come back.
 //!
 //! ```text
-//! cargo run --example failover --features dashboard -- --dashboard --seconds 120
+//! cargo run --example failover -- --dashboard --seconds 120
 //! ```
 //!
 //! The demo prints its own event lines (`>>`); the library's logs (breaker transitions,
