@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::TryAcquireError;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
@@ -241,44 +241,9 @@ impl<B: Backend> PoolShared<B> {
     }
 
     async fn wait_for_slot(&self, start: Instant, deadline: Instant) -> Result<Slot<'_, B>, Error> {
-        let (queued, _queued) = self.hot.queue();
-        if queued >= self.config.max_waiters {
-            self.observe.saturated();
-            return Err(Error::PoolSaturated {
-                key: self.key,
-                waiters: queued,
-            });
-        }
-        let wait = async {
-            let mut acquire = std::pin::pin!(self.slot());
-            loop {
-                // Registered before the state is read, so a change in between is not missed.
-                let mut changed = std::pin::pin!(self.hot.changed());
-                changed.as_mut().enable();
-                if !self.hot.is_open() {
-                    return None;
-                }
-                tokio::select! {
-                    biased;
-                    permit = &mut acquire => return Some(permit),
-                    () = &mut changed => {}
-                }
-            }
-        };
-        match timeout_at(deadline, wait).await {
-            Ok(Some(Ok(slot))) => Ok(slot),
-            Ok(Some(Err(_)) | None) => Err(self.closed_error()),
-            Err(_) => {
-                self.counters.timed_out();
-                self.observe.timed_out();
-                Err(Error::Timeout {
-                    key: self.key,
-                    phase: Phase::Wait,
-                    elapsed: start.elapsed(),
-                    last_error: self.health.last_error(),
-                })
-            }
-        }
+        self.queued(start, deadline, self.slot())
+            .await?
+            .map_err(|_| self.closed_error())
     }
 
     /// With a slot held: reuse an idle connection (probing it when due) or open one,

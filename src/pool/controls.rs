@@ -2,11 +2,11 @@
 //! replaced, idle ones now, checked-out ones as they come back) and pausing acquires
 //! (`pause.rs` holds the gate they queue at).
 
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
 use super::shared::PoolShared;
 use crate::backends::Backend;
-use crate::error::{Error, Phase};
+use crate::error::Error;
 use crate::observe::reason::CloseReason;
 
 impl<B: Backend> PoolShared<B> {
@@ -50,34 +50,9 @@ impl<B: Backend> PoolShared<B> {
         start: Instant,
         deadline: Instant,
     ) -> Result<(), Error> {
-        let (queued, _queued) = self.hot.queue();
-        if queued >= self.config.max_waiters {
-            self.observe.saturated();
-            return Err(Error::PoolSaturated {
-                key: self.key,
-                waiters: queued,
-            });
-        }
         let _gate = self.pause.queue();
-        let wait = async {
-            let mut pass = std::pin::pin!(self.pause.pass());
-            loop {
-                let mut changed = std::pin::pin!(self.hot.changed());
-                changed.as_mut().enable();
-                if !self.hot.is_open() {
-                    return false;
-                }
-                tokio::select! {
-                    biased;
-                    passed = &mut pass => return passed.is_ok(),
-                    () = &mut changed => {}
-                }
-            }
-        };
-        match timeout_at(deadline, wait).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(self.closed_error()),
-            Err(_) => Err(self.timed_out(start, Phase::Wait, None)),
-        }
+        self.queued(start, deadline, self.pause.pass())
+            .await?
+            .map_err(|_| self.closed_error())
     }
 }

@@ -30,6 +30,7 @@ mod lifecycle;
 pub(crate) mod messages;
 mod pause;
 mod probe;
+mod queue;
 mod rotation;
 pub(crate) mod shared;
 mod slots;

@@ -61,6 +61,8 @@ pub mod fault_proxy;
 pub mod load;
 pub mod maria_server;
 pub mod pg_faults;
+#[cfg(feature = "postgres")]
+pub mod pg_pool;
 pub mod pg_replication;
 pub mod pg_server;
 pub mod pgbouncer;

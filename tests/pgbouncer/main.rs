@@ -22,12 +22,8 @@ mod startup;
 
 use std::time::Duration;
 
-use common::secs;
 use poolwarden::backends::postgres::PostgresBackend;
-use poolwarden::{
-    BackendError, BackendErrorKind, ConnectionConfig, Error, PoolConfig, PoolHandle,
-    SupervisorConfig, SupervisorHandle,
-};
+use poolwarden::{BackendError, BackendErrorKind, ConnectionConfig, Error, PoolHandle};
 
 type Pg = PostgresBackend;
 
@@ -37,38 +33,8 @@ fn behind_pooler(mut config: ConnectionConfig) -> ConnectionConfig {
     config
 }
 
-/// A pool that opens nothing in the background and never expires connections.
-fn pool_config(max_size: u32) -> PoolConfig {
-    PoolConfig {
-        min_idle: 0,
-        max_size,
-        acquire_timeout: secs(10),
-        connect_timeout: secs(5),
-        idle_timeout: None,
-        max_lifetime: None,
-        lifetime_jitter: Duration::ZERO,
-        ..PoolConfig::default()
-    }
-}
-
-async fn start_pool(
-    connection: ConnectionConfig,
-    config: PoolConfig,
-) -> (SupervisorHandle<Pg>, PoolHandle<Pg>) {
-    let sup = SupervisorHandle::start(
-        PostgresBackend::new(),
-        SupervisorConfig {
-            pool_idle_timeout: None,
-            ..SupervisorConfig::default()
-        },
-    )
-    .expect("valid supervisor config");
-    let pool = sup
-        .pool_with(connection, config)
-        .await
-        .expect("pool created");
-    (sup, pool)
-}
+// A pool that opens nothing in the background and never expires connections.
+use common::pg_pool::{pool_config, start_pool};
 
 /// How a failure under load is named: `Ok(name)` for the errors a caller can act on
 /// (timeouts with their phase, lost connections, an open breaker, a refused connect),

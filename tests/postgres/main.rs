@@ -17,51 +17,16 @@ mod failures;
 mod reset;
 mod tls;
 
-use std::time::Duration;
-
 use common::secs;
 use common::PgServer;
 use poolwarden::backends::postgres::{PgConnection, PostgresBackend};
-use poolwarden::{
-    BackendError, ConnectionConfig, Error, PoolConfig, PoolHandle, SupervisorConfig,
-    SupervisorHandle,
-};
+use poolwarden::{BackendError, Error, PoolHandle};
 
 type Pg = PostgresBackend;
 
-/// A pool that opens nothing in the background and never expires connections, so the
-/// figures depend on the test only.
-fn pool_config(max_size: u32) -> PoolConfig {
-    PoolConfig {
-        min_idle: 0,
-        max_size,
-        acquire_timeout: secs(10),
-        connect_timeout: secs(5),
-        idle_timeout: None,
-        max_lifetime: None,
-        lifetime_jitter: Duration::ZERO,
-        ..PoolConfig::default()
-    }
-}
-
-async fn start_pool(
-    connection: ConnectionConfig,
-    config: PoolConfig,
-) -> (SupervisorHandle<Pg>, PoolHandle<Pg>) {
-    let sup = SupervisorHandle::start(
-        PostgresBackend::new(),
-        SupervisorConfig {
-            pool_idle_timeout: None,
-            ..SupervisorConfig::default()
-        },
-    )
-    .expect("valid supervisor config");
-    let pool = sup
-        .pool_with(connection, config)
-        .await
-        .expect("pool created");
-    (sup, pool)
-}
+// A pool that opens nothing in the background and never expires connections, so the
+// figures depend on the test only.
+use common::pg_pool::{pool_config, start_pool};
 
 /// The invariant every pool test ends with: the server has exactly as many backends for
 /// the pool's application_name as the pool counts live connections.
