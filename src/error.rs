@@ -323,8 +323,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// The backend error behind this one, if any (the last one, for a timeout or an open
-    /// breaker).
-    pub(crate) fn source_backend(&self) -> Option<&BackendError> {
+    /// breaker): what the server or driver said, and its [`kind`](BackendError::kind).
+    ///
+    /// ```
+    /// use poolwarden::backends::sim::SimBackend;
+    /// use poolwarden::{BackendErrorKind, ConnectionConfig, Secret, SupervisorConfig, SupervisorHandle};
+    ///
+    /// # actix::System::new().block_on(async {
+    /// let sim = SimBackend::default();
+    /// let mut config = ConnectionConfig::sim("orders");
+    /// sim.server(&config.primary_host()).set_password(Some("right"));
+    /// config.password = Some(Secret::new("wrong"));
+    /// let sup = SupervisorHandle::start(sim, SupervisorConfig::default())?;
+    /// let err = sup.pool(config).await?.acquire().await.unwrap_err();
+    /// assert_eq!(err.backend_error().map(|e| e.kind()), Some(BackendErrorKind::Auth));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn backend_error(&self) -> Option<&BackendError> {
         match self {
             Error::Backend { source, .. } => Some(source),
             Error::Timeout { last_error, .. } | Error::CircuitOpen { last_error, .. } => {

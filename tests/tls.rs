@@ -51,18 +51,8 @@ async fn start_pool<B: Backend + Default>(
 }
 
 fn backend_error(err: &Error) -> &BackendError {
-    match err {
-        Error::Backend { source, .. } => source,
-        Error::Timeout {
-            last_error: Some(source),
-            ..
-        }
-        | Error::CircuitOpen {
-            last_error: Some(source),
-            ..
-        } => source,
-        other => panic!("expected a backend error, got {other:?}"),
-    }
+    err.backend_error()
+        .unwrap_or_else(|| panic!("expected a backend error, got {err:?}"))
 }
 
 /// Acquiring from `pool` fails at once (no retries until the timeout) with a `Config`

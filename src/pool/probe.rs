@@ -103,7 +103,7 @@ impl<B: Backend> PoolShared<B> {
             let reported = match &result {
                 Ok(()) => true,
                 Err(e) => e
-                    .source_backend()
+                    .backend_error()
                     .is_some_and(BackendError::is_endpoint_down),
             };
             if reported {

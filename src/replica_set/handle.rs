@@ -179,7 +179,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
                         key: member.pool.key,
                         phase: Phase::Connect,
                         elapsed: start.elapsed(),
-                        last_error: other.source_backend().cloned(),
+                        last_error: other.backend_error().cloned(),
                     },
                 });
             }

@@ -84,16 +84,6 @@ async fn settled(conn: &PgConnection) {
 }
 
 fn backend_error(err: &Error) -> &BackendError {
-    match err {
-        Error::Backend { source, .. } => source,
-        Error::Timeout {
-            last_error: Some(source),
-            ..
-        }
-        | Error::CircuitOpen {
-            last_error: Some(source),
-            ..
-        } => source,
-        other => panic!("expected a backend error, got {other:?}"),
-    }
+    err.backend_error()
+        .unwrap_or_else(|| panic!("expected a backend error, got {err:?}"))
 }
