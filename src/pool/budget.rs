@@ -29,7 +29,7 @@ pub(super) enum BudgetTurn {
 
 impl<B: Backend> IdleSource for PoolShared<B> {
     fn oldest_idle(&self) -> Option<Instant> {
-        self.idle.oldest()
+        self.idle.oldest().map(|ns| self.hot.instant(ns))
     }
 
     fn close_oldest_idle(&self) -> bool {

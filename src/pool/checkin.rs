@@ -5,6 +5,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::time::{timeout_at, Instant};
@@ -18,15 +19,17 @@ use crate::observe::reason::CloseReason;
 
 impl<B: Backend> PoolShared<B> {
     /// Take back a connection from a guard. Synchronous unless the backend must reset it.
-    /// `out_since`: when it was handed out (its use time ends now).
+    /// `out_since`: when it was handed out, on the pool's clock (its use time ends now).
     pub(crate) fn release(
         self: &Arc<Self>,
         mut conn: Conn<B::Connection>,
         broken: bool,
-        out_since: Instant,
+        out_since: u64,
     ) {
         let now = Instant::now();
-        self.observe.used(now.saturating_duration_since(out_since));
+        let now_ns = self.hot.nanos(now);
+        self.observe
+            .used(Duration::from_nanos(now_ns.saturating_sub(out_since)));
         // Reclaimed as a leak: its slot was freed then and it was no longer counted live;
         // it comes back as a connection with no slot, kept only if there is room.
         let reclaimed = conn.checkout != 0 && !self.leaks.checked_in(conn.checkout, now);
@@ -91,7 +94,8 @@ impl<B: Backend> PoolShared<B> {
             }
             return;
         }
-        conn.last_used = now;
+        conn.used = now_ns;
+        conn.fresh = false;
         self.file_idle(conn);
         if !reclaimed {
             self.release_slot();
@@ -152,7 +156,8 @@ impl<B: Backend> Cleaning<B> {
         let retired = self.conn.as_ref().is_some_and(|c| c.credential.retired());
         if ok && pool.hot.is_open() && !retired {
             let mut conn = self.conn.take().expect("present until filed");
-            conn.last_used = Instant::now();
+            conn.used = pool.hot.nanos(Instant::now());
+            conn.fresh = false;
             pool.file_idle(conn);
             pool.release_slot();
             return;

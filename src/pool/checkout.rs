@@ -75,12 +75,13 @@ impl<B: Backend> PoolShared<B> {
         } else {
             match self.try_slot() {
                 Ok(slot) => {
-                    self.hot.touch(start);
+                    let start_ns = self.hot.nanos(start);
+                    self.hot.touch(start_ns);
                     match self.pop_reusable(start) {
-                        Some(conn) if !self.due_for_probe(&conn, start) => {
+                        Some(conn) if !self.due_for_probe(&conn, start_ns) => {
                             // Nothing was waited for: the wait ends where it started (no
                             // second clock read on the fast path).
-                            let conn = self.hand_out(slot, conn, Duration::ZERO, start);
+                            let conn = self.hand_out(slot, conn, Duration::ZERO, start_ns);
                             if tracing::level_enabled!(tracing::Level::TRACE) {
                                 // The acquire's span, only when TRACE is on: nothing was
                                 // waited for, probed or connected.
@@ -125,14 +126,14 @@ impl<B: Backend> PoolShared<B> {
         .await
     }
 
-    /// A checked-out connection, from its slot.
+    /// A checked-out connection, from its slot; `now` on the pool's clock.
     #[inline]
     fn hand_out(
         self: &Arc<Self>,
         slot: Slot<'_, B>,
         mut conn: Conn<B::Connection>,
         waited: Duration,
-        now: Instant,
+        now: u64,
     ) -> PooledConnection<B> {
         conn.checkout = self.leaks.checkout();
         slot.disarm();
@@ -180,7 +181,7 @@ impl<B: Backend> PoolShared<B> {
         // The pool may have failed or closed while we waited.
         self.check_open()?;
         Span::current().record("wait_us", micros(start));
-        self.hot.touch(start);
+        self.hot.touch(self.hot.nanos(start));
         // Connections the `before_acquire` hook closed and asked to replace.
         let mut replaced = 0usize;
         loop {
@@ -193,7 +194,7 @@ impl<B: Backend> PoolShared<B> {
                         slot,
                         pending.keep(),
                         now.saturating_duration_since(start),
-                        now,
+                        self.hot.nanos(now),
                     ));
                 }
                 Some(Ok(verdict)) => verdict,
@@ -238,12 +239,6 @@ impl<B: Backend> PoolShared<B> {
                 ));
             }
         }
-    }
-
-    async fn wait_for_slot(&self, start: Instant, deadline: Instant) -> Result<Slot<'_, B>, Error> {
-        self.queued(start, deadline, self.slot())
-            .await?
-            .map_err(|_| self.closed_error())
     }
 
     /// With a slot held: reuse an idle connection (probing it when due) or open one,
@@ -397,8 +392,9 @@ impl<B: Backend> PoolShared<B> {
         start: Instant,
         deadline: Instant,
     ) -> Result<Option<Conn<B::Connection>>, Error> {
+        let start_ns = self.hot.nanos(start);
         while let Some(conn) = self.pop_reusable(start) {
-            if !self.due_for_probe(&conn, start) {
+            if !self.due_for_probe(&conn, start_ns) {
                 return Ok(Some(conn));
             }
             let mut pending = self.pending(conn);
@@ -417,11 +413,12 @@ impl<B: Backend> PoolShared<B> {
     /// Probe before handing out: while the breaker is not closed, when a connection broke
     /// since this one was last used, or on test-on-checkout past the bypass window.
     #[inline]
-    fn due_for_probe(&self, conn: &Conn<B::Connection>, start: Instant) -> bool {
+    fn due_for_probe(&self, conn: &Conn<B::Connection>, start: u64) -> bool {
         self.health.tripped()
-            || self.health.suspects(conn.last_used)
+            || self.health.suspects(conn.used)
             || (self.config.test_on_checkout
-                && start.saturating_duration_since(conn.last_used) > self.config.checkout_bypass)
+                && u128::from(start.saturating_sub(conn.used))
+                    > self.config.checkout_bypass.as_nanos())
     }
 
     /// Wait until `until`, or until a connection comes back to the idle list, the breaker

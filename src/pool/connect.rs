@@ -13,7 +13,7 @@ use futures::FutureExt;
 use rand::Rng;
 use tokio::time::{timeout_at, Instant};
 
-use super::conn::Conn;
+use super::conn::{Conn, ConnState};
 use super::credential::Version;
 use super::shared::PoolShared;
 use crate::backends::Backend;
@@ -227,15 +227,16 @@ impl<B: Backend> PoolShared<B> {
             };
             far_at(now, life.saturating_sub(Duration::from_nanos(off)))
         });
-        Conn {
+        Conn::new(ConnState {
             raw,
             created: now,
             expires,
-            last_used: now,
+            used: self.hot.nanos(now),
+            fresh: true,
             generation: self.incarnation.generation(),
             credential,
             checkout: 0,
             budget,
-        }
+        })
     }
 }

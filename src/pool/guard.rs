@@ -5,8 +5,6 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::conn::Conn;
 use super::shared::PoolShared;
 use crate::backends::Backend;
@@ -17,12 +15,12 @@ use crate::key::PoolKey;
 pub struct PooledConnection<B: Backend> {
     pool: Arc<PoolShared<B>>,
     conn: Option<Conn<B::Connection>>,
-    /// When it was handed out: its use time runs from here.
-    since: Instant,
+    /// When it was handed out, on the pool's clock: its use time runs from here.
+    since: u64,
 }
 
 impl<B: Backend> PooledConnection<B> {
-    pub(crate) fn new(pool: Arc<PoolShared<B>>, conn: Conn<B::Connection>, since: Instant) -> Self {
+    pub(crate) fn new(pool: Arc<PoolShared<B>>, conn: Conn<B::Connection>, since: u64) -> Self {
         Self {
             pool,
             conn: Some(conn),

@@ -155,12 +155,13 @@ impl Health {
         self.suspect_at.fetch_max(at, Ordering::Relaxed);
     }
 
-    /// Whether a connection last used at `last_used` must be probed before reuse because
+    /// Whether a connection last used at `last_used` (the pool's clock) must be probed before reuse because
     /// one broke since.
     #[inline]
-    pub(super) fn suspects(&self, last_used: Instant) -> bool {
+    pub(super) fn suspects(&self, last_used: u64) -> bool {
+        // `last_used` is on the pool's clock (`Hot::nanos`), whose epoch is this one.
         let at = self.suspect_at.load(Ordering::Relaxed);
-        at != 0 && (last_used.saturating_duration_since(self.epoch).as_nanos() as u64) + 1 < at
+        at != 0 && last_used + 1 < at
     }
 
     /// The error for an acquire refused or stopped by an open breaker.

@@ -126,11 +126,29 @@ impl Hot {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// An acquire started at `now`.
+    /// The pool's clock: nanoseconds from its epoch to `now`. The acquire and release
+    /// paths read the time once each and do the rest of their time arithmetic on these
+    /// integers (an `Instant` difference costs ~55 instructions; four of them were a
+    /// sixth of an acquire + release under callgrind).
     #[inline]
-    pub(super) fn touch(&self, now: Instant) {
-        let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        self.last_used_ms.store(ms, Ordering::Relaxed);
+    pub(super) fn nanos(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// The instant `nanos` from the pool's epoch (for comparing across pools).
+    pub(super) fn instant(&self, nanos: u64) -> Instant {
+        self.epoch + Duration::from_nanos(nanos)
+    }
+
+    /// An acquire started at `now` ([`nanos`](Self::nanos)).
+    #[inline]
+    pub(super) fn touch(&self, now: u64) {
+        let ms = now / 1_000_000;
+        // Written at most once a millisecond: a store on every acquire would take the
+        // cache line from the other cores each time; a load shares it.
+        if self.last_used_ms.load(Ordering::Relaxed) != ms {
+            self.last_used_ms.store(ms, Ordering::Relaxed);
+        }
     }
 
     /// When an acquire last started.

@@ -61,9 +61,9 @@ impl<C> Idle<C> {
         self.deque.lock().len()
     }
 
-    /// When the longest-idle connection was last used.
-    pub(super) fn oldest(&self) -> Option<tokio::time::Instant> {
-        self.deque.lock().front().map(|c| c.last_used)
+    /// When the longest-idle connection was last used (the pool's clock).
+    pub(super) fn oldest(&self) -> Option<u64> {
+        self.deque.lock().front().map(|c| c.used)
     }
 
     /// Take the longest-idle connection out.

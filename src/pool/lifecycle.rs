@@ -1,6 +1,7 @@
 //! The pool's lifecycle, driven by its actor: warm-up and refill, reaping, resizing,
 //! restarts (generations, restart intensity), leak scans, closing and draining.
 
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,14 +36,25 @@ impl<B: Backend> PoolShared<B> {
     /// restart intensity). Answers whether it failed now. Acquires queued for a slot learn
     /// it at once, not at their acquire timeout.
     pub(crate) fn record_restart(&self, max: u32, window: Duration) -> bool {
-        self.incarnation.restart_too_often(max, window)
-            && self.hot.transition(PoolState::Open, PoolState::Failed)
+        let failed = self.incarnation.restart_too_often(max, window)
+            && self.hot.transition(PoolState::Open, PoolState::Failed);
+        if failed {
+            // Pairs with the fence in `enter_queue`: a waiter either sees the state or is
+            // counted here, and each counted one gets a permit that wakes it.
+            fence(Ordering::SeqCst);
+            self.slots.flood(self.hot.waiters());
+        }
+        failed
     }
 
     /// Bring a failed pool back. Answers whether it was failed.
     pub(crate) fn revive(&self) -> bool {
         self.incarnation.forget_restarts();
-        self.hot.transition(PoolState::Failed, PoolState::Open)
+        let revived = self.hot.transition(PoolState::Failed, PoolState::Open);
+        if revived {
+            self.slots.settle();
+        }
+        revived
     }
 
     /// Stop serving: waiters (paused ones too) and new acquires get `PoolClosed` (or
@@ -88,6 +100,7 @@ impl<B: Backend> PoolShared<B> {
     /// how many were closed.
     pub(crate) fn reap(&self) -> usize {
         let now = Instant::now();
+        let now_ns = self.hot.nanos(now);
         let generation = self.incarnation.generation();
         let min_idle = self.slots.min_idle();
         let max_size = self.slots.max_size();
@@ -108,7 +121,7 @@ impl<B: Backend> PoolShared<B> {
                 && self
                     .config
                     .idle_timeout
-                    .is_some_and(|t| now.saturating_duration_since(c.last_used) >= t)
+                    .is_some_and(|t| now_ns.saturating_sub(c.used) >= t.as_nanos() as u64)
             {
                 Some(CloseReason::IdleTimeout)
             } else {

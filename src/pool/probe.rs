@@ -56,7 +56,8 @@ impl<B: Backend> PoolShared<B> {
                 match self.probe_raw(pending.raw(), deadline, start).await {
                     Ok(()) => {
                         let mut c = pending.keep();
-                        c.last_used = Instant::now();
+                        c.used = self.hot.nanos(Instant::now());
+                        c.fresh = false;
                         self.idle.push(c);
                         self.health.set_healthy(true);
                         return Ok(());
@@ -125,7 +126,7 @@ impl<B: Backend> PoolShared<B> {
             self.health.connected();
             return Ok(());
         };
-        let fresh = conn.created == conn.last_used;
+        let fresh = conn.fresh;
         let Ok(_slot) = self.try_slot() else {
             self.idle.push(conn);
             self.health.connected();

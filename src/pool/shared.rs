@@ -23,7 +23,7 @@ use super::idle::Idle;
 use super::incarnation::Incarnation;
 use super::leaks::Leaks;
 use super::pause::Pause;
-use super::slots::Slots;
+use super::slots::{Slots, Taken};
 use crate::backends::Backend;
 use crate::budget::PoolBudget;
 use crate::connection::ConnectionConfig;
@@ -204,9 +204,13 @@ impl<B: Backend> PoolShared<B> {
         self.slots.try_take().map(|()| Slot { pool: self })
     }
 
-    /// Wait for a slot (FIFO), held by the returned guard.
-    pub(super) async fn slot(&self) -> Result<Slot<'_, B>, tokio::sync::AcquireError> {
-        self.slots.take().await.map(|()| Slot { pool: self })
+    /// Wait for a slot (FIFO), held by the returned guard; `None` when a failure woke
+    /// this waiter instead (look at the state).
+    pub(super) async fn slot(&self) -> Result<Option<Slot<'_, B>>, tokio::sync::AcquireError> {
+        Ok(match self.slots.take().await? {
+            Taken::Slot => Some(Slot { pool: self }),
+            Taken::Woken => None,
+        })
     }
 
     /// Hold `conn` so that it is closed if what comes next is abandoned.

@@ -1,14 +1,34 @@
 //! The pool's slots: one permit per connection that may be checked out or opening (FIFO
-//! for waiters), the debt a shrinking resize leaves, and the sizes themselves.
+//! for waiters), the debt a shrinking resize leaves, the surplus a failure adds to wake
+//! the waiters, and the sizes themselves.
+//!
+//! A waiter parks on the semaphore alone (no second notification, no `select!`). To tell
+//! it that the pool failed, [`flood`](Slots::flood) adds one permit per waiter and counts
+//! them as *surplus*: whoever takes a permit while there is surplus swallows it (the taker
+//! learns it was woken, not served) and looks at the pool's state. Permits are fungible,
+//! so the count is what matters: free + taken − surplus − shrink debt is always the size.
+//! [`settle`](Slots::settle) forgets the surplus still free when the pool is revived.
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use tokio::sync::{AcquireError, Notify, Semaphore, TryAcquireError};
 
+/// What a wait for a slot ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Taken {
+    /// A slot is held.
+    Slot,
+    /// Woken by [`Slots::flood`]: no slot held.
+    Woken,
+}
+
 pub(crate) struct Slots {
     permits: Semaphore,
     /// Permits to swallow as they come back, after a shrinking resize.
     shrink_debt: AtomicUsize,
+    /// Permits added by [`flood`](Slots::flood) to wake waiters, not yet swallowed by a
+    /// taker or forgotten by [`settle`](Slots::settle).
+    surplus: AtomicUsize,
     max_size: AtomicU32,
     min_idle: AtomicU32,
     overflow: u32,
@@ -22,6 +42,7 @@ impl Slots {
         Self {
             permits: Semaphore::new(max_size as usize + overflow as usize),
             shrink_debt: AtomicUsize::new(0),
+            surplus: AtomicUsize::new(0),
             max_size: AtomicU32::new(max_size),
             min_idle: AtomicU32::new(min_idle),
             overflow,
@@ -45,32 +66,68 @@ impl Slots {
         self.shrink_debt.load(Ordering::Relaxed) > 0
     }
 
-    /// Take a free slot without waiting.
+    /// Take a free slot without waiting. A surplus permit is swallowed: no slot.
     #[inline]
     pub(super) fn try_take(&self) -> Result<(), TryAcquireError> {
-        self.permits.try_acquire().map(|p| p.forget())
+        self.permits.try_acquire()?.forget();
+        if self.swallow() {
+            return Err(TryAcquireError::NoPermits);
+        }
+        Ok(())
     }
 
-    /// Wait for a slot, in FIFO order with the other waiters.
-    pub(super) async fn take(&self) -> Result<(), AcquireError> {
-        self.permits.acquire().await.map(|p| p.forget())
+    /// Wait for a slot, in FIFO order with the other waiters. [`Taken::Woken`]: the
+    /// permit was surplus (a failure woke this waiter), so no slot is held: look at the
+    /// pool's state, and wait again if it still serves. Cancel safe (tokio's `acquire`).
+    pub(super) async fn take(&self) -> Result<Taken, AcquireError> {
+        self.permits.acquire().await?.forget();
+        Ok(if self.swallow() {
+            Taken::Woken
+        } else {
+            Taken::Slot
+        })
+    }
+
+    /// A permit just taken pays one of the surplus, or of a shrink's debt (a permit a
+    /// cancelled waiter handed back while the pool shrank), if there is any.
+    #[inline]
+    fn swallow(&self) -> bool {
+        // The permit's semaphore synchronises with `flood`'s `add_permits`, which comes
+        // after its surplus increment: a flooded permit always sees its surplus.
+        (self.surplus.load(Ordering::Acquire) > 0 || self.shrink_debt.load(Ordering::Acquire) > 0)
+            && (pay(&self.surplus) || pay(&self.shrink_debt))
+    }
+
+    /// Wake `waiters` queued waiters (the pool failed): one surplus permit each. Extra
+    /// permits (a waiter that left meanwhile) are swallowed by the next taker or
+    /// forgotten by [`settle`](Self::settle).
+    pub(super) fn flood(&self, waiters: usize) {
+        if waiters == 0 {
+            return;
+        }
+        self.surplus.fetch_add(waiters, Ordering::AcqRel);
+        self.permits.add_permits(waiters);
+    }
+
+    /// Forget the surplus permits still free (the pool is revived); the rest are
+    /// swallowed by whoever takes them.
+    pub(super) fn settle(&self) {
+        // Claim first, then forget, then hand back what could not be forgotten: a
+        // concurrent `swallow` never pays for a permit this call also forgets.
+        let claimed = self.surplus.swap(0, Ordering::AcqRel);
+        let forgotten = self.permits.forget_permits(claimed);
+        if claimed > forgotten {
+            self.surplus
+                .fetch_add(claimed - forgotten, Ordering::AcqRel);
+        }
     }
 
     /// Give a slot back (or swallow it, to pay a shrink). `open`: whether the pool still
     /// serves; if not, shutdown is told.
     #[inline]
     pub(super) fn give_back(&self, open: bool) {
-        let mut debt = self.shrink_debt.load(Ordering::Relaxed);
-        while debt > 0 {
-            match self.shrink_debt.compare_exchange_weak(
-                debt,
-                debt - 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return self.returned.notify_waiters(),
-                Err(d) => debt = d,
-            }
+        if pay(&self.shrink_debt) {
+            return self.returned.notify_waiters();
         }
         self.permits.add_permits(1);
         if !open {
@@ -129,3 +186,20 @@ impl Slots {
         }
     }
 }
+
+/// Take one off `debt` if it is above zero; answers whether it did.
+#[inline]
+fn pay(debt: &AtomicUsize) -> bool {
+    let mut d = debt.load(Ordering::Acquire);
+    while d > 0 {
+        match debt.compare_exchange_weak(d, d - 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(now) => d = now,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+#[path = "slots_props.rs"]
+mod props;

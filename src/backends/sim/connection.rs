@@ -83,6 +83,7 @@ impl SimConnection {
 
     /// Whether the connection was killed (by the server, an outage, or a cancelled
     /// operation).
+    #[inline]
     pub fn is_killed(&self) -> bool {
         self.server.sync_outages();
         self.shared.is_dead()

@@ -171,6 +171,7 @@ impl ServerInner {
 
     /// [`sync_outages_locked`](Self::sync_outages_locked), without the clock or the lock
     /// when no outage is scheduled.
+    #[inline]
     fn sync_outages(&self) -> bool {
         if self.outage_count.load(RELAXED) == 0 {
             return false;
@@ -425,6 +426,7 @@ impl SimServer {
 
     /// [`sync_outages`](ServerInner::sync_outages): start and end the scheduled outages
     /// whose time has come. Returns whether one is in progress.
+    #[inline]
     pub(super) fn sync_outages(&self) -> bool {
         self.inner.sync_outages()
     }
