@@ -8,6 +8,7 @@
 //! cargo bench --bench instructions --no-run          # build
 //! benches/instructions.sh                            # count (valgrind), print the table
 //! target/release/deps/instructions-* poolwarden 1000 # one run by hand: <pool> <iterations>
+//! TASKS=16 benches/instructions.sh                   # 16 tasks on the 8 connections: acquires queue
 //! ```
 //!
 //! Pools: `floor` (a tokio `Semaphore` + `Mutex<VecDeque>`), `poolwarden` (the simulated
@@ -24,6 +25,30 @@ use poolwarden::{ConnectionConfig, EmbeddedSupervisor, PoolConfig, SupervisorCon
 
 const SIZE: u32 = 8;
 
+/// `n` acquire-then-release iterations on `$pool`, shared by `$tasks` tasks; with more
+/// than one task each holds its connection across a yield, so the others queue.
+macro_rules! drive {
+    ($pool:expr, $n:expr, $tasks:expr, |$p:ident| $get:expr) => {{
+        let handles: Vec<_> = (0..$tasks)
+            .map(|_| {
+                let $p = $pool.clone();
+                tokio::spawn(async move {
+                    for _ in 0..$n / $tasks {
+                        let guard = $get;
+                        if $tasks > 1 {
+                            tokio::task::yield_now().await;
+                        }
+                        drop(guard);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.expect("bench task");
+        }
+    }};
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let (Some(pool), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
@@ -36,13 +61,19 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // With more tasks than connections (`TASKS=16`), every acquire that finds the pool
+    // empty queues: the slow path, counted the same way (callgrind runs the threads one at
+    // a time, so this counts the work of waiting, not the cost of contention).
+    let tasks: u64 = std::env::var("TASKS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     rt.block_on(async move {
         match pool.as_str() {
             "floor" => {
                 let fl = peers::Floor::filled((0..SIZE).map(|_| peers::Noop).collect());
-                for _ in 0..n {
-                    drop(fl.get().await);
-                }
+                drive!(fl, n, tasks, |p| p.get().await);
             }
             "poolwarden" | "poolwarden-recorder" => {
                 if pool == "poolwarden-recorder" {
@@ -66,9 +97,7 @@ fn main() {
                     .await
                     .expect("pool");
                 pw.warm(SIZE as usize).await.expect("warm-up");
-                for _ in 0..n {
-                    drop(pw.acquire().await.expect("acquire"));
-                }
+                drive!(pw, n, tasks, |p| p.acquire().await.expect("acquire"));
             }
             "bb8" | "bb8-notest" => {
                 let bb = bb8::Pool::builder()
@@ -78,16 +107,12 @@ fn main() {
                     .build(peers::NoopManager::default())
                     .await
                     .expect("bb8");
-                for _ in 0..n {
-                    drop(bb.get().await.expect("bb8 get"));
-                }
+                drive!(bb, n, tasks, |p| p.get().await.expect("bb8 get"));
             }
             "deadpool" => {
                 let dp = peers::deadpool_noop(SIZE, peers::NoopManager::default());
                 peers::fill(SIZE, || dp.get()).await;
-                for _ in 0..n {
-                    drop(dp.get().await.expect("deadpool get"));
-                }
+                drive!(dp, n, tasks, |p| p.get().await.expect("deadpool get"));
             }
             other => eprintln!("unknown pool {other}"),
         }

@@ -17,7 +17,7 @@ count() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" "$1" "$2" 2>&1 \
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
-printf '%-20s %14s\n' pool 'instr / op'
+printf "%-20s %14s\n" "pool (${TASKS:-1} task(s))" "instr / op"
 for pool in ${POOLS:-floor poolwarden poolwarden-recorder bb8 bb8-notest deadpool}; do
   lo=$(count "$pool" "$LOW")
   hi=$(count "$pool" "$HIGH")

@@ -1,19 +1,17 @@
-//! Checkout: acquire a slot (at once, or queued FIFO until the deadline), then reuse an
-//! idle connection (probing it when due) or open one (`connect.rs`), retrying with
-//! backoff. Waits where waiting can help — for the breaker's next trial, for a connection
+//! Checkout past the usual case (`acquire.rs` has the entry and the usual case): acquire
+//! a slot (at once, or queued FIFO until the deadline), then reuse an idle connection
+//! (probing it when due) or open one (`connect.rs`), retrying with backoff. Waits where waiting can help — for the breaker's next trial, for a connection
 //! to come back when the server has no room for more — and fails at once where it cannot.
 //! Runs in the caller's task; every await point is cancellation safe (slot and connection
 //! are held in drop guards).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::TryAcquireError;
 use tokio::time::Instant;
-use tracing::field::Empty;
-use tracing::{Instrument, Span};
 
+use super::acquire::span_record;
 use super::budget::BudgetTurn;
 use super::capacity::Room;
 use super::conn::Conn;
@@ -29,123 +27,9 @@ use crate::observe::reason::CloseReason;
 use crate::policy::backoff::Backoff;
 
 impl<B: Backend> PoolShared<B> {
-    /// Check out a connection within the pool's acquire timeout.
-    pub(crate) fn acquire(
-        self: &Arc<Self>,
-    ) -> impl Future<Output = Result<PooledConnection<B>, Error>> + '_ {
-        self.acquire_inner(self.config.acquire_timeout, true)
-    }
-
-    /// Check out a connection within `budget`.
-    pub(crate) fn acquire_within(
-        self: &Arc<Self>,
-        budget: Duration,
-    ) -> impl Future<Output = Result<PooledConnection<B>, Error>> + '_ {
-        self.acquire_inner(budget, true)
-    }
-
-    /// Like [`acquire_within`](Self::acquire_within), but a failed connect attempt is
-    /// answered at once instead of retried with backoff, so the caller can try another
-    /// endpoint (replica-set reads, topology probes).
-    pub(crate) fn acquire_no_retry(
-        self: &Arc<Self>,
-        budget: Duration,
-    ) -> impl Future<Output = Result<PooledConnection<B>, Error>> + '_ {
-        self.acquire_inner(budget, false)
-    }
-
-    async fn acquire_inner(
-        self: &Arc<Self>,
-        budget: Duration,
-        retry_connect: bool,
-    ) -> Result<PooledConnection<B>, Error> {
-        let start = Instant::now();
-        self.check_open()?;
-        // The usual case, with nothing to wait for: a free slot and an idle connection
-        // that needs no probe, handed out without awaiting anything. Everything else (a
-        // queue, a probe, a connect, a breaker) is the slow path, boxed so that its larger
-        // future is not carried (and copied) by every acquire.
-        // Hooks and pause cost the fast path, when neither is set, two relaxed-or-acquire
-        // loads (the pause flag and its queue count) and a null check of the
-        // `before_acquire` pointer, all branches predicted not taken: no allocation, no
-        // await, no lock. Reasoned, not measured (`cargo bench --bench acquire` would show
-        // it; it was not run for this change).
-        let slot = if self.health.tripped() || self.gated() {
-            None
-        } else {
-            match self.try_slot() {
-                Ok(slot) => {
-                    let start_ns = self.hot.nanos(start);
-                    self.hot.touch(start_ns);
-                    match self.pop_reusable(start) {
-                        Some(conn) if !self.due_for_probe(&conn, start_ns) => {
-                            // Nothing was waited for: the wait ends where it started (no
-                            // second clock read on the fast path).
-                            let conn = self.hand_out(slot, conn, Duration::ZERO, start_ns);
-                            if tracing::level_enabled!(tracing::Level::TRACE) {
-                                // The acquire's span, only when TRACE is on: nothing was
-                                // waited for, probed or connected.
-                                let _span = tracing::trace_span!(
-                                    "poolwarden.acquire",
-                                    pool = %self.key,
-                                    pool_name = self.observe.label(),
-                                    wait_us = 0u64,
-                                );
-                            }
-                            return Ok(conn);
-                        }
-                        Some(conn) => self.idle.push(conn),
-                        None => {}
-                    }
-                    Some(slot)
-                }
-                Err(TryAcquireError::Closed) => return Err(self.closed_error()),
-                Err(TryAcquireError::NoPermits) => None,
-            }
-        };
-        // The slow path's span, at TRACE. When that level is off (the usual case) this is two
-        // loads and a branch: the macro alone would still build a disabled span and, with
-        // `tracing`'s `log` feature on (actix-web turns it on), record its fields for the
-        // `log` fallback — measured at ~135 instructions per acquire under callgrind.
-        let span = if tracing::level_enabled!(tracing::Level::TRACE) {
-            tracing::trace_span!(
-                "poolwarden.acquire",
-                pool = %self.key,
-                pool_name = self.observe.label(),
-                wait_us = Empty,
-                probe_us = Empty,
-                connect_us = Empty,
-            )
-        } else {
-            Span::none()
-        };
-        Box::pin(
-            self.acquire_slow(start, budget, retry_connect, slot)
-                .instrument(span),
-        )
-        .await
-    }
-
-    /// A checked-out connection, from its slot; `now` on the pool's clock.
-    #[inline]
-    fn hand_out(
-        self: &Arc<Self>,
-        slot: Slot<'_, B>,
-        mut conn: Conn<B::Connection>,
-        waited: Duration,
-        now: u64,
-    ) -> PooledConnection<B> {
-        conn.checkout = self.leaks.checkout();
-        slot.disarm();
-        self.hot.checked_out();
-        // `now`: where the wait ended and the use starts.
-        self.observe.waited(waited);
-        PooledConnection::new(Arc::clone(self), conn, now)
-    }
-
-    /// [`acquire_inner`](Self::acquire_inner) past the usual case, with the slot it holds
-    /// already, if any.
-    async fn acquire_slow(
+    /// An acquire past the usual case (`acquire.rs`), with the slot it holds already, if
+    /// any.
+    pub(super) async fn acquire_slow(
         self: &Arc<Self>,
         start: Instant,
         budget: Duration,
@@ -180,7 +64,7 @@ impl<B: Backend> PoolShared<B> {
         };
         // The pool may have failed or closed while we waited.
         self.check_open()?;
-        Span::current().record("wait_us", micros(start));
+        span_record("wait_us", start);
         self.hot.touch(self.hot.nanos(start));
         // Connections the `before_acquire` hook closed and asked to replace.
         let mut replaced = 0usize;
@@ -320,7 +204,7 @@ impl<B: Backend> PoolShared<B> {
             let _connecting = self.counters.connecting();
             let connecting = Instant::now();
             let attempt = self.connect_once(Some(deadline), true, &mut room).await;
-            Span::current().record("connect_us", micros(connecting));
+            span_record("connect_us", connecting);
             let (err, counted) = match attempt {
                 Ok(Attempt::Opened(conn)) => {
                     if let Some(trial) = trial {
@@ -400,7 +284,7 @@ impl<B: Backend> PoolShared<B> {
             let mut pending = self.pending(conn);
             let probing = Instant::now();
             let probed = self.probe_raw(pending.raw(), deadline, start).await;
-            Span::current().record("probe_us", micros(probing));
+            span_record("probe_us", probing);
             match probed {
                 Ok(()) => return Ok(Some(pending.keep())),
                 Err(e @ (Error::BackendPanic { .. } | Error::Timeout { .. })) => return Err(e),
@@ -413,7 +297,7 @@ impl<B: Backend> PoolShared<B> {
     /// Probe before handing out: while the breaker is not closed, when a connection broke
     /// since this one was last used, or on test-on-checkout past the bypass window.
     #[inline]
-    fn due_for_probe(&self, conn: &Conn<B::Connection>, start: u64) -> bool {
+    pub(super) fn due_for_probe(&self, conn: &Conn<B::Connection>, start: u64) -> bool {
         self.health.tripped()
             || self.health.suspects(conn.used)
             || (self.config.test_on_checkout
@@ -482,9 +366,4 @@ impl<B: Backend> PoolShared<B> {
             return Some(conn);
         }
     }
-}
-
-/// Microseconds since `since`, for span fields.
-fn micros(since: Instant) -> u64 {
-    since.elapsed().as_micros().min(u128::from(u64::MAX)) as u64
 }
