@@ -8,8 +8,20 @@
 //! cargo bench --bench load -- --only 1,5                    # some scenarios; writes under target/bench-load/
 //! cargo bench --bench load -- --only faults                 # scenario 9 (faults) alone
 //! cargo bench --bench load -- --only fleet                  # scenario 10 (4 processes, direct and through PgBouncer)
+//! cargo bench --bench load -- --hog 2                       # beside 2 busy loops: writes docs/benchmarks-loaded.md
 //! cargo bench --bench load -- --postgres-url URL --redis-url URL   # your servers instead of throwaway ones
 //! ```
+//!
+//! Wall-clock targets are taken in rounds (3, or 5 for the no-op and one-caller scenarios),
+//! the pools in turns within each round, and marked on the median of the per-round ratios
+//! with their spread (`ratios.rs`). poolwarden runs with its default `PoolConfig` but for
+//! `max_size`, once without a metrics recorder and once as a second pool created with a
+//! Prometheus recorder on (`recorder.rs`); every target is marked for both. CPU figures are
+//! the whole process's, all threads (`cpu.rs`). `--hog N` runs N busy-loop processes beside
+//! the whole run (`hog.rs`, killed at the end or on a panic) and writes the report to
+//! `docs/benchmarks-loaded.md` and `docs/bench-loaded/` (under `target/bench-load/` with
+//! `--only` or `--quick`), never over the idle run's. A full run counts scenario 1's 1-task
+//! case with callgrind when it can (`callgrind.rs`).
 //!
 //! Without URLs (flags, or `POOLWARDEN_BENCH_PG_URL` / `POOLWARDEN_BENCH_REDIS_URL`) the
 //! bench starts throwaway PostgreSQL and Redis servers on free loopback ports with the test
@@ -21,15 +33,23 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
+mod args;
+mod callgrind;
 mod causes;
 mod chart;
+mod cpu;
+mod cross_thread;
 mod faults;
 mod fleet;
 mod hist;
+mod hog;
+mod machine;
 mod mem;
 mod noop;
+mod open_rate;
 mod peers;
 mod postgres;
+mod ratios;
 mod recorder;
 mod redis;
 mod report;
@@ -41,12 +61,16 @@ use std::time::{Duration, Instant};
 
 use poolwarden::{ConnectionConfig, SslMode};
 
+// `crate::first_line` is used by fleet.rs too.
+use machine::first_line;
 use report::{Meta, Report, Section, Target};
 
 /// What every scenario needs to know.
 pub struct Ctx {
     pub quick: bool,
     pub chart_dir: PathBuf,
+    /// Busy loops running beside the scenarios (`--hog N`).
+    pub hog: usize,
     started: Instant,
 }
 
@@ -87,57 +111,6 @@ pub struct RedisTarget {
     pub url: String,
     pub describe: String,
     _server: Option<common::RedisServer>,
-}
-
-struct Args {
-    quick: bool,
-    pg_url: Option<String>,
-    redis_url: Option<String>,
-    only: Option<Vec<u8>>,
-    full_in_debug: bool,
-}
-
-fn parse_args() -> Args {
-    let mut a = Args {
-        quick: false,
-        pg_url: std::env::var("POOLWARDEN_BENCH_PG_URL").ok(),
-        redis_url: std::env::var("POOLWARDEN_BENCH_REDIS_URL").ok(),
-        only: None,
-        full_in_debug: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--quick" => a.quick = true,
-            "--full" => a.full_in_debug = true,
-            "--postgres-url" | "--pg-url" => a.pg_url = it.next(),
-            "--redis-url" => a.redis_url = it.next(),
-            "--only" => {
-                a.only = it.next().map(|v| {
-                    v.split(',')
-                        .filter_map(|s| match s.trim() {
-                            "faults" => Some(faults::ID),
-                            "fleet" => Some(fleet::ID),
-                            n => n.parse().ok(),
-                        })
-                        .collect()
-                })
-            }
-            // Passed by `cargo bench`; filters of libtest-style runners are ignored.
-            "--bench" | "--nocapture" | "--test" => {}
-            "--help" | "-h" => {
-                println!("{}", include_str!("usage.txt"));
-                std::process::exit(0);
-            }
-            other if other.starts_with('-') => eprintln!("ignoring unknown flag {other}"),
-            _ => {}
-        }
-    }
-    if cfg!(debug_assertions) && !a.quick && !a.full_in_debug {
-        eprintln!("a debug build runs in quick mode (pass --full to override); use `cargo bench --bench load` for the full run");
-        a.quick = true;
-    }
-    a
 }
 
 fn pg_target(url: Option<&str>) -> Result<PgTarget, String> {
@@ -204,72 +177,6 @@ fn redis_target(url: Option<&str>) -> Result<RedisTarget, String> {
     }
 }
 
-fn first_line(cmd: &str, args: &[&str]) -> String {
-    std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Versions of the peers and drivers, from Cargo.lock.
-fn versions() -> Vec<(String, String)> {
-    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"))
-        .unwrap_or_default();
-    let wanted = [
-        "bb8",
-        "bb8-postgres",
-        "bb8-redis",
-        "deadpool",
-        "deadpool-postgres",
-        "deadpool-redis",
-        "mobc",
-        "tokio",
-        "tokio-postgres",
-        "redis",
-        "actix",
-    ];
-    let mut out = vec![(
-        "poolwarden".to_string(),
-        env!("CARGO_PKG_VERSION").to_string(),
-    )];
-    for name in wanted {
-        let mut found = Vec::new();
-        let mut lines = lock.lines();
-        while let Some(l) = lines.next() {
-            if l == format!("name = \"{name}\"") {
-                if let Some(v) = lines.next().and_then(|v| v.strip_prefix("version = \"")) {
-                    found.push(v.trim_end_matches('"').to_string());
-                }
-            }
-        }
-        if !found.is_empty() {
-            out.push((name.to_string(), found.join(" + ")));
-        }
-    }
-    out
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 fn timed(
     ctx: &Ctx,
     sections: &mut Vec<Section>,
@@ -290,9 +197,10 @@ fn main() {
         fleet::worker(&spec);
         return;
     }
-    let args = parse_args();
+    let args = args::parse();
     let started = Instant::now();
-    let out_root = if args.quick || args.only.is_some() {
+    let to_target = args.quick || args.only.is_some();
+    let out_root = if to_target {
         std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
@@ -300,19 +208,33 @@ fn main() {
     } else {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
     };
-    let chart_dir = out_root.join("bench");
+    // A loaded run never overwrites the idle run's report and charts.
+    let (report_name, chart_name) = if args.hog > 0 {
+        ("benchmarks-loaded.md", "bench-loaded")
+    } else {
+        ("benchmarks.md", "bench")
+    };
+    let chart_dir = out_root.join(chart_name);
     std::fs::create_dir_all(&chart_dir).expect("create the chart directory");
     let ctx = Ctx {
         quick: args.quick,
         chart_dir,
+        hog: args.hog,
         started,
     };
-    let wants = |n: u8| args.only.as_ref().is_none_or(|o| o.contains(&n));
-    let load_before = load_average();
+    let wants = |n: u8| args.wants(n);
+    let load_before = machine::load_average();
+    // Killed when dropped: at the end of `main`, or while a panic unwinds.
+    let hog = hog::Hog::start(args.hog).expect("start the busy loops of --hog");
     ctx.progress(&format!(
-        "poolwarden load scenarios, {} mode, {} cores, load average {load_before}",
+        "poolwarden load scenarios, {} mode, {} cores, load average {load_before}{}",
         if ctx.quick { "quick" } else { "full" },
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if hog.count() > 0 {
+            format!(", {} busy loops beside it", hog.count())
+        } else {
+            String::new()
+        }
     ));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -369,7 +291,7 @@ fn main() {
             |t| rt.block_on(noop::run(&ctx, t)),
         );
     }
-    let mut closed_results = Vec::new();
+    let mut closed_peaks = Vec::new();
     match &pg {
         Some(Ok(pg)) => {
             if wants(2) || wants(3) {
@@ -379,8 +301,8 @@ fn main() {
                     &mut targets,
                     "2. PostgreSQL closed loop",
                     |t| {
-                        let (s, r) = rt.block_on(postgres::closed(&ctx, pg, t));
-                        closed_results = r;
+                        let (s, peaks) = rt.block_on(postgres::closed(&ctx, pg, t));
+                        closed_peaks = peaks;
                         s
                     },
                 );
@@ -391,7 +313,7 @@ fn main() {
                     &mut sections,
                     &mut targets,
                     "3. PostgreSQL fixed arrival rate",
-                    |_| rt.block_on(postgres::open(&ctx, pg, &closed_results)),
+                    |t| rt.block_on(open_rate::run(&ctx, pg, &closed_peaks, t)),
                 );
             }
         }
@@ -443,7 +365,7 @@ fn main() {
             |t| {
                 // Its own thread and current-thread runtime: not inside `rt`.
                 std::thread::scope(|s| {
-                    s.spawn(|| postgres::cross_thread(&ctx, pg, t))
+                    s.spawn(|| cross_thread::run(&ctx, pg, t))
                         .join()
                         .expect("scenario 7 panicked")
                 })
@@ -476,31 +398,42 @@ fn main() {
     sections.sort_by_key(|s| s.id);
     targets.sort_by_key(|t| t.scenario);
 
-    let command = if ctx.quick {
+    let mut command = if ctx.quick {
         "cargo test --all-features --bench load -- --quick".to_string()
     } else {
-        "cargo bench --bench load".to_string()
+        "cargo bench --bench load --".to_string()
     };
+    if let Some(only) = &args.only {
+        let list: Vec<String> = only.iter().map(u8::to_string).collect();
+        command += &format!(" --only {}", list.join(","));
+    }
+    if args.hog > 0 {
+        command += &format!(" --hog {}", args.hog);
+    }
+    let command = command.trim_end_matches(" --").to_string();
     let report = Report {
         meta: Meta {
             command,
             quick: ctx.quick,
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu: cpu_model(),
+            cpu: machine::cpu_model(),
             rustc: first_line("rustc", &["--version"]),
             date: first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
             load_before,
-            load_after: load_average(),
-            versions: versions(),
+            load_after: machine::load_average(),
+            versions: machine::versions(),
             servers,
             total_seconds: started.elapsed().as_secs_f64(),
+            hog: hog.count(),
         },
         sections,
         targets,
+        chart_link: chart_name.into(),
     };
+    drop(hog);
     println!("{}", report.terminal());
     let md = report.markdown(causes::INTRO, &causes::closing(&report));
-    let path = out_root.join("benchmarks.md");
+    let path = out_root.join(report_name);
     std::fs::write(&path, md).expect("write the report");
     ctx.progress(&format!(
         "wrote {} and charts in {}",

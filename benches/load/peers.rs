@@ -188,11 +188,26 @@ pub type Bb8Noop = bb8::Pool<NoopManager>;
 pub type DeadpoolNoop = deadpool::managed::Pool<NoopManager>;
 pub type MobcNoop = mobc::Pool<NoopManager>;
 
+/// bb8 with its defaults otherwise: test_on_check_out = true (is_valid is a no-op here).
 pub async fn bb8_noop(size: u32, min_idle: Option<u32>, manager: NoopManager) -> Bb8Noop {
-    // Defaults otherwise: test_on_check_out = true (is_valid is a no-op here).
+    bb8_noop_with(size, min_idle, manager, true).await
+}
+
+/// bb8 without test on checkout.
+pub async fn bb8_noop_untested(size: u32, min_idle: Option<u32>, manager: NoopManager) -> Bb8Noop {
+    bb8_noop_with(size, min_idle, manager, false).await
+}
+
+async fn bb8_noop_with(
+    size: u32,
+    min_idle: Option<u32>,
+    manager: NoopManager,
+    test: bool,
+) -> Bb8Noop {
     bb8::Pool::builder()
         .max_size(size)
         .min_idle(min_idle)
+        .test_on_check_out(test)
         .build(manager)
         .await
         .expect("bb8 pool")

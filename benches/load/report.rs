@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use crate::{chart, Ctx};
+
 /// A table of figures.
 #[derive(Clone, Default)]
 pub struct Table {
@@ -129,6 +131,39 @@ impl Section {
         s.skipped = Some(why.into());
         s
     }
+
+    /// Draw a bar chart (see [`chart::hbars`]) into the run's chart directory and show it
+    /// under `alt`; a chart that fails is reported on the progress lines, not fatal.
+    pub fn bar_chart(
+        &mut self,
+        ctx: &Ctx,
+        (file, alt): (&str, &str),
+        title: &str,
+        unit: &str,
+        bars: &[(String, usize, f64)],
+    ) {
+        let drawn = chart::hbars(&ctx.chart_dir.join(file), title, unit, bars);
+        self.link_chart(ctx, drawn, file, alt);
+    }
+
+    /// Draw latency-by-percentile curves (see [`chart::percentiles`]) and show them.
+    pub fn percentile_chart(
+        &mut self,
+        ctx: &Ctx,
+        (file, alt): (&str, &str),
+        title: &str,
+        curves: &[(String, Vec<(f64, f64)>)],
+    ) {
+        let drawn = chart::percentiles(&ctx.chart_dir.join(file), title, curves);
+        self.link_chart(ctx, drawn, file, alt);
+    }
+
+    fn link_chart(&mut self, ctx: &Ctx, drawn: Result<(), String>, file: &str, alt: &str) {
+        if let Err(e) = drawn {
+            ctx.progress(&format!("  chart failed: {e}"));
+        }
+        self.charts.push((file.into(), alt.into()));
+    }
 }
 
 /// Facts about the run, for the document's header.
@@ -144,12 +179,16 @@ pub struct Meta {
     pub versions: Vec<(String, String)>,
     pub servers: Vec<String>,
     pub total_seconds: f64,
+    /// Busy loops that ran beside the scenarios (`--hog N`).
+    pub hog: usize,
 }
 
 pub struct Report {
     pub meta: Meta,
     pub sections: Vec<Section>,
     pub targets: Vec<Target>,
+    /// The charts' directory, relative to the report.
+    pub chart_link: String,
 }
 
 fn widths(t: &Table) -> Vec<usize> {
@@ -262,6 +301,9 @@ fn targets_table(targets: &[Target]) -> Table {
 impl Report {
     pub fn terminal(&self) -> String {
         let mut out = String::new();
+        if self.meta.hog > 0 {
+            let _ = writeln!(out, "loaded: {} busy loops beside the run", self.meta.hog);
+        }
         for s in &self.sections {
             let _ = writeln!(out, "\n[{}] {}", s.id, s.title);
             if let Some(why) = &s.skipped {
@@ -290,7 +332,11 @@ impl Report {
     pub fn markdown(&self, intro: &str, closing: &str) -> String {
         let m = &self.meta;
         let mut out = String::new();
-        let _ = writeln!(out, "# Benchmarks\n");
+        if m.hog > 0 {
+            let _ = writeln!(out, "# Benchmarks on a loaded machine\n");
+        } else {
+            let _ = writeln!(out, "# Benchmarks\n");
+        }
         out.push_str(intro);
         let _ = writeln!(out, "\n## This run\n");
         let _ = writeln!(
@@ -315,7 +361,14 @@ impl Report {
                 .and_then(|v| v.parse::<f64>().ok())
                 .is_some_and(|v| v > m.cores as f64 * 0.75)
         };
-        if busy(&m.load_before) || busy(&m.load_after) {
+        if m.hog > 0 {
+            let _ = writeln!(
+                out,
+                "- Loaded: {} busy loops beside the run (`--hog {}`), on purpose: every figure \
+                 is of a machine with more runnable work than cores.",
+                m.hog, m.hog
+            );
+        } else if busy(&m.load_before) || busy(&m.load_after) {
             let _ = writeln!(
                 out,
                 "- Other processes (builds of other work) were running on the same cores during \
@@ -366,7 +419,7 @@ impl Report {
                 out.push('\n');
             }
             for (file, alt) in &s.charts {
-                let _ = writeln!(out, "![{alt}](bench/{file})\n");
+                let _ = writeln!(out, "![{alt}]({}/{file})\n", self.chart_link);
             }
             for n in &s.notes {
                 let _ = writeln!(out, "{n}\n");

@@ -10,8 +10,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
-use crate::hist;
 use crate::peers::Op;
+use crate::ratios::PerRound;
+use crate::{cpu, hist};
 
 /// `tasks` tasks run `op` back to back for `window` (after `warmup`). Answers wall time per
 /// operation with every task running, as criterion's `iter_custom` would.
@@ -60,6 +61,7 @@ pub async fn count_loop<P: Op>(op: &P, tasks: usize, warmup: Duration, window: D
 }
 
 /// What a closed-loop run measured.
+#[derive(Clone)]
 pub struct Closed {
     pub hist: Histogram<u64>,
     pub ops: u64,
@@ -67,6 +69,8 @@ pub struct Closed {
     pub per_worker: Vec<u64>,
     /// Operations whose acquire failed (not in the histogram).
     pub errors: u64,
+    /// CPU seconds of the whole process (all threads) over the timed window.
+    pub cpu: f64,
 }
 
 impl Closed {
@@ -77,6 +81,7 @@ impl Closed {
             elapsed: Duration::ZERO,
             per_worker: vec![0; workers],
             errors: 0,
+            cpu: 0.0,
         }
     }
 
@@ -85,6 +90,7 @@ impl Closed {
         self.ops += other.ops;
         self.errors += other.errors;
         self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
         for (a, b) in self.per_worker.iter_mut().zip(other.per_worker) {
             *a += b;
         }
@@ -92,6 +98,17 @@ impl Closed {
 
     pub fn throughput(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Process CPU time per operation.
+    pub fn cpu_per_op(&self) -> Duration {
+        Duration::from_secs_f64(self.cpu / self.ops.max(1) as f64)
+    }
+
+    /// Operations of the least served worker over the median one's.
+    pub fn fairness_ratio(&self) -> f64 {
+        let (min, med) = self.fairness();
+        min as f64 / med.max(1) as f64
     }
 
     /// (fewest, median) operations of one worker.
@@ -145,11 +162,13 @@ pub async fn closed_loop<P: Op>(
     tokio::time::sleep(warmup).await;
     recording.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
+    let cpu0 = cpu::process_seconds();
     tokio::time::sleep(window).await;
     stop.store(true, Ordering::Relaxed);
     let elapsed = t0.elapsed();
     let mut out = Closed::empty(workers);
     out.elapsed = elapsed;
+    out.cpu = cpu::process_seconds() - cpu0;
     for (i, h) in handles.into_iter().enumerate() {
         let (hw, n, errors) = h.await.expect("bench task panicked");
         out.hist.add(&hw).expect("same histogram bounds");
@@ -222,33 +241,51 @@ pub async fn open_loop<P: Op>(op: &P, rate: f64, duration: Duration, drain: Dura
     }
 }
 
+/// A figure of each round of one pool's runs.
+pub fn per_round(runs: &[Closed], f: impl Fn(&Closed) -> f64) -> PerRound {
+    PerRound::new(runs.iter().map(f).collect())
+}
+
+/// All of one pool's rounds together (for the tables' latency and throughput figures).
+pub fn merged(runs: &[Closed]) -> Closed {
+    let mut all = Closed::empty(runs.first().map_or(0, |r| r.per_worker.len()));
+    for r in runs {
+        all.merge(r.clone());
+    }
+    all
+}
+
 /// The table of a closed-loop comparison, one row per pool (the first is poolwarden, the
-/// reference of the ratio column), with a progress line per pool.
+/// reference of the ratio column), with a progress line per pool. `runs[i]` holds pool
+/// `i`'s rounds: the figures are of all rounds together, the ratio column is the median of
+/// the per-round ratios with their spread.
 pub fn closed_table(
     ctx: &crate::Ctx,
     workers: usize,
     size: u32,
     names: &[&str],
-    res: &[Closed],
+    runs: &[Vec<Closed>],
 ) -> crate::report::Table {
     use crate::hist::fmt_dur;
-    use crate::report::{ratio, thousands, Table};
+    use crate::report::{thousands, Table};
     let mut table = Table::new(
         format!("{workers} workers on {size} connections"),
         &[
             "pool",
             "ops/s",
-            "vs poolwarden",
+            "vs poolwarden (median of rounds)",
             "p50",
             "p99",
             "p99.9",
             "max",
             "worker ops min / median",
+            "CPU per op (process)",
             "errors",
         ],
     );
-    let pw_tp = res[0].throughput();
-    for (name, r) in names.iter().zip(res) {
+    let pw_tp = per_round(&runs[0], Closed::throughput);
+    for (i, (name, rounds)) in names.iter().zip(runs).enumerate() {
+        let r = merged(rounds);
         let s = hist::summary(&r.hist);
         let (min, med) = r.fairness();
         ctx.progress(&format!(
@@ -258,15 +295,21 @@ pub fn closed_table(
             fmt_dur(s.p99),
             fmt_dur(s.max)
         ));
+        let vs = if i == 0 {
+            "1.00x".to_string()
+        } else {
+            PerRound::ratio(&per_round(rounds, Closed::throughput), &pw_tp).shown()
+        };
         table.row(vec![
             name.to_string(),
             thousands(r.throughput()),
-            ratio(r.throughput() / pw_tp),
+            vs,
             fmt_dur(s.p50),
             fmt_dur(s.p99),
             fmt_dur(s.p999),
             fmt_dur(s.max),
             format!("{} / {}", thousands(min as f64), thousands(med as f64)),
+            fmt_dur(r.cpu_per_op()),
             r.errors.to_string(),
         ]);
     }
