@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Pools: `floor` (a tokio `Semaphore` + `Mutex<VecDeque>`), `poolwarden` (the simulated
-//! backend with zero latency, default config, no metrics recorder), `poolwarden-recorder`
+//! backend with zero latency, default config, no metrics recorder), `poolwarden-noop` (a
+//! no-op backend: the same connection as the peers'), `poolwarden-recorder`
 //! (the same with a Prometheus recorder installed), `bb8` (no-op manager, its defaults:
 //! test on checkout), `bb8-notest`, `deadpool` (no-op manager). Each with 8 connections.
 
@@ -21,9 +22,52 @@
 mod peers;
 
 use poolwarden::backends::sim::SimBackend;
-use poolwarden::{ConnectionConfig, EmbeddedSupervisor, PoolConfig, SupervisorConfig};
+use poolwarden::backends::Backend;
+use poolwarden::{
+    BackendError, ConnectionConfig, EmbeddedSupervisor, PoolConfig, PoolHandle, SupervisorConfig,
+};
 
 const SIZE: u32 = 8;
+
+/// The peers' no-op connection as a poolwarden backend: connecting, probing and
+/// checking cost nothing, so `poolwarden-noop` counts the pool alone, as the peers' rows
+/// do (`poolwarden` runs on the simulated backend, whose broken-connection check looks
+/// for injected faults).
+struct NoopBackend;
+
+impl Backend for NoopBackend {
+    type Connection = ();
+
+    async fn connect(&self, _config: &ConnectionConfig) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    async fn probe(&self, _conn: &mut ()) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn needs_reset(&self, _conn: &()) -> bool {
+        false
+    }
+}
+
+/// A warm pool of `SIZE` with the default config otherwise.
+async fn poolwarden_pool<B: Backend>(sup: &EmbeddedSupervisor<B>) -> PoolHandle<B> {
+    let pw = sup
+        .handle()
+        .pool_with(
+            ConnectionConfig::sim("instructions"),
+            PoolConfig {
+                min_idle: SIZE,
+                max_size: SIZE,
+                ..PoolConfig::default()
+            },
+        )
+        .await
+        .expect("pool");
+    pw.warm(SIZE as usize).await.expect("warm-up");
+    pw
+}
 
 /// `n` acquire-then-release iterations on `$pool`, shared by `$tasks` tasks; with more
 /// than one task each holds its connection across a yield, so the others queue.
@@ -54,7 +98,7 @@ fn main() {
     let (Some(pool), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
         // `cargo bench` runs every bench target with no arguments: nothing to count then.
-        eprintln!("usage: instructions <floor|poolwarden|poolwarden-recorder|bb8|bb8-notest|deadpool> <iterations>");
+        eprintln!("usage: instructions <floor|poolwarden|poolwarden-noop|poolwarden-recorder|bb8|bb8-notest|deadpool> <iterations>");
         return;
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -84,19 +128,13 @@ fn main() {
                 let sup =
                     EmbeddedSupervisor::spawn(SimBackend::default(), SupervisorConfig::default())
                         .expect("supervisor");
-                let pw = sup
-                    .handle()
-                    .pool_with(
-                        ConnectionConfig::sim("instructions"),
-                        PoolConfig {
-                            min_idle: SIZE,
-                            max_size: SIZE,
-                            ..PoolConfig::default()
-                        },
-                    )
-                    .await
-                    .expect("pool");
-                pw.warm(SIZE as usize).await.expect("warm-up");
+                let pw = poolwarden_pool(&sup).await;
+                drive!(pw, n, tasks, |p| p.acquire().await.expect("acquire"));
+            }
+            "poolwarden-noop" => {
+                let sup = EmbeddedSupervisor::spawn(NoopBackend, SupervisorConfig::default())
+                    .expect("supervisor");
+                let pw = poolwarden_pool(&sup).await;
                 drive!(pw, n, tasks, |p| p.acquire().await.expect("acquire"));
             }
             "bb8" | "bb8-notest" => {

@@ -75,6 +75,27 @@ impl<'a> Model<'a> {
         }
     }
 
+    /// Poll every waiter: one still waiting means no permit is free.
+    fn no_one_sleeps_beside_a_free_permit(&mut self) {
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if self.poll(i) {
+                drop(self.waiters.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if !self.waiters.is_empty() {
+            let free = self.slots.free.load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(
+                free,
+                0,
+                "{} waiters asleep beside free permits",
+                self.waiters.len()
+            );
+        }
+    }
+
     fn apply(&mut self, op: Op) {
         match op {
             Op::TryTake => {
@@ -127,6 +148,7 @@ proptest! {
         let mut m = Model { slots: &slots, overflow, held: 0, waiters: Vec::new() };
         for op in ops {
             m.apply(op);
+            m.no_one_sleeps_beside_a_free_permit();
         }
         // Everything comes back: waiters leave, holders give back, the pool is revived.
         m.waiters.clear();
@@ -137,7 +159,7 @@ proptest! {
         let size = m.capacity();
         // Take every free permit: each is a slot or pays a debt left by a shrink.
         let mut taken = 0;
-        while slots.permits.available_permits() > 0 {
+        while slots.free.load(std::sync::atomic::Ordering::Relaxed) + slots.permits.available_permits() > 0 {
             if slots.try_take().is_ok() {
                 taken += 1;
             }
