@@ -11,9 +11,10 @@
 //! TASKS=16 benches/instructions.sh                   # 16 tasks on the 8 connections: acquires queue
 //! ```
 //!
-//! Pools: `floor` (a tokio `Semaphore` + `Mutex<VecDeque>`), `poolwarden` (the simulated
-//! backend with zero latency, default config, no metrics recorder), `poolwarden-noop` (a
-//! no-op backend: the same connection as the peers'), `poolwarden-recorder`
+//! Pools: `floor` (a tokio `Semaphore` + `Mutex<VecDeque>`), `poolwarden` (default config,
+//! no metrics recorder, over the peers' no-op connection: `peers::NoopBackend`),
+//! `poolwarden-sim` (the simulated backend with zero latency, whose broken-connection check
+//! looks for injected faults), `poolwarden-recorder`
 //! (the same with a Prometheus recorder installed), `bb8` (no-op manager, its defaults:
 //! test on checkout), `bb8-notest`, `deadpool` (no-op manager). Each with 8 connections.
 
@@ -23,33 +24,9 @@ mod peers;
 
 use poolwarden::backends::sim::SimBackend;
 use poolwarden::backends::Backend;
-use poolwarden::{
-    BackendError, ConnectionConfig, EmbeddedSupervisor, PoolConfig, PoolHandle, SupervisorConfig,
-};
+use poolwarden::{ConnectionConfig, EmbeddedSupervisor, PoolConfig, PoolHandle, SupervisorConfig};
 
 const SIZE: u32 = 8;
-
-/// The peers' no-op connection as a poolwarden backend: connecting, probing and
-/// checking cost nothing, so `poolwarden-noop` counts the pool alone, as the peers' rows
-/// do (`poolwarden` runs on the simulated backend, whose broken-connection check looks
-/// for injected faults).
-struct NoopBackend;
-
-impl Backend for NoopBackend {
-    type Connection = ();
-
-    async fn connect(&self, _config: &ConnectionConfig) -> Result<(), BackendError> {
-        Ok(())
-    }
-
-    async fn probe(&self, _conn: &mut ()) -> Result<(), BackendError> {
-        Ok(())
-    }
-
-    fn needs_reset(&self, _conn: &()) -> bool {
-        false
-    }
-}
 
 /// A warm pool of `SIZE` with the default config otherwise.
 async fn poolwarden_pool<B: Backend>(sup: &EmbeddedSupervisor<B>) -> PoolHandle<B> {
@@ -98,7 +75,7 @@ fn main() {
     let (Some(pool), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
         // `cargo bench` runs every bench target with no arguments: nothing to count then.
-        eprintln!("usage: instructions <floor|poolwarden|poolwarden-noop|poolwarden-recorder|bb8|bb8-notest|deadpool> <iterations>");
+        eprintln!("usage: instructions <floor|poolwarden|poolwarden-sim|poolwarden-recorder|bb8|bb8-notest|deadpool> <iterations>");
         return;
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -126,14 +103,15 @@ fn main() {
                     metrics::set_global_recorder(recorder).expect("a recorder");
                 }
                 let sup =
-                    EmbeddedSupervisor::spawn(SimBackend::default(), SupervisorConfig::default())
+                    EmbeddedSupervisor::spawn(peers::NoopBackend, SupervisorConfig::default())
                         .expect("supervisor");
                 let pw = poolwarden_pool(&sup).await;
                 drive!(pw, n, tasks, |p| p.acquire().await.expect("acquire"));
             }
-            "poolwarden-noop" => {
-                let sup = EmbeddedSupervisor::spawn(NoopBackend, SupervisorConfig::default())
-                    .expect("supervisor");
+            "poolwarden-sim" => {
+                let sup =
+                    EmbeddedSupervisor::spawn(SimBackend::default(), SupervisorConfig::default())
+                        .expect("supervisor");
                 let pw = poolwarden_pool(&sup).await;
                 drive!(pw, n, tasks, |p| p.acquire().await.expect("acquire"));
             }

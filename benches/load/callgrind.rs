@@ -13,11 +13,13 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The pools counted (names of `benches/instructions.rs`).
-pub const POOLS: [&str; 4] = [
+pub const POOLS: [&str; 6] = [
     "poolwarden",
     "poolwarden-recorder",
+    "poolwarden-sim",
     "bb8-notest",
     "deadpool",
+    "floor",
 ];
 const LOW: u64 = 5_000;
 const HIGH: u64 = 15_000;

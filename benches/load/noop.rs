@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use poolwarden::backends::sim::SimBackend;
 use poolwarden::{ConnectionConfig, EmbeddedSupervisor, PoolConfig, SupervisorConfig};
 
 use crate::peers::{self, Floor, NoopManager, Op};
@@ -41,8 +40,8 @@ pub async fn run(ctx: &Ctx, targets: &mut Vec<Target>) -> Section {
             "Every task loops acquire-then-drop on a warm pool; the figure is wall time per \
              operation with all tasks running (ns/op, lower is better), the median of {rounds} \
              round(s) in which the pools take turns; ratios are the median of the per-round \
-             ratios, with their spread. poolwarden runs on the simulated backend with zero \
-             latency and its default `PoolConfig` but for `max_size` (test on checkout with \
+             ratios, with their spread. poolwarden runs on the same no-op connection as the \
+             peers (a `Backend` whose connect, probe and checks do nothing) with its default `PoolConfig` but for `max_size` (test on checkout with \
              the 500 ms bypass), warmed to the pool's size, once without a metrics recorder \
              and once as a second pool created with a Prometheus recorder (scraped every \
              second); bb8, deadpool and mobc on no-op managers with their defaults (bb8 and \
@@ -67,7 +66,7 @@ pub async fn run(ctx: &Ctx, targets: &mut Vec<Target>) -> Section {
         ],
     );
     let _scraper = recorder::Scraper::start();
-    let sup = EmbeddedSupervisor::spawn(SimBackend::default(), SupervisorConfig::default())
+    let sup = EmbeddedSupervisor::spawn(peers::NoopBackend, SupervisorConfig::default())
         .expect("supervisor");
     // Decided by instruction counts when they can be taken (full runs only).
     let counted = if ctx.quick {

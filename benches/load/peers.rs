@@ -184,6 +184,29 @@ impl mobc::Manager for NoopManager {
     }
 }
 
+/// The same no-op connection as a poolwarden backend: connecting, probing and checking
+/// cost nothing, so poolwarden's no-op rows count the pool alone, as the peers' rows do.
+pub struct NoopBackend;
+
+impl poolwarden::Backend for NoopBackend {
+    type Connection = Noop;
+
+    async fn connect(
+        &self,
+        _config: &poolwarden::ConnectionConfig,
+    ) -> Result<Noop, poolwarden::BackendError> {
+        Ok(Noop)
+    }
+
+    async fn probe(&self, _conn: &mut Noop) -> Result<(), poolwarden::BackendError> {
+        Ok(())
+    }
+
+    fn needs_reset(&self, _conn: &Noop) -> bool {
+        false
+    }
+}
+
 pub type Bb8Noop = bb8::Pool<NoopManager>;
 pub type DeadpoolNoop = deadpool::managed::Pool<NoopManager>;
 pub type MobcNoop = mobc::Pool<NoopManager>;
@@ -262,3 +285,7 @@ acquire_release_op!(
     poolwarden::PoolHandle<poolwarden::backends::sim::SimBackend>,
     |p| p.acquire().await.expect("poolwarden acquire")
 );
+acquire_release_op!(poolwarden::PoolHandle<NoopBackend>, |p| p
+    .acquire()
+    .await
+    .expect("poolwarden acquire"));
