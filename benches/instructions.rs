@@ -17,14 +17,24 @@
 //! looks for injected faults), `poolwarden-recorder`
 //! (the same with a Prometheus recorder installed), `bb8` (no-op manager, its defaults:
 //! test on checkout), `bb8-notest`, `deadpool` (no-op manager). Each with 8 connections.
+//! `poolwarden-set`: a read (acquire + release) on a replica set of a primary and two
+//! replicas on the simulated backend, by the default strategy (power of two choices),
+//! member pools of 8 warmed connections, topology probes only at start (so none runs
+//! during the count); beside `poolwarden-sim` it is what routing costs.
+//! `poolwarden-set-rr`: the same, reading round-robin.
 
 #[allow(dead_code)]
 #[path = "load/peers.rs"]
 mod peers;
 
+use std::time::Duration;
+
 use poolwarden::backends::sim::SimBackend;
 use poolwarden::backends::Backend;
-use poolwarden::{ConnectionConfig, EmbeddedSupervisor, PoolConfig, PoolHandle, SupervisorConfig};
+use poolwarden::{
+    ConnectionConfig, EmbeddedSupervisor, PoolConfig, PoolHandle, ReplicaSetConfig,
+    ReplicaSetHandle, Role, Strategy, SupervisorConfig,
+};
 
 const SIZE: u32 = 8;
 
@@ -44,6 +54,41 @@ async fn poolwarden_pool<B: Backend>(sup: &EmbeddedSupervisor<B>) -> PoolHandle<
         .expect("pool");
     pw.warm(SIZE as usize).await.expect("warm-up");
     pw
+}
+
+/// A replica set of a primary and two replicas on `sim`, member pools of `SIZE` warmed
+/// connections, probed once at start; round-robin if `round_robin`, else the default
+/// strategy.
+async fn poolwarden_set(
+    sup: &EmbeddedSupervisor<SimBackend>,
+    sim: &SimBackend,
+    round_robin: bool,
+) -> ReplicaSetHandle<SimBackend> {
+    let primary = ConnectionConfig::sim("instructions-primary");
+    let replicas: Vec<_> = (1..=2)
+        .map(|i| ConnectionConfig::sim(format!("instructions-r{i}")))
+        .collect();
+    let p = sim.server(&primary.primary_host());
+    for r in &replicas {
+        sim.server(&r.primary_host()).replicate_from(&p);
+    }
+    let mut cfg = ReplicaSetConfig::new("instructions", primary, replicas);
+    cfg.topology_interval = Duration::from_secs(3600);
+    if round_robin {
+        cfg.strategy = Strategy::RoundRobin;
+    }
+    cfg.pool = Some(PoolConfig {
+        min_idle: SIZE,
+        max_size: SIZE,
+        ..PoolConfig::default()
+    });
+    let set = sup.handle().replica_set(cfg).await.expect("replica set");
+    // Until the first probe has seen both replicas and they are warm.
+    let warm = |m: &poolwarden::MemberInfo| m.role == Role::Replica && m.usable && m.idle >= SIZE as usize;
+    while set.topology().iter().filter(|m| warm(m)).count() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    set
 }
 
 /// `n` acquire-then-release iterations on `$pool`, shared by `$tasks` tasks; with more
@@ -75,7 +120,7 @@ fn main() {
     let (Some(pool), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
         // `cargo bench` runs every bench target with no arguments: nothing to count then.
-        eprintln!("usage: instructions <floor|poolwarden|poolwarden-sim|poolwarden-recorder|bb8|bb8-notest|deadpool> <iterations>");
+        eprintln!("usage: instructions <floor|poolwarden|poolwarden-sim|poolwarden-recorder|poolwarden-set|poolwarden-set-rr|bb8|bb8-notest|deadpool> <iterations>");
         return;
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -114,6 +159,13 @@ fn main() {
                         .expect("supervisor");
                 let pw = poolwarden_pool(&sup).await;
                 drive!(pw, n, tasks, |p| p.acquire().await.expect("acquire"));
+            }
+            "poolwarden-set" | "poolwarden-set-rr" => {
+                let sim = SimBackend::default();
+                let sup = EmbeddedSupervisor::spawn(sim.clone(), SupervisorConfig::default())
+                    .expect("supervisor");
+                let set = poolwarden_set(&sup, &sim, pool == "poolwarden-set-rr").await;
+                drive!(set, n, tasks, |p| p.read().await.expect("read"));
             }
             "bb8" | "bb8-notest" => {
                 let bb = bb8::Pool::builder()

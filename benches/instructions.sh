@@ -18,7 +18,7 @@ count() {
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 printf "%-20s %14s\n" "pool (${TASKS:-1} task(s))" "instr / op"
-for pool in ${POOLS:-floor poolwarden poolwarden-recorder bb8 bb8-notest deadpool}; do
+for pool in ${POOLS:-floor poolwarden poolwarden-recorder poolwarden-set poolwarden-set-rr bb8 bb8-notest deadpool}; do
   lo=$(count "$pool" "$LOW")
   hi=$(count "$pool" "$HIGH")
   printf '%-20s %14s\n' "$pool" "$(( (hi - lo) / (HIGH - LOW) ))"

@@ -247,6 +247,9 @@ fn supervisor_and_replica_set_durations_are_bounded() {
     c.topology_interval = Duration::MAX;
     assert_eq!(err_field(c.validate()), "replica_set.topology_interval");
     let mut c = base.clone();
+    c.slow_start_window = Duration::MAX;
+    assert_eq!(err_field(c.validate()), "replica_set.slow_start_window");
+    let mut c = base.clone();
     c.pool = Some(PoolConfig {
         max_lifetime: Some(Duration::MAX),
         ..PoolConfig::default()
@@ -258,6 +261,10 @@ fn supervisor_and_replica_set_durations_are_bounded() {
         (
             format!("topology_interval = {MAX_TOML}"),
             "topology_interval",
+        ),
+        (
+            format!("slow_start_window = {MAX_TOML}"),
+            "replica_set.slow_start_window",
         ),
         (
             "pool = { connect_timeout = \"1000days\" }".to_string(),

@@ -53,6 +53,7 @@ mod ratios;
 mod recorder;
 mod redis;
 mod report;
+mod routing;
 mod runner;
 mod sim;
 
@@ -353,7 +354,7 @@ fn main() {
     }
     if wants(6) {
         timed(&ctx, &mut sections, &mut targets, "6. routing", |t| {
-            rt.block_on(sim::routing(&ctx, t))
+            rt.block_on(routing::run(&ctx, t))
         });
     }
     match &pg {

@@ -1,14 +1,12 @@
-//! Scenarios on the simulated backend: 5 (many keys), 6 (routing), 8 (cold storm).
+//! Scenarios on the simulated backend: 5 (many keys), 8 (cold storm). Scenario 6 (routing,
+//! also simulated) is `routing.rs`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use poolwarden::backends::sim::{SimBackend, SimBehavior};
-use poolwarden::{
-    ConnectionConfig, EmbeddedSupervisor, PoolConfig, PoolHandle, ReplicaSetConfig,
-    ReplicaSetHandle, Role, SupervisorConfig,
-};
+use poolwarden::{ConnectionConfig, EmbeddedSupervisor, PoolConfig, PoolHandle, SupervisorConfig};
 use tokio::time::Instant;
 
 use crate::chart;
@@ -19,7 +17,8 @@ use crate::report::{ratio, thousands, Section, Table, Target};
 use crate::runner::count_loop;
 use crate::Ctx;
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -251,132 +250,6 @@ pub async fn many_keys(ctx: &Ctx, targets: &mut Vec<Target>) -> Section {
     section
         .charts
         .push((file.into(), "ns/op by number of pools".into()));
-    section
-}
-
-// ----- 6. routing --------------------------------------------------------------------------
-
-impl Op for ReplicaSetHandle<SimBackend> {
-    async fn run(&self) -> Option<Duration> {
-        let t = Instant::now();
-        let c = self.read().await.expect("replica-set read");
-        let w = t.elapsed();
-        drop(c);
-        Some(w)
-    }
-}
-
-pub async fn routing(ctx: &Ctx, _targets: &mut Vec<Target>) -> Section {
-    let mut section = Section::new(
-        6,
-        "Routing: a read on a replica set of 3 beside a single pool",
-        "A replica set (a primary and two replicas, round-robin reads, pools of 8 warmed \
-         connections) on the simulated backend with zero latency, beside one pool of 8: \
-         acquire + release, ns/op, median of rounds taken in turns.",
-    );
-    let sim = SimBackend::default();
-    let sup = EmbeddedSupervisor::spawn(
-        sim.clone(),
-        SupervisorConfig {
-            pool_idle_timeout: None,
-            ..SupervisorConfig::default()
-        },
-    )
-    .expect("supervisor");
-    let pool_cfg = PoolConfig {
-        min_idle: 8,
-        max_size: 8,
-        ..PoolConfig::default()
-    };
-    let primary = ConnectionConfig::sim("rs-primary");
-    let replicas: Vec<_> = (1..=2)
-        .map(|i| ConnectionConfig::sim(format!("rs-r{i}")))
-        .collect();
-    let p = sim.server(&primary.primary_host());
-    for r in &replicas {
-        sim.server(&r.primary_host()).replicate_from(&p);
-    }
-    let mut cfg = ReplicaSetConfig::new("bench", primary, replicas);
-    cfg.topology_interval = Duration::from_millis(100);
-    cfg.pool = Some(pool_cfg.clone());
-    let set = sup.handle().replica_set(cfg).await.expect("replica set");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let t = set.topology();
-        if t.iter()
-            .filter(|m| m.role == Role::Replica && m.usable && m.idle >= 8)
-            .count()
-            == 2
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let single = sup
-        .handle()
-        .pool_with(ConnectionConfig::sim("rs-single"), pool_cfg)
-        .await
-        .expect("pool");
-    single.warm(8).await.expect("warm");
-    let mut table = Table::new(
-        "",
-        &[
-            "tasks",
-            "single pool ns/op",
-            "replica-set read ns/op",
-            "set / single",
-        ],
-    );
-    let mut bars = Vec::new();
-    let rounds = if ctx.quick { 1 } else { 5 };
-    for tasks in [1usize, 16] {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            a.push(count_loop(&single, tasks, ctx.dur(0.05, 0.01), ctx.dur(0.3, 0.05)).await);
-            b.push(count_loop(&set, tasks, ctx.dur(0.05, 0.01), ctx.dur(0.3, 0.05)).await);
-        }
-        let (a, b) = (median(a), median(b));
-        ctx.progress(&format!(
-            "  {tasks:>2} tasks: single {a:.0} ns, replica-set read {b:.0} ns"
-        ));
-        table.row(vec![
-            tasks.to_string(),
-            format!("{a:.0}"),
-            format!("{b:.0}"),
-            ratio(b / a),
-        ]);
-        bars.push((format!("{tasks} tasks  single pool"), 0, a));
-        bars.push((format!("{tasks} tasks  replica-set read"), 1, b));
-    }
-    let reads: Vec<String> = set
-        .topology()
-        .iter()
-        .map(|m| {
-            format!(
-                "{} {:?}: {} reads",
-                m.host,
-                m.role,
-                thousands(m.reads as f64)
-            )
-        })
-        .collect();
-    section.tables.push(table);
-    section
-        .notes
-        .push(format!("Reads per member: {}.", reads.join("; ")));
-    let file = "s6-routing.svg";
-    if let Err(e) = chart::hbars(
-        &ctx.chart_dir.join(file),
-        "6. read on a replica set of 3 vs a single pool (ns/op)",
-        "ns per operation",
-        &bars,
-    ) {
-        ctx.progress(&format!("  chart failed: {e}"));
-    }
-    section
-        .charts
-        .push((file.into(), "replica-set read vs single pool".into()));
-    let _ = sup.shutdown(Duration::from_secs(5)).await;
     section
 }
 

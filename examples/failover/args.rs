@@ -14,14 +14,14 @@ pub struct Args {
 }
 
 pub const USAGE: &str =
-    "usage: failover [--fast | --seconds N] [--strategy round-robin|random|least-loaded]
+    "usage: failover [--fast | --seconds N] [--strategy power-of-two|round-robin|random|least-loaded]
                 [--primary URL --replica URL [--replica URL ...]] [--dashboard]
 environment: FAILOVER_PRIMARY_URL, FAILOVER_REPLICA_URLS (comma-separated)";
 
 pub fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         seconds: None,
-        strategy: Strategy::RoundRobin,
+        strategy: Strategy::default(),
         primary: None,
         replicas: Vec::new(),
         dashboard: false,
@@ -46,6 +46,7 @@ pub fn parse_args() -> Result<Args, String> {
                     "round-robin" | "round_robin" => Strategy::RoundRobin,
                     "random" => Strategy::Random,
                     "least-loaded" | "least_loaded" => Strategy::LeastLoaded,
+                    "power-of-two" | "power_of_two" => Strategy::PowerOfTwo,
                     other => return Err(format!("unknown strategy `{other}`")),
                 }
             }

@@ -5,7 +5,7 @@
 //! cargo run --example failover                  # about 24 s, on the simulated backend
 //! cargo run --example failover -- --fast        # the same story in 6 s (CI)
 //! cargo run --example failover -- --seconds 60  # the same story, slower
-//! cargo run --example failover -- --strategy least-loaded   # or random, round-robin
+//! cargo run --example failover -- --strategy least-loaded   # or random, round-robin, power-of-two (the default)
 //! ```
 //!
 //! On the simulated backend (the default) the demo scripts the faults, as fractions of the

@@ -64,7 +64,7 @@ impl<B: Backend> ReplicaSetActor<B> {
         if self.round_running.swap(true, Ordering::AcqRel) {
             return;
         }
-        let members = self.shared.members.read().clone();
+        let members = Arc::clone(&self.shared.members.read());
         let backend = Arc::clone(&self.backend);
         let name = self.shared.name.clone();
         let sink = Arc::clone(&self.sink);
@@ -193,8 +193,11 @@ impl<B: Backend> Handler<AddMember> for ReplicaSetActor<B> {
             msg.connection,
             msg.role,
             self.pool_config.clone(),
+            self.shared.slow_start_window,
         );
-        self.shared.members.write().push(member);
+        // Not at full share at once: its reads ramp up over the slow-start window.
+        member.warm_up();
+        self.shared.members.push(member);
         self.pools.insert(key, addr);
         tracing::info!(set = %self.shared.name, member = %key, "member added");
         // Learn its role, lag and position now rather than at the next tick (skipped if a
@@ -210,12 +213,7 @@ impl<B: Backend> Handler<RemoveMember> for ReplicaSetActor<B> {
         let Some(addr) = self.pools.remove(&msg.key) else {
             return false;
         };
-        let removed = {
-            let mut members = self.shared.members.write();
-            let at = members.iter().position(|m| m.pool.key == msg.key);
-            at.map(|i| members.remove(i))
-        };
-        if let Some(m) = removed {
+        if let Some(m) = self.shared.members.remove(msg.key) {
             m.pool.close(false);
         }
         addr.do_send(Close);

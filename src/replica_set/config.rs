@@ -32,10 +32,12 @@ validated_config! {
 ///     name = "orders"
 ///     strategy = "least_loaded"
 ///     max_lag = "5s"
+///     slow_start_window = "30s"
 ///     primary = { backend = "sim", hosts = [{ host = "db1", port = 1 }] }
 ///     replicas = [{ backend = "sim", hosts = [{ host = "db2", port = 1 }] }]
 /// "#).unwrap();
 /// assert_eq!(cfg.strategy, Strategy::LeastLoaded);
+/// assert_eq!(cfg.slow_start_window, std::time::Duration::from_secs(30));
 /// assert!(cfg.fallback_to_primary);
 /// cfg.validate().unwrap();
 /// ```
@@ -49,12 +51,35 @@ pub struct ReplicaSetConfig {
     /// Read replicas. Default none; at most [`ReplicaSetConfig::MAX_REPLICAS`] (1000).
     #[serde(default, deserialize_with = "limits::nested_vec")]
     pub replicas: Vec<ConnectionConfig>,
-    /// How reads are spread. Default round-robin.
+    /// How reads are spread. Default [`Strategy::PowerOfTwo`] (round-robin before: set
+    /// `strategy = "round_robin"` to keep it).
     #[serde(default)]
     pub strategy: Strategy,
     /// Replicas lagging more than this are skipped for reads. Default: no limit.
     #[serde(default, with = "humantime_serde")]
     pub max_lag: Option<Duration>,
+    /// Slow start: a replica readmitted after it was left out of routing (unreachable at a
+    /// topology probe, its breaker open, its health bad) or added at run time takes a share
+    /// of reads that grows linearly from a tenth of its due to all of it over this window
+    /// (Envoy's `slow_start_window`), so a server with cold caches is not handed its full
+    /// share at once. Under every strategy it takes part in each read with that chance, and
+    /// never at the cost of a read going to the primary or failing: when only warming
+    /// replicas qualify, they serve. Default zero: no slow start (power of two choices, the
+    /// default strategy, already holds a returning replica to the load of the others); at
+    /// most 365 days.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use poolwarden::{ConnectionConfig, ReplicaSetConfig};
+    /// let mut cfg = ReplicaSetConfig::new("orders", ConnectionConfig::sim("db1"), vec![]);
+    /// assert_eq!(cfg.slow_start_window, Duration::ZERO);
+    /// cfg.slow_start_window = Duration::from_secs(30);
+    /// cfg.validate().unwrap();
+    /// cfg.slow_start_window = Duration::MAX;
+    /// assert_eq!(cfg.validate().unwrap_err().field, "replica_set.slow_start_window");
+    /// ```
+    #[serde(default, with = "humantime_serde")]
+    pub slow_start_window: Duration,
     /// With no usable replica, reads go to the primary. Default true.
     #[serde(default = "yes")]
     pub fallback_to_primary: bool,
@@ -82,6 +107,7 @@ impl ReplicaSetConfig {
             replicas,
             strategy: Strategy::default(),
             max_lag: None,
+            slow_start_window: Duration::ZERO,
             fallback_to_primary: true,
             topology_interval: one_second(),
             pool: None,
@@ -113,6 +139,7 @@ impl ReplicaSetConfig {
         if let Some(d) = self.max_lag {
             limits::check_duration("replica_set.max_lag", d)?;
         }
+        limits::check_duration("replica_set.slow_start_window", self.slow_start_window)?;
         limits::check_positive_duration("replica_set.topology_interval", self.topology_interval)?;
         if let Some(p) = &self.pool {
             p.validate()

@@ -12,13 +12,14 @@ use std::time::Duration;
 use actix::{Actor, Addr, WeakAddr};
 use futures::FutureExt;
 use serde::Serialize;
+use std::task::Poll;
 use tokio::time::Instant;
 
 use super::actor::{ReplicaSetActor, RoleSink};
 use super::config::ReplicaSetConfig;
 use super::members::{MemberInfo, MemberState, SetShared};
 use super::messages::{AddMember, RemoveMember};
-use super::router::{self, ReadRequest, Strategy};
+use super::router::{ReadRequest, Strategy};
 use crate::backends::{Backend, Role};
 use crate::connection::ConnectionConfig;
 use crate::error::{Error, Phase};
@@ -105,6 +106,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
                 connection,
                 role,
                 pool_config.clone(),
+                config.slow_start_window,
             );
             members.push(member);
             pools.insert(key, addr);
@@ -156,10 +158,10 @@ impl<B: Backend> ReplicaSetHandle<B> {
             let changed = self.shared.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let (members, views) = self.shared.snapshot();
-            let i = router::primary(&views).ok_or_else(|| Error::NoMember {
-                set: self.shared.name.clone(),
-            })?;
+            let members = self.shared.members.read();
+            let Some(i) = self.shared.route_write(&members) else {
+                return Err(self.no_member());
+            };
             let member = &members[i];
             let total = *budget.get_or_insert(member.pool.config.acquire_timeout);
             let left = total.saturating_sub(start.elapsed());
@@ -184,6 +186,8 @@ impl<B: Backend> ReplicaSetHandle<B> {
                 });
             }
             tracing::debug!(set = %self.shared.name, member = %member.pool.key, error = %e, "write failed; waiting for the primary");
+            // Not held while waiting: the next try takes the members as they are then.
+            drop(members);
             let _ = tokio::time::timeout(left.min(WRITE_RETRY), changed).await;
         }
     }
@@ -248,7 +252,6 @@ impl<B: Backend> ReplicaSetHandle<B> {
     /// in the queue.
     pub async fn read_with(&self, options: ReadOptions) -> Result<PooledConnection<B>, Error> {
         self.shared.learn_home();
-        let start = Instant::now();
         let mut request = ReadRequest {
             strategy: options.strategy.unwrap_or(self.shared.strategy),
             max_lag: self.shared.max_lag,
@@ -256,34 +259,56 @@ impl<B: Backend> ReplicaSetHandle<B> {
             exclude: None,
             fallback_to_primary: self.shared.fallback_to_primary,
         };
-        let mut budget = None;
+        // One snapshot for the read and its retry: picks (and the retry's `exclude`) are
+        // indexes into it.
+        let members = self.shared.members.read();
+        // The first try's budget, and when its wait began: the clock is read only if that
+        // try has to wait (so not on the fast path); its first poll, which waits for
+        // nothing, is not counted against the retry's budget.
+        let mut total = None;
+        let mut waited_from: Option<Instant> = None;
         loop {
-            let (member, i, alternative) =
-                self.shared
-                    .route_read(&request)
-                    .ok_or_else(|| Error::NoMember {
-                        set: self.shared.name.clone(),
-                    })?;
+            let Some(pick) = self.shared.route_read(&members, &request) else {
+                return Err(self.no_member());
+            };
+            let member = &members[pick.index];
             // One retry on another member, at most.
-            let alternative = alternative && request.exclude.is_none();
-            let total = *budget.get_or_insert(member.pool.config.acquire_timeout);
-            let left = total.saturating_sub(start.elapsed());
+            let alternative = pick.alternative && request.exclude.is_none();
+            let total = *total.get_or_insert(member.pool.config.acquire_timeout);
+            let left = match waited_from {
+                None => total,
+                Some(t) => total.saturating_sub(t.elapsed()),
+            };
             let attempt = if alternative {
-                member.pool.acquire_no_retry(left).await
+                let attempt = member.pool.acquire_no_retry(left);
+                tokio::pin!(attempt);
+                match futures::poll!(attempt.as_mut()) {
+                    Poll::Ready(done) => done,
+                    Poll::Pending => {
+                        waited_from = Some(Instant::now());
+                        attempt.await
+                    }
+                }
             } else {
                 member.pool.acquire_within(left).await
             };
-            match attempt {
-                Ok(conn) => {
-                    member.read_served();
-                    return Ok(conn);
-                }
-                Err(e) if alternative && worth_retrying(&e) => {
+            match &attempt {
+                Ok(_) => member.read_served(),
+                Err(e) if alternative && worth_retrying(e) => {
                     tracing::debug!(set = %self.shared.name, member = %member.pool.key, error = %e, "read failed; retrying on another member");
-                    request.exclude = Some(i);
+                    request.exclude = Some(pick.index);
+                    continue;
                 }
-                Err(e) => return Err(e),
+                Err(_) => {}
             }
+            return attempt;
+        }
+    }
+
+    #[cold]
+    fn no_member(&self) -> Error {
+        Error::NoMember {
+            set: self.shared.name.clone(),
         }
     }
 

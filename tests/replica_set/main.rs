@@ -1,17 +1,22 @@
 //! Replica sets on the simulated backend: read strategies (round-robin, least-loaded,
-//! random, per-request override), ejection of dead, breaker-open and lagging replicas,
-//! fallback to the primary, the retry-once rule, read-your-writes, failover with role-change
-//! events, membership changes at run time, and shutdown.
+//! random, power of two choices, per-request override), ejection of dead, breaker-open and
+//! lagging replicas, slow start of a readmitted or added replica, fallback to the primary,
+//! the retry-once rule, read-your-writes, failover with role-change events, membership
+//! changes at run time, and shutdown.
 //!
 //! Every test runs on `#[actix::test]` with paused tokio time: a loop of reads whose
 //! awaits are all ready never moves the clock, so no topology round runs in the middle of
 //! a count unless the test sleeps for it.
+//!
+//! The fixture's sets read round-robin with no slow start (a test asks for others), so a
+//! test about ejection, failover or membership can count reads exactly.
 
 mod ejection;
 mod failover;
 mod lag;
 mod membership;
 mod shutdown;
+mod slow_start;
 mod strategies;
 
 use std::time::Duration;
@@ -19,7 +24,7 @@ use std::time::Duration;
 use poolwarden::backends::sim::{SimBackend, SimServer};
 use poolwarden::{
     BreakerConfig, CausalityToken, ConnectionConfig, MemberInfo, PoolConfig, PoolKey, ReadOptions,
-    ReplicaSetConfig, ReplicaSetHandle, SupervisorConfig, SupervisorHandle,
+    ReplicaSetConfig, ReplicaSetHandle, Strategy, SupervisorConfig, SupervisorHandle,
 };
 use tokio::time::{sleep, Instant};
 
@@ -75,8 +80,8 @@ struct Fx {
 }
 
 /// Pause time, create a primary and `replicas` replicas replaying from it, start a
-/// supervisor and the set `name` (`tweak` adjusts its config), and let the first topology
-/// round run.
+/// supervisor and the set `name` (round-robin, no slow start; `tweak` adjusts its config),
+/// and let the first topology round run.
 async fn start_set(name: &str, replicas: usize, tweak: impl FnOnce(&mut ReplicaSetConfig)) -> Fx {
     tokio::time::pause();
     let sim = Sim::new(7);
@@ -95,6 +100,8 @@ async fn start_set(name: &str, replicas: usize, tweak: impl FnOnce(&mut ReplicaS
     let mut config = ReplicaSetConfig::new(name, primary, replica_configs);
     config.topology_interval = INTERVAL;
     config.pool = Some(pool_config());
+    config.strategy = Strategy::RoundRobin;
+    config.slow_start_window = Duration::ZERO;
     tweak(&mut config);
     let sup = SupervisorHandle::start(
         sim.clone(),

@@ -1,4 +1,5 @@
-//! Read strategies: round-robin, least-loaded, random, and the per-request override.
+//! Read strategies: round-robin, least-loaded, random, power of two choices (the default),
+//! and the per-request override.
 
 use crate::{default_read, delta, start_set};
 use poolwarden::{ReadOptions, Strategy};
@@ -85,4 +86,37 @@ async fn the_strategy_can_be_overridden_per_request() {
         assert!((400..=600).contains(n), "{counts:?}");
     }
     drop((held_r1, held_r2));
+}
+
+#[actix::test]
+async fn power_of_two_is_the_default_and_never_picks_the_busier_of_its_draw() {
+    let fx = start_set("p2c", 3, |c| c.strategy = Strategy::default()).await;
+    assert_eq!(fx.config.strategy, Strategy::PowerOfTwo);
+    // r1 carries two checkouts (taken in turn: power of two would not give them to it):
+    // drawn with either idle replica, it loses every time.
+    let in_turn = ReadOptions {
+        strategy: Some(Strategy::RoundRobin),
+        ..ReadOptions::default()
+    };
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let conn = fx.set.read_with(in_turn).await.unwrap();
+        if fx.index(conn.key()) == 1 {
+            held.push(conn);
+        }
+    }
+    assert_eq!(fx.info(1).in_use, 2);
+    let counts = fx.reads(3000, default_read()).await;
+    assert_eq!(&counts[..2], &[0, 0], "{counts:?}");
+    // r2 and r3 tie at zero: the first drawn of a pair, half each.
+    for n in &counts[2..] {
+        assert!((1350..=1650).contains(n), "{counts:?}");
+    }
+    drop(held);
+    // All idle again: the three share (a third each, within tolerance).
+    let counts = fx.reads(3000, default_read()).await;
+    assert_eq!(counts[0], 0);
+    for n in &counts[1..] {
+        assert!((850..=1150).contains(n), "{counts:?}");
+    }
 }
