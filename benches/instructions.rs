@@ -84,7 +84,8 @@ async fn poolwarden_set(
     });
     let set = sup.handle().replica_set(cfg).await.expect("replica set");
     // Until the first probe has seen both replicas and they are warm.
-    let warm = |m: &poolwarden::MemberInfo| m.role == Role::Replica && m.usable && m.idle >= SIZE as usize;
+    let warm =
+        |m: &poolwarden::MemberInfo| m.role == Role::Replica && m.usable && m.idle >= SIZE as usize;
     while set.topology().iter().filter(|m| warm(m)).count() < 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

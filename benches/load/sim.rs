@@ -17,8 +17,7 @@ use crate::report::{ratio, thousands, Section, Table, Target};
 use crate::runner::count_loop;
 use crate::Ctx;
 
-/// The median of `v` (the upper one of an even count).
-pub fn median(mut v: Vec<f64>) -> f64 {
+fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

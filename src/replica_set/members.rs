@@ -212,9 +212,13 @@ impl<B: Backend> View for Arc<MemberState<B>> {
         MemberState::role(self)
     }
 
+    /// Reachable and its pool serving. Not whether the pool is closed: that flag shares a
+    /// cache line with the counters every acquire of that pool writes, and a closed pool
+    /// (a member just removed, seen in an older snapshot, or a set shutting down) answers
+    /// the acquire at once with an error a read retries elsewhere.
     #[inline]
     fn usable(&self) -> bool {
-        let usable = self.is_usable();
+        let usable = self.reachable.load(Ordering::Relaxed) && self.pool.serving();
         if !usable {
             // Its return, seen by a later pick, starts a warm-up.
             self.slow_start.left_out();
