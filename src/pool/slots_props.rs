@@ -98,11 +98,7 @@ impl<'a> Model<'a> {
 
     fn apply(&mut self, op: Op) {
         match op {
-            Op::TryTake => {
-                if self.slots.try_take().is_ok() {
-                    self.got_slot();
-                }
-            }
+            Op::TryTake if self.slots.try_take().is_ok() => self.got_slot(),
             Op::Wait => {
                 let slots = self.slots;
                 self.waiters.push(Box::pin(slots.take()));
