@@ -47,6 +47,7 @@ pub mod prometheus;
 mod replica_set;
 mod secret;
 mod supervisor;
+mod timetable;
 
 pub use backends::{Backend, MemberStatus, Role};
 pub use budget::{BudgetStats, EndpointBudget, TotalBudget};

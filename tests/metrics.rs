@@ -115,7 +115,8 @@ async fn the_scrape_follows_the_pool() {
         .pool_with(ConnectionConfig::sim("anon"), config())
         .await
         .unwrap();
-    let anon_label = format!("key:{}", anon.key().to_hex());
+    let anon_label = format!("key:{}", anon.key());
+    assert_eq!(anon_label.len(), "key:".len() + 12, "12 hex digits");
     assert_eq!(anon.stats().name, anon_label);
     assert_eq!(pool.stats().name, "orders");
     drop(anon.acquire().await.unwrap());

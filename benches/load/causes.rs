@@ -119,16 +119,6 @@ pub fn many_keys_cost(spread: f64, hot: f64, bb8_spread: f64) -> String {
     )
 }
 
-pub fn many_keys_memory(heap: f64) -> String {
-    format!(
-        "{:.1} KiB per pool: the `PoolShared` itself, the actor and its `actix::Supervisor` \
-         wrapper with a mailbox, two interval timers (maintenance, probe), the supervisor's \
-         entry (key, config copy, LRU node), the warmed connection, and the `PoolConfig` \
-         copied into both the entry and the shared state.",
-        heap / 1024.0
-    )
-}
-
 pub fn pg_throughput(
     r: &PerRound,
     limit: f64,

@@ -43,6 +43,7 @@ mod faults;
 mod fleet;
 mod hist;
 mod hog;
+mod keys;
 mod machine;
 mod mem;
 mod noop;
@@ -349,7 +350,7 @@ fn main() {
             &mut sections,
             &mut targets,
             "5. many pool keys",
-            |t| rt.block_on(sim::many_keys(&ctx, t)),
+            |t| rt.block_on(keys::many_keys(&ctx, t)),
         );
     }
     if wants(6) {

@@ -1,5 +1,6 @@
 //! Memory and CPU figures: a counting global allocator (switched on only while scenario 5
-//! measures), resident set size, and a named thread's CPU time, all from `/proc`.
+//! measures), resident set size, and the CPU time of the whole process and of its threads
+//! by name, all from `/proc`.
 //!
 //! This is the only `unsafe` of the suite: a `GlobalAlloc` must be an `unsafe impl`. It
 //! forwards every call unchanged to the system allocator and only adds to or subtracts from
@@ -81,25 +82,44 @@ pub fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// CPU seconds (user + system) of this process's threads named `name`.
-pub fn thread_cpu(name: &str) -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
+/// User + system CPU ticks in a `/proc/.../stat` line (fields 14 and 15, counted after
+/// the `(comm)`, which may hold spaces).
+fn stat_ticks(stat: &str) -> u64 {
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
     };
-    let mut ticks = 0u64;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // After the `)`: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    get(11) + get(12)
+}
+
+/// USER_HZ, the unit of `/proc` CPU times: 100 on Linux.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds (user + system) of the whole process, every thread, those that have
+/// exited included, from `/proc/self/stat`.
+pub fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_ticks(&stat) as f64 / TICKS_PER_SECOND
+}
+
+/// CPU seconds (user + system) of the living threads, summed by thread name, from
+/// `/proc/self/task/*/stat`: where [`process_cpu`] went.
+pub fn threads_cpu() -> Vec<(String, f64)> {
+    let mut by_name: Vec<(String, f64)> = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
     for t in tasks.flatten() {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
         let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
-        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            ticks += get(11) + get(12);
+        let secs = stat_ticks(&stat) as f64 / TICKS_PER_SECOND;
+        let name = name.trim().to_string();
+        match by_name.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, s)) => *s += secs,
+            None => by_name.push((name, secs)),
         }
     }
-    // USER_HZ is 100 on Linux.
-    ticks as f64 / 100.0
+    by_name
 }

@@ -11,3 +11,23 @@ pub(crate) struct Levels {
     pub(crate) min_idle: usize,
     pub(crate) max_overflow: usize,
 }
+
+impl Levels {
+    /// A digest of the figures, never 0: a tick whose digest is the last one's has
+    /// nothing new for the gauges.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn digest(&self) -> u64 {
+        [
+            self.idle,
+            self.used,
+            self.pending,
+            self.max_size,
+            self.min_idle,
+            self.max_overflow,
+        ]
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &v| {
+            (h.rotate_left(5) ^ v as u64).wrapping_mul(0x0100_0000_01b3)
+        }) | 1
+    }
+}

@@ -1,9 +1,13 @@
 //! What one pool records: its label, the wait-time and use-time windows (allocated on
 //! the first record), close counts by reason and, with the `metrics` feature, its metric
 //! handles (`handles.rs`). The pool calls in; nothing here knows the pool's internals.
+//! What it is told of (an acquire, a return, a close, a timeout, a breaker transition) also
+//! touches the pool's [`Bell`], which wakes a pool its maintenance has parked.
 
 pub(crate) use super::levels::Levels;
-use std::sync::OnceLock;
+#[cfg(feature = "metrics")]
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -13,6 +17,7 @@ use super::window::{Percentiles, Window};
 use crate::error::BackendErrorKind;
 use crate::key::PoolKey;
 use crate::policy::breaker::BreakerState;
+use crate::timetable::Bell;
 
 #[cfg(feature = "metrics")]
 use super::handles::Handles;
@@ -22,10 +27,11 @@ pub(crate) const SLICE: Duration = Duration::from_secs(30);
 
 /// The pool's label: its registered name, else `key:<12 hex digits>` (never a URL, never
 /// a password).
-pub(crate) fn label(key: PoolKey, name: Option<&str>) -> String {
+pub(crate) fn label(key: PoolKey, name: Option<&str>) -> Arc<str> {
     match name {
-        Some(n) => n.to_string(),
-        None => format!("key:{}", key.to_hex()),
+        Some(n) => n.into(),
+        // The key's `Display`: 12 hex digits, as documented (not `to_hex`, all 64).
+        None => format!("key:{key}").into(),
     }
 }
 
@@ -35,28 +41,51 @@ struct Windows {
     used: Window,
 }
 
+/// In this order (`repr(C)`): what the acquire path reads first, together.
+#[repr(C)]
 pub(crate) struct PoolObserver {
-    label: String,
     windows: OnceLock<Box<Windows>>,
+    bell: Bell,
+    /// Shared by the pool's metric series.
+    label: Arc<str>,
     closes: Closes,
     #[cfg(feature = "metrics")]
     handles: OnceLock<Box<Handles>>,
+    /// [`Levels::digest`] of what the gauges were last set to (0: never).
+    #[cfg(feature = "metrics")]
+    levels_sent: AtomicU64,
 }
 
 impl PoolObserver {
     pub(crate) fn new(key: PoolKey, name: Option<&str>) -> Self {
         Self {
-            label: label(key, name),
             windows: OnceLock::new(),
+            bell: Bell::default(),
+            label: label(key, name),
             closes: Closes::default(),
             #[cfg(feature = "metrics")]
             handles: OnceLock::new(),
+            #[cfg(feature = "metrics")]
+            levels_sent: AtomicU64::new(0),
         }
     }
 
     /// `db.client.connection.pool.name` of this pool.
     pub(crate) fn label(&self) -> &str {
         &self.label
+    }
+
+    /// The pool's place in its supervisor's timetable.
+    pub(crate) fn bell(&self) -> &Bell {
+        &self.bell
+    }
+
+    /// Nothing recorded in the windows that a tick still has to rotate out (or, with a
+    /// recorder, hand over).
+    pub(crate) fn quiet(&self) -> bool {
+        self.windows
+            .get()
+            .is_none_or(|w| w.wait.quiet() && w.used.quiet())
     }
 
     #[inline]
@@ -90,15 +119,18 @@ impl PoolObserver {
     #[inline]
     pub(crate) fn waited(&self, d: Duration) {
         self.windows().wait.record(d);
+        self.bell.touch();
     }
 
     /// A connection was checked out for `d`. Hot path: window only.
     #[inline]
     pub(crate) fn used(&self, d: Duration) {
         self.windows().used.record(d);
+        self.bell.touch();
     }
 
     pub(crate) fn closed(&self, reason: CloseReason) {
+        self.bell.touch();
         self.closes.add(reason);
         #[cfg(feature = "metrics")]
         self.handles().closed(reason);
@@ -117,26 +149,26 @@ impl PoolObserver {
     }
 
     pub(crate) fn timed_out(&self) {
+        self.bell.touch();
         #[cfg(feature = "metrics")]
         self.handles().timeouts.increment(1);
     }
 
     pub(crate) fn saturated(&self) {
+        self.bell.touch();
         #[cfg(feature = "metrics")]
         self.handles().saturated.increment(1);
     }
 
     pub(crate) fn restarted(&self) {
         #[cfg(feature = "metrics")]
-        self.handles().restarts.increment(1);
+        self.handles().restarted();
     }
 
     pub(crate) fn leaks(&self, reported: u64, reclaimed: u64) {
         #[cfg(feature = "metrics")]
         if reported + reclaimed > 0 {
-            let h = self.handles();
-            h.leaks_reported.increment(reported);
-            h.leaks_reclaimed.increment(reclaimed);
+            self.handles().leaks(reported, reclaimed);
         }
         #[cfg(not(feature = "metrics"))]
         let _ = (reported, reclaimed);
@@ -163,6 +195,7 @@ impl PoolObserver {
     }
 
     pub(crate) fn breaker(&self, to: BreakerState) {
+        self.bell.touch();
         #[cfg(feature = "metrics")]
         self.handles().breaker(to, Some(to));
         #[cfg(not(feature = "metrics"))]
@@ -174,10 +207,13 @@ impl PoolObserver {
     pub(crate) fn tick(&self, now: Instant, levels: Levels) {
         #[cfg(feature = "metrics")]
         {
-            let h = self.handles();
-            h.levels(levels);
+            // An idle pool's figures do not change: its tick leaves the recorder alone.
+            let digest = levels.digest();
+            if self.levels_sent.swap(digest, Ordering::Relaxed) != digest {
+                self.handles().levels(levels);
+            }
             if let Some(w) = self.windows.get() {
-                h.flush(&w.wait, &w.used, now);
+                self.handles().flush(&w.wait, &w.used, now);
                 return;
             }
         }

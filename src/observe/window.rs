@@ -1,6 +1,6 @@
 //! Duration percentiles over a sliding window, cheap to record into from many tasks at
 //! once: two slices of atomic log-scale buckets, the current one recorded into, the other
-//! holding the slice before; rotated by the pool's maintenance tick.
+//! holding the slice before; rotated by the pool's maintenance run.
 //!
 //! Hand-written rather than a crate: `hdrhistogram` needs `&mut` (a mutex per record),
 //! `metrics-util`'s atomic bucket keeps every sample until drained (memory grows with
@@ -48,49 +48,45 @@ pub(crate) fn midpoint(bucket: usize) -> u64 {
     low + ((1u64 << shift) >> 1)
 }
 
-/// One slice of the window.
+/// One slice of the window: its buckets.
 pub(crate) struct Slice {
     pub(crate) buckets: [AtomicU32; BUCKETS],
-    max_ns: AtomicU64,
-    /// When it became the current slice, ms after the window's epoch.
-    started_ms: AtomicU64,
 }
 
 impl Slice {
     fn new() -> Self {
         Self {
             buckets: std::array::from_fn(|_| AtomicU32::new(0)),
-            max_ns: AtomicU64::new(0),
-            started_ms: AtomicU64::new(0),
         }
-    }
-
-    fn clear(&self, started_ms: u64) {
-        for b in &self.buckets {
-            b.store(0, Ordering::Relaxed);
-        }
-        self.max_ns.store(0, Ordering::Relaxed);
-        self.started_ms.store(started_ms, Ordering::Relaxed);
     }
 }
 
-/// Percentiles of one window.
+/// Percentiles of one window. In this order (`repr(C)`, on a line of its own): what a
+/// record reads and writes besides its bucket shares one cache line, so a record touches
+/// two lines.
+#[repr(C, align(64))]
 pub(crate) struct Window {
-    slices: [Slice; 2],
     current: AtomicUsize,
+    /// Each slice's largest duration, ns.
+    max_ns: [AtomicU64; 2],
+    /// When each slice became the current one, ms after `epoch`.
+    started_ms: [AtomicU64; 2],
+    /// How long a slice is current, ms.
+    slice_ms: u64,
     epoch: Instant,
-    /// How long a slice is current.
-    slice: Duration,
+    slices: [Slice; 2],
 }
 
 impl Window {
     /// A window of about `2 * slice` (the current slice and the one before).
     pub(crate) fn new(slice: Duration) -> Self {
         Self {
-            slices: [Slice::new(), Slice::new()],
             current: AtomicUsize::new(0),
+            max_ns: [AtomicU64::new(0), AtomicU64::new(0)],
+            started_ms: [AtomicU64::new(0), AtomicU64::new(0)],
+            slice_ms: slice.as_millis().min(u128::from(u64::MAX)) as u64,
             epoch: Instant::now(),
-            slice,
+            slices: [Slice::new(), Slice::new()],
         }
     }
 
@@ -99,10 +95,11 @@ impl Window {
     #[inline]
     pub(crate) fn record(&self, d: Duration) {
         let ns = d.as_nanos().min(u64::MAX as u128) as u64;
-        let s = &self.slices[self.current.load(Ordering::Relaxed) & 1];
-        s.buckets[bucket(ns)].fetch_add(1, Ordering::Relaxed);
-        if ns > s.max_ns.load(Ordering::Relaxed) {
-            s.max_ns.fetch_max(ns, Ordering::Relaxed);
+        let cur = self.current.load(Ordering::Relaxed) & 1;
+        self.slices[cur].buckets[bucket(ns)].fetch_add(1, Ordering::Relaxed);
+        let max = &self.max_ns[cur];
+        if ns > max.load(Ordering::Relaxed) {
+            max.fetch_max(ns, Ordering::Relaxed);
         }
     }
 
@@ -120,19 +117,30 @@ impl Window {
         &self.slices[i & 1]
     }
 
+    /// Nothing recorded since the last two rotations: both slices are empty (a record
+    /// sets the maximum, or counts in bucket 0 when it is a zero duration).
+    pub(crate) fn quiet(&self) -> bool {
+        (0..2).all(|i| {
+            self.max_ns[i].load(Ordering::Relaxed) == 0
+                && self.slices[i].buckets[0].load(Ordering::Relaxed) == 0
+        })
+    }
+
     /// Whether the current slice is due to be replaced at `now`.
     pub(crate) fn due(&self, now: Instant) -> bool {
-        let started = self.slices[self.current()]
-            .started_ms
-            .load(Ordering::Relaxed);
-        self.ms(now).saturating_sub(started) >= self.slice.as_millis() as u64
+        let started = self.started_ms[self.current()].load(Ordering::Relaxed);
+        self.ms(now).saturating_sub(started) >= self.slice_ms
     }
 
     /// Make the other slice current, emptied. One caller at a time (the maintenance
-    /// tick); a record racing with it lands in the slice it read, counted all the same.
+    /// run); a record racing with it lands in the slice it read, counted all the same.
     pub(crate) fn rotate(&self, now: Instant) {
         let next = 1 - self.current();
-        self.slices[next].clear(self.ms(now));
+        for b in &self.slices[next].buckets {
+            b.store(0, Ordering::Relaxed);
+        }
+        self.max_ns[next].store(0, Ordering::Relaxed);
+        self.started_ms[next].store(self.ms(now), Ordering::Relaxed);
         self.current.store(next, Ordering::Relaxed);
     }
 
@@ -141,18 +149,18 @@ impl Window {
     pub(crate) fn percentiles(&self, now: Instant) -> Percentiles {
         let cur = self.current();
         let now_ms = self.ms(now);
-        let window_ms = 2 * self.slice.as_millis() as u64;
+        let window_ms = 2 * self.slice_ms;
         let mut counts = [0u64; BUCKETS];
         let mut max = 0;
         for (i, s) in self.slices.iter().enumerate() {
-            let started = s.started_ms.load(Ordering::Relaxed);
+            let started = self.started_ms[i].load(Ordering::Relaxed);
             if i != cur && now_ms.saturating_sub(started) > window_ms {
                 continue;
             }
             for (c, b) in counts.iter_mut().zip(&s.buckets) {
                 *c += u64::from(b.load(Ordering::Relaxed));
             }
-            max = max.max(s.max_ns.load(Ordering::Relaxed));
+            max = max.max(self.max_ns[i].load(Ordering::Relaxed));
         }
         let count: u64 = counts.iter().sum();
         let at = |q: f64| -> Duration {

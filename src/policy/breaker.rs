@@ -149,7 +149,8 @@ pub struct CircuitBreaker {
     grown: u32,
     open_until: Instant,
     trial_in_flight: bool,
-    last_error: Option<BackendError>,
+    /// Boxed: a breaker that never failed keeps a pointer, not an error's room.
+    last_error: Option<Box<BackendError>>,
 }
 
 impl CircuitBreaker {
@@ -176,7 +177,7 @@ impl CircuitBreaker {
 
     /// The error that last counted as a failure.
     pub fn last_error(&self) -> Option<&BackendError> {
-        self.last_error.as_ref()
+        self.last_error.as_deref()
     }
 
     /// When an open breaker lets the next trial through.
@@ -262,7 +263,7 @@ impl CircuitBreaker {
         rng: &mut impl Rng,
     ) -> Option<Change> {
         let reason = format!("{error}");
-        self.last_error = Some(error);
+        self.last_error = Some(Box::new(error));
         match self.state {
             BreakerState::Closed => {
                 self.failures += 1;

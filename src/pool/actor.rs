@@ -1,13 +1,13 @@
 //! The pool actor: one per pool key, run under an actix `Supervisor`. It owns the pool's
-//! lifecycle (warm-up, maintenance, probes, resizing, restarts); acquire and release do not
-//! pass through it.
+//! lifecycle (warm-up, restarts, resizing) and its entry in the supervisor's timetable,
+//! which runs its maintenance and background probes when they are due (`tending.rs`).
+//! Acquire and release do not pass through it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix::prelude::*;
-use tracing::Instrument;
 
 use super::config::PoolConfig;
 use super::messages::{
@@ -15,9 +15,11 @@ use super::messages::{
 };
 use super::shared::PoolShared;
 use super::stats::PoolStats;
+use super::tending::{self, Tending};
 use crate::backends::Backend;
 use crate::error::{ConfigError, Error};
 use crate::observe::LeakReport;
+use crate::timetable::{Tend, Ticket, Timetable};
 
 /// How often a pool actor may be restarted before its pool is marked failed.
 #[derive(Debug, Clone, Copy)]
@@ -30,15 +32,27 @@ pub(crate) struct RestartPolicy {
 pub struct PoolActor<B: Backend> {
     pub(crate) shared: Arc<PoolShared<B>>,
     policy: RestartPolicy,
+    timetable: Arc<Timetable>,
+    /// Its entry in the timetable (which holds it weakly), from its first start.
+    entry: Option<(Arc<Tending<B>>, Ticket)>,
 }
 
 impl<B: Backend> PoolActor<B> {
-    pub(crate) fn new(shared: Arc<PoolShared<B>>, policy: RestartPolicy) -> Self {
-        Self { shared, policy }
+    pub(crate) fn new(
+        shared: Arc<PoolShared<B>>,
+        policy: RestartPolicy,
+        timetable: Arc<Timetable>,
+    ) -> Self {
+        Self {
+            shared,
+            policy,
+            timetable,
+            entry: None,
+        }
     }
 
-    /// Crash reporting, warm-up, the maintenance tick and background probes of one
-    /// incarnation (actix drops them all when the actor stops).
+    /// Crash reporting, warm-up and the timetable entry of one incarnation (actix drops
+    /// the refills and probes it runs when the actor stops).
     fn run_lifecycle(&mut self, ctx: &mut Context<Self>) {
         // The pool's metric handles, registered with the recorder installed now.
         self.shared.observe.register(self.shared.health.state());
@@ -57,54 +71,27 @@ impl<B: Backend> PoolActor<B> {
                 }
             })));
         self.spawn_refill(ctx);
-        ctx.run_interval(self.shared.config.maintenance_interval, |act, ctx| {
-            act.shared.reap();
-            act.shared.scan_leaks();
-            act.shared.observe_tick();
-            act.spawn_refill(ctx);
-        });
-        self.schedule_probe(ctx);
-    }
-
-    fn spawn_refill(&self, ctx: &mut Context<Self>) {
-        let shared = Arc::clone(&self.shared);
-        let span = tracing::debug_span!("poolwarden.refill", pool = %shared.key, pool_name = shared.observe.label(), opened = tracing::field::Empty);
-        ctx.spawn(
-            async move {
-                let opened = shared.refill().await;
-                tracing::Span::current().record("opened", opened);
-                opened
+        match &self.entry {
+            Some((tending, _)) => {
+                tending.restart();
+                self.shared.observe.bell().ring();
             }
-            .instrument(span)
-            .into_actor(self)
-            .map(|_, _, _| ()),
-        );
+            None => {
+                let tending = Arc::new(Tending::new(Arc::clone(&self.shared)));
+                let weak: Weak<dyn Tend> = Arc::downgrade(&tending) as Weak<dyn Tend>;
+                let ticket = self.timetable.add(weak);
+                self.shared
+                    .observe
+                    .bell()
+                    .hang(Arc::clone(&self.timetable), ticket);
+                self.entry = Some((tending, ticket));
+            }
+        }
     }
 
-    /// Probe on a jittered interval: each wait is drawn in `[interval/2, interval]` so
-    /// many pools do not probe in lockstep. The probe itself allows one at a time.
-    fn schedule_probe(&self, ctx: &mut Context<Self>) {
-        let Some(interval) = self.shared.config.probe_interval else {
-            return;
-        };
-        let half = interval / 2;
-        let wait = half + half.mul_f64(rand::random::<f64>());
-        ctx.run_later(wait, |act, ctx| {
-            let shared = Arc::clone(&act.shared);
-            let budget = shared.config.probe_timeout;
-            let span = tracing::debug_span!("poolwarden.probe", pool = %shared.key, pool_name = shared.observe.label());
-            ctx.spawn(
-                async move {
-                    let open_within = budget.max(shared.config.connect_timeout);
-                    if let Err(reason) = shared.probe(budget, open_within).await {
-                        tracing::debug!(pool = %shared.key, %reason, "background probe failed");
-                    }
-                }
-                .instrument(span)
-                .into_actor(act),
-            );
-            act.schedule_probe(ctx);
-        });
+    /// The warm-up of an incarnation, dropped with it.
+    fn spawn_refill(&self, ctx: &mut Context<Self>) {
+        ctx.spawn(tending::refill(Arc::clone(&self.shared)).into_actor(self));
     }
 }
 
@@ -122,6 +109,15 @@ impl<B: Backend> Actor for PoolActor<B> {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.shared.set_crash_hook(None);
+    }
+}
+
+/// Gone for good (not restarted): its timetable slot is freed.
+impl<B: Backend> Drop for PoolActor<B> {
+    fn drop(&mut self) {
+        if let Some((_, ticket)) = self.entry.take() {
+            self.timetable.remove(ticket);
+        }
     }
 }
 
@@ -171,7 +167,12 @@ impl<B: Backend> Handler<Warm> for PoolActor<B> {
     type Result = ResponseFuture<usize>;
     fn handle(&mut self, msg: Warm, _ctx: &mut Self::Context) -> Self::Result {
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { shared.warm(msg.target).await })
+        // What it opened is idle: the pool's maintenance watches it from now on.
+        Box::pin(async move {
+            let opened = shared.warm(msg.target).await;
+            shared.observe.bell().ring();
+            opened
+        })
     }
 }
 
@@ -189,6 +190,7 @@ impl<B: Backend> Handler<Resize> for PoolActor<B> {
             return Err(ConfigError::new("resize.min_idle", "must not exceed max_size").into());
         }
         self.shared.resize(msg.max_size, msg.min_idle);
+        self.shared.observe.bell().ring();
         Ok(())
     }
 }
@@ -211,7 +213,12 @@ impl<B: Backend> Handler<Probe> for PoolActor<B> {
     type Result = ResponseFuture<Result<(), String>>;
     fn handle(&mut self, msg: Probe, _ctx: &mut Self::Context) -> Self::Result {
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { shared.probe(msg.timeout, msg.timeout).await })
+        // A probe may open a connection: the pool's maintenance watches it from now on.
+        Box::pin(async move {
+            let verdict = shared.probe(msg.timeout, msg.timeout).await;
+            shared.observe.bell().ring();
+            verdict
+        })
     }
 }
 

@@ -93,11 +93,18 @@ pub struct PoolConfig {
     /// Largest delay between connect retries. Default 2s.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
-    /// How often the pool actor closes expired connections and refills to `min_idle`. Default 1s.
+    /// The pool's maintenance tick: closing expired, idle-timed-out and broken
+    /// connections, refilling to `min_idle`, leak scans. A pool is looked at on a tick only
+    /// when it has something to watch (connections checked out, waiters, a refill to
+    /// retry, recent acquires; idle connections when it has no background probes) or
+    /// something falls due (an idle connection expiring or timing out): an idle pool is
+    /// not woken on every tick. Default 1s.
     #[serde(with = "humantime_serde")]
     pub maintenance_interval: Duration,
-    /// How often the pool actor probes its endpoint (each wait drawn in
-    /// `[interval/2, interval]`); `None` turns background probes off. Default 5s.
+    /// How often the pool probes its endpoint (each wait drawn in `[interval/2,
+    /// interval]`); each probe also looks at the idle connections (broken, expired).
+    /// `None` turns background probes off (idle connections are then looked at on every
+    /// maintenance tick). Default 5s.
     #[serde(with = "humantime_serde")]
     pub probe_interval: Option<Duration>,
     /// Connects in progress at once, acquires and background refills together, so a

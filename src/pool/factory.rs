@@ -17,6 +17,7 @@ use crate::backends::Backend;
 use crate::budget::{endpoint_of, Ledger};
 use crate::connection::ConnectionConfig;
 use crate::key::PoolKey;
+use crate::timetable::Timetable;
 
 /// Builds pools: shared state plus a pool actor under `actix::Supervisor`, with the
 /// supervisor's event sink and restart policy. Used by the supervisor and replica sets.
@@ -32,6 +33,8 @@ pub(crate) struct PoolFactory<B: Backend> {
     /// The name the pools it makes are labelled with in metrics and traces (a
     /// registered name; a replica-set member's `<set>/<host:port>`); `None`: by key.
     pub(crate) name: Option<String>,
+    /// The supervisor's timetable, where the pools it makes are tended.
+    pub(crate) timetable: Arc<Timetable>,
 }
 
 impl<B: Backend> Clone for PoolFactory<B> {
@@ -44,6 +47,7 @@ impl<B: Backend> Clone for PoolFactory<B> {
             hooks: self.hooks.clone(),
             budget: self.budget.clone(),
             name: self.name.clone(),
+            timetable: Arc::clone(&self.timetable),
         }
     }
 }
@@ -91,7 +95,8 @@ impl<B: Backend> PoolFactory<B> {
         shared.bind_budget();
         let for_actor = Arc::clone(&shared);
         let policy = self.policy;
-        let addr = actix::Supervisor::start(move |_| PoolActor::new(for_actor, policy));
+        let timetable = Arc::clone(&self.timetable);
+        let addr = actix::Supervisor::start(move |_| PoolActor::new(for_actor, policy, timetable));
         tracing::debug!(pool = %key, backend = %shared.connection.backend, "pool created");
         (addr, shared)
     }

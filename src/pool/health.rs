@@ -25,24 +25,28 @@ use crate::policy::breaker::{Admission, BreakerConfig, BreakerState, Change, Cir
 /// Called on every circuit-breaker transition.
 pub(crate) type EventSink = Arc<dyn Fn(PoolKey, Change) + Send + Sync>;
 
+/// In this order (`repr(C)`): the two fields every acquire reads (`tripped`,
+/// `suspect_at`) first, on one cache line.
+#[repr(C)]
 pub(crate) struct Health {
-    key: PoolKey,
-    breaker: Mutex<CircuitBreaker>,
-    /// Mirrors `breaker.state() != Closed`, so a closed breaker costs one load.
-    tripped: AtomicBool,
-    /// The last probe or connect succeeded.
-    healthy: AtomicBool,
-    last_error: Mutex<Option<BackendError>>,
-    probing: AtomicBool,
-    events: Option<EventSink>,
-    /// While the breaker is not closed: woken by every outcome and transition, so callers
-    /// waiting for a trial look again.
-    changed: Notify,
-    epoch: Instant,
     /// Nanoseconds after `epoch` (plus one; 0: never) at which a connection last broke
     /// while checked out: idle connections last used before then (strictly) are probed
     /// first.
     suspect_at: AtomicU64,
+    /// Mirrors `breaker.state() != Closed`, so a closed breaker costs one load.
+    tripped: AtomicBool,
+    /// The last probe or connect succeeded.
+    healthy: AtomicBool,
+    probing: AtomicBool,
+    epoch: Instant,
+    key: PoolKey,
+    breaker: Mutex<CircuitBreaker>,
+    /// Boxed: a pool whose connects succeed keeps a pointer, not an error's room.
+    last_error: Mutex<Option<Box<BackendError>>>,
+    events: Option<EventSink>,
+    /// While the breaker is not closed: woken by every outcome and transition, so callers
+    /// waiting for a trial look again.
+    changed: Notify,
     /// Transitions are counted here (`poolwarden.breaker.*`).
     pub(super) observe: Arc<PoolObserver>,
 }
@@ -207,7 +211,7 @@ impl Health {
     /// A connection opened a moment ago failed its probe: the endpoint accepts
     /// connections but cannot serve them, which counts against it.
     pub(super) fn fresh_probe_failed(&self, error: &BackendError) {
-        *self.last_error.lock() = Some(error.clone());
+        *self.last_error.lock() = Some(Box::new(error.clone()));
         self.report_failure(error);
     }
 
@@ -248,7 +252,7 @@ impl Health {
     /// A connect failed with `error`: remembered as the last error, and counted against
     /// the endpoint if its kind says the endpoint is down. Answers whether it counted.
     pub(super) fn connect_failed(&self, error: &BackendError) -> bool {
-        *self.last_error.lock() = Some(error.clone());
+        *self.last_error.lock() = Some(Box::new(error.clone()));
         let counts = error.is_endpoint_down();
         if counts {
             self.report_failure(error);
@@ -261,7 +265,7 @@ impl Health {
     }
 
     pub(super) fn last_error(&self) -> Option<BackendError> {
-        self.last_error.lock().clone()
+        self.last_error.lock().as_deref().cloned()
     }
 
     /// Fit to route to: breaker closed and the last probe or connect healthy.
@@ -287,7 +291,7 @@ impl Health {
         }
         match (
             self.healthy.load(Ordering::Relaxed),
-            self.last_error.lock().as_ref(),
+            self.last_error.lock().as_deref(),
         ) {
             (false, Some(e)) => Err(e.to_string()),
             _ => Ok(()),

@@ -47,6 +47,17 @@ impl<C> Idle<C> {
         (self.returned.notified(), waiting)
     }
 
+    /// Give back room beyond twice what `keep` connections (or the idle ones, if more)
+    /// need. Room grows four at a time from the first push: a pool that keeps one idle
+    /// connection would carry three empty places for good.
+    pub(super) fn trim(&self, keep: usize) {
+        let mut idle = self.deque.lock();
+        let keep = keep.max(idle.len());
+        if idle.capacity() > 2 * keep {
+            idle.shrink_to(keep);
+        }
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.deque.lock().is_empty()
     }

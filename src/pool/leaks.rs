@@ -16,8 +16,9 @@ use crate::policy::leak::{LeakEvent, LeakTracker, Return};
 
 pub(crate) struct Leaks {
     key: PoolKey,
-    /// Present only when leak detection is on.
-    tracker: Option<Mutex<LeakTracker>>,
+    /// Present only when leak detection is on (boxed: a pool without it keeps a pointer,
+    /// not the tracker's room).
+    tracker: Option<Box<Mutex<LeakTracker>>>,
     backtrace: bool,
     reported: AtomicU64,
     reclaimed: AtomicU64,
@@ -32,7 +33,7 @@ impl Leaks {
     ) -> Self {
         Self {
             key,
-            tracker: threshold.map(|t| Mutex::new(LeakTracker::new(t, reclaim_after))),
+            tracker: threshold.map(|t| Box::new(Mutex::new(LeakTracker::new(t, reclaim_after)))),
             backtrace,
             reported: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),

@@ -1,5 +1,6 @@
-//! The pool's lifecycle, driven by its actor: warm-up and refill, reaping, resizing,
-//! restarts (generations, restart intensity), leak scans, closing and draining.
+//! The pool's lifecycle, driven by its actor and its supervisor's timetable: warm-up and
+//! refill, reaping, the maintenance run, resizing, restarts (generations, restart
+//! intensity), leak scans, closing and draining.
 
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -14,6 +15,19 @@ use crate::backends::Backend;
 use crate::error::Error;
 use crate::limits::deadline as far_at;
 use crate::observe::reason::CloseReason;
+
+/// What a maintenance run leaves to do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Upkeep {
+    /// Below `min_idle` and free to open connections now.
+    pub(crate) refill: bool,
+    /// Something to look at again on the next tick, though nothing may ring for it.
+    pub(crate) watch: bool,
+    /// When an idle connection kept now expires or times out.
+    pub(crate) due: Option<Instant>,
+    /// Idle connections after the run.
+    pub(crate) idle: usize,
+}
 
 impl<B: Backend> PoolShared<B> {
     pub(crate) fn set_crash_hook(&self, hook: Option<CrashHook>) {
@@ -99,7 +113,12 @@ impl<B: Backend> PoolShared<B> {
     /// Close expired, stale and idle-timed-out connections (keeping `min_idle`). Returns
     /// how many were closed.
     pub(crate) fn reap(&self) -> usize {
-        let now = Instant::now();
+        self.reap_at(Instant::now()).0
+    }
+
+    /// [`reap`](Self::reap) at `now`; also answers when the next idle connection kept
+    /// expires or times out, if one will.
+    fn reap_at(&self, now: Instant) -> (usize, Option<Instant>) {
         let now_ns = self.hot.nanos(now);
         let generation = self.incarnation.generation();
         let min_idle = self.slots.min_idle();
@@ -109,7 +128,14 @@ impl<B: Backend> PoolShared<B> {
         let mut excess = self.counters.live().saturating_sub(max_size);
         // The reason of each connection taken, in the order `take_where` visits them.
         let mut reasons = Vec::new();
+        let mut due: Option<Instant> = None;
+        let mut due_at = |at: Instant| due = Some(due.map_or(at, |d| d.min(at)));
         let doomed = self.idle.take_where(|c, len| {
+            // On the pool's clock (`Hot::nanos`), as `used` is.
+            let idle_until = self.config.idle_timeout.map(|t| {
+                c.used
+                    .saturating_add(t.as_nanos().min(u64::MAX as u128) as u64)
+            });
             let reason = if c.outlived(generation, now) {
                 Some(self.outlived_reason(c))
             } else if self.backend.is_broken(&mut c.raw) {
@@ -117,14 +143,17 @@ impl<B: Backend> PoolShared<B> {
             // The front holds the longest idle; only trim above min_idle (and max_size).
             } else if len > max_size || excess > 0 {
                 Some(CloseReason::Shrink)
-            } else if len > min_idle
-                && self
-                    .config
-                    .idle_timeout
-                    .is_some_and(|t| now_ns.saturating_sub(c.used) >= t.as_nanos() as u64)
-            {
+            } else if len > min_idle && idle_until.is_some_and(|until| until <= now_ns) {
                 Some(CloseReason::IdleTimeout)
             } else {
+                // Kept: when it will not be. (Beyond min_idle now, it may time out.)
+                c.expires.into_iter().for_each(&mut due_at);
+                if len > min_idle {
+                    idle_until
+                        .map(|ns| self.hot.instant(ns))
+                        .into_iter()
+                        .for_each(&mut due_at);
+                }
                 None
             };
             if let Some(r) = reason {
@@ -141,7 +170,7 @@ impl<B: Backend> PoolShared<B> {
                 self.close_conn(c, r);
             }
         }
-        n
+        (n, due)
     }
 
     /// Report connections held past `leak_threshold` (once each) and free the slots of
@@ -165,14 +194,8 @@ impl<B: Backend> PoolShared<B> {
     /// a waiter needs) and never past `max_size`: idle connections hold no slot, so the
     /// slots alone do not bound them. Returns how many were opened.
     pub(crate) async fn warm(self: &Arc<Self>, target: usize) -> usize {
-        let target = target.min(self.slots.max_size());
-        // Not checked out by a user = idle, or briefly out of the deque for a probe or a
-        // reset and coming back: counting only the deque would open one too many while a
-        // probe runs.
-        let not_in_use = self.counters.live().saturating_sub(self.hot.in_use());
         let warming = self.counters.warming();
-        let underway = not_in_use + warming.get();
-        let missing = target.saturating_sub(underway).min(self.room());
+        let missing = self.missing(target);
         warming.add(missing);
         let opens = (0..missing).map(|_| {
             let warming = warming.adopt();
@@ -187,6 +210,50 @@ impl<B: Backend> PoolShared<B> {
             .into_iter()
             .filter(|r| matches!(r, Ok(true)))
             .count()
+    }
+
+    /// How many connections [`warm`](Self::warm) would open for `target` idle ones now.
+    fn missing(&self, target: usize) -> usize {
+        let target = target.min(self.slots.max_size());
+        // Not checked out by a user = idle, or briefly out of the deque for a probe or a
+        // reset and coming back: counting only the deque would open one too many while a
+        // probe runs.
+        let not_in_use = self.counters.live().saturating_sub(self.hot.in_use());
+        let underway = not_in_use + self.counters.warming().get();
+        target.saturating_sub(underway).min(self.room())
+    }
+
+    /// One maintenance run (what the timetable asks of the pool when it is due): close
+    /// expired, broken, idle-timed-out and surplus idle connections, report and reclaim
+    /// leaks, hand the figures to the recorder. Answers what is left to do.
+    pub(crate) fn maintain(&self, now: Instant) -> Upkeep {
+        let (_, due) = self.reap_at(now);
+        if self.config.leak_threshold.is_some() {
+            self.scan_leaks();
+        }
+        let idle = self.idle.len();
+        self.observe_tick(now, idle);
+        let below = self.missing(self.slots.min_idle()) > 0;
+        let refill = below && !self.health.tripped() && !self.pause.is_paused();
+        let in_use = self.hot.in_use();
+        // What can change with nothing the pool is told of (see `observe/pool.rs`): a
+        // refill to retry, checked-out connections (a leak ripening, waiters queueing), a
+        // connect finishing, the percentile windows to rotate. (Idle connections are
+        // watched on the ticks only without background probes, which look at them on
+        // theirs.)
+        let watch = below
+            || (idle > 0 && self.config.probe_interval.is_none())
+            || in_use > 0
+            || self.hot.waiters() > 0
+            || self.counters.connects_under_way() > 0
+            || self.counters.warming().get() > 0
+            || !self.observe.quiet();
+        Upkeep {
+            refill,
+            watch,
+            due,
+            idle,
+        }
     }
 
     /// How many more connections fit under `max_size` (and under what the server

@@ -36,3 +36,4 @@ mod rotation;
 pub(crate) mod shared;
 mod slots;
 pub(crate) mod stats;
+mod tending;

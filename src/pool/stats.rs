@@ -100,6 +100,11 @@ pub struct PoolStats {
     /// Connections closed since the pool started, by reason (they add up to `closed`,
     /// but for a connection whose `before_close` hook is still running).
     pub closes: CloseCounts,
+    /// Maintenance runs since the pool started: one per `maintenance_interval` while it
+    /// has something to watch (idle or leak-tracked connections, waiters, a refill, recent
+    /// acquires), one per background probe, one after something woke it; none while it
+    /// has nothing due.
+    pub maintenance_runs: u64,
 }
 
 impl<B: Backend> PoolShared<B> {
@@ -144,6 +149,7 @@ impl<B: Backend> PoolShared<B> {
             wait_time,
             use_time,
             closes: self.observe.close_counts(),
+            maintenance_runs: self.observe.bell().runs(),
         }
     }
 
@@ -151,11 +157,11 @@ impl<B: Backend> PoolShared<B> {
     /// their new durations to the recorder's histograms and set the gauges (connection
     /// counts, pending requests, sizes) from the figures the pool tracks anyway, so the
     /// acquire path never touches a recorder.
-    pub(crate) fn observe_tick(&self) {
+    pub(crate) fn observe_tick(&self, now: Instant, idle: usize) {
         self.observe.tick(
-            Instant::now(),
+            now,
             Levels {
-                idle: self.idle.len(),
+                idle,
                 used: self.hot.in_use(),
                 pending: self.hot.waiters(),
                 max_size: self.slots.max_size(),

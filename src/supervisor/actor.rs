@@ -5,16 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tokio::time::Instant;
 
 use super::config::SupervisorConfig;
 use super::events::{BreakerTransition, Subscribe, Subscribers};
 use super::messages::GetPoolWithHooks;
 use super::messages::{
-    Acquire, GetPool, GetStats, Lookup, PoolRef, ReapIdle, Register, RevivePool, Shutdown,
+    Acquire, GetPool, GetStats, Lookup, PoolRef, ReapIdle, Register, RevivePool,
 };
 use super::registry::{Entry, Registration, Registry};
-use super::stats::{ShutdownReport, SupervisorStats};
+use super::stats::SupervisorStats;
 use crate::backends::Backend;
 use crate::budget::Ledger;
 use crate::connection::ConnectionConfig;
@@ -28,10 +27,11 @@ use crate::pool::handle::PoolHandle;
 use crate::pool::health::EventSink;
 use crate::pool::home::Home;
 use crate::pool::hooks::Hooks;
-use crate::pool::messages::{Close, Revive};
+use crate::pool::messages::Revive;
 use crate::replica_set::actor::{ReplicaSetActor, RoleSink};
 use crate::replica_set::handle::ReplicaSetHandle;
 use crate::replica_set::messages::RoleChanged;
+use crate::timetable::Timetable;
 
 /// Owns one [`PoolActor`](crate::PoolActor) per pool key.
 ///
@@ -44,11 +44,15 @@ pub struct Supervisor<B: Backend> {
     registry: Registry<B>,
     accepting: bool,
     subscribers: Subscribers<BreakerTransition>,
+    /// Where every pool's breaker transitions go (one closure for them all).
+    events: EventSink,
     role_subscribers: Subscribers<RoleChanged>,
     sets: HashMap<String, SetEntry<B>>,
     home: Arc<Home>,
     /// The connection budget every pool shares (`src/budget/`), if one is set.
     budget: Option<Arc<Ledger>>,
+    /// When each pool's maintenance is due: one timer for them all (`upkeep.rs`).
+    timetable: Arc<Timetable>,
 }
 
 pub(super) struct SetEntry<B: Backend> {
@@ -72,11 +76,13 @@ impl<B: Backend> Supervisor<B> {
     /// A supervisor for `backend`. Fails if `config` is invalid, naming the field.
     pub fn new(backend: B, config: SupervisorConfig) -> Result<Self, ConfigError> {
         config.validate()?;
+        let subscribers = Subscribers::new("breaker");
         Ok(Self {
             backend: Arc::new(backend),
             registry: Registry::default(),
             accepting: true,
-            subscribers: Subscribers::new("breaker"),
+            events: Self::event_sink(&subscribers),
+            subscribers,
             role_subscribers: Subscribers::new("topology"),
             sets: HashMap::new(),
             home: Arc::default(),
@@ -84,6 +90,7 @@ impl<B: Backend> Supervisor<B> {
                 config.max_connections_per_host,
                 config.max_total_connections,
             ),
+            timetable: Arc::default(),
             config,
         })
     }
@@ -218,8 +225,10 @@ impl<B: Backend> Supervisor<B> {
             Ok(Resolution::Verify { entry, presented }) => {
                 let key = entry.shared.key;
                 let verify = async move {
-                    let version = entry.shared.verify_credential(*presented).await?;
-                    Ok(entry.handle_for(version))
+                    let version = entry.shared.verify_credential(*presented).await;
+                    // Its connection may have joined the idle ones: maintenance watches it.
+                    entry.shared.observe.bell().ring();
+                    Ok(entry.handle_for(version?))
                 };
                 Box::pin(verify.into_actor(self).map(move |result, act, _| {
                     if result.is_ok() {
@@ -234,11 +243,12 @@ impl<B: Backend> Supervisor<B> {
     pub(super) fn factory(&self) -> PoolFactory<B> {
         PoolFactory {
             backend: Arc::clone(&self.backend),
-            events: self.event_sink(),
+            events: Arc::clone(&self.events),
             home: Arc::clone(&self.home),
             hooks: Hooks::default(),
             budget: self.budget.clone(),
             name: None,
+            timetable: Arc::clone(&self.timetable),
             policy: RestartPolicy {
                 max_restarts: self.config.max_restarts,
                 window: self.config.restart_window,
@@ -247,8 +257,8 @@ impl<B: Backend> Supervisor<B> {
     }
 
     /// Where a pool's breaker transitions go: every subscriber's bounded mailbox.
-    fn event_sink(&self) -> EventSink {
-        let subscribers = self.subscribers.clone();
+    fn event_sink(subscribers: &Subscribers<BreakerTransition>) -> EventSink {
+        let subscribers = subscribers.clone();
         Arc::new(move |key, change| {
             subscribers.publish(BreakerTransition {
                 key,
@@ -269,7 +279,7 @@ impl<B: Backend> Supervisor<B> {
     /// The pools of every replica set's members (owned by the set actors, not by
     /// `self.pools`, so never evicted or reaped on their own), for stats, health and
     /// shutdown.
-    fn member_entries(&self) -> Vec<Entry<B>> {
+    pub(super) fn member_entries(&self) -> Vec<Entry<B>> {
         let mut entries = Vec::new();
         for set in self.sets.values() {
             for m in set.handle.shared.members.read().iter() {
@@ -290,6 +300,11 @@ impl<B: Backend> Supervisor<B> {
         self.accepting
     }
 
+    /// Refuse every request from now on (shutdown).
+    pub(super) fn stop_accepting(&mut self) {
+        self.accepting = false;
+    }
+
     /// The replica sets by name, for the handlers in `sets.rs`.
     pub(super) fn sets_mut(&mut self) -> &mut HashMap<String, SetEntry<B>> {
         &mut self.sets
@@ -301,6 +316,10 @@ impl<B: Backend> Supervisor<B> {
 
     pub(super) fn config(&self) -> &SupervisorConfig {
         &self.config
+    }
+
+    pub(super) fn timetable(&self) -> &Arc<Timetable> {
+        &self.timetable
     }
 
     pub(super) fn registry(&self) -> &Registry<B> {
@@ -344,18 +363,6 @@ impl<B: Backend> Supervisor<B> {
 impl<B: Backend + Default> Default for Supervisor<B> {
     fn default() -> Self {
         Self::new(B::default(), SupervisorConfig::default()).expect("the default config is valid")
-    }
-}
-
-impl<B: Backend> Actor for Supervisor<B> {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some(idle) = self.config.pool_idle_timeout {
-            ctx.run_interval(self.config.reap_interval, move |act, _| {
-                act.registry.reap(idle);
-            });
-        }
     }
 }
 
@@ -431,39 +438,6 @@ impl<B: Backend> Handler<ReapIdle> for Supervisor<B> {
     type Result = MessageResult<ReapIdle>;
     fn handle(&mut self, msg: ReapIdle, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.registry.reap(msg.older_than))
-    }
-}
-
-impl<B: Backend> Handler<Shutdown> for Supervisor<B> {
-    type Result = ResponseFuture<ShutdownReport>;
-    fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) -> Self::Result {
-        self.accepting = false;
-        // Replica-set members are pools too: close them with the rest; their actors stop
-        // when their set actor does.
-        let mut entries = self.member_entries();
-        self.registry.count_destroyed(entries.len());
-        entries.extend(self.registry.drain());
-        for (_, set) in self.sets.drain() {
-            set.addr.do_send(Close);
-        }
-        let deadline = crate::limits::deadline(Instant::now(), msg.deadline);
-        let mut report = ShutdownReport {
-            pools_closed: entries.len(),
-            ..ShutdownReport::default()
-        };
-        for e in &entries {
-            report.connections_closed += e.shared.close(true);
-        }
-        Box::pin(async move {
-            for e in &entries {
-                report.still_checked_out += e.shared.wait_returned(deadline).await;
-            }
-            for e in entries {
-                e.addr.do_send(Close);
-            }
-            tracing::info!(?report, "supervisor shut down");
-            report
-        })
     }
 }
 

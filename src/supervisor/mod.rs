@@ -6,7 +6,8 @@
 //! `handle_sets.rs` (replica sets, events) offer the same as methods; `embedded.rs` runs
 //! a supervisor on a thread of its own for tokio programs;
 //! `settings.rs` reads config and named pools from TOML and the environment; `global.rs`
-//! is the process-wide supervisor.
+//! is the process-wide supervisor; `upkeep.rs` runs its timers (reaping, the pools'
+//! timetable); `shutdown.rs` answers `Shutdown`.
 
 pub(crate) mod actor;
 pub(crate) mod config;
@@ -21,4 +22,6 @@ pub(crate) mod messages;
 mod registry;
 mod sets;
 pub(crate) mod settings;
+mod shutdown;
 pub(crate) mod stats;
+mod upkeep;

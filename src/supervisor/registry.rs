@@ -131,6 +131,9 @@ impl<B: Backend> Registry<B> {
             self.stop(victim);
             self.tally.evicted += 1;
         }
+        // Kept for the pool's life: no room left over from parsing.
+        let mut connection = connection;
+        connection.hosts.shrink_to_fit();
         let (addr, shared) = factory.spawn_with_credentials(key, connection, pool, credentials);
         let entry = Entry { addr, shared };
         let handle = entry.handle_for(entry.shared.credential_current());
