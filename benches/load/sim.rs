@@ -14,7 +14,8 @@ use crate::peers::{self, ConnectGauge, Floor, NoopManager};
 use crate::report::{Section, Table, Target};
 use crate::Ctx;
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
