@@ -146,7 +146,11 @@ impl Fleet {
 
     /// CPU of the whole process while the pools sit idle, with where it went.
     async fn idle_cpu(&self, ctx: &Ctx) -> IdleCpu {
-        let window = ctx.dur(5.0, 0.5);
+        // Past the warm-up's last maintenance tick (a run while connects were under way
+        // looks again one tick later): from here on the pools only idle. A long window,
+        // as `/proc` counts CPU time in 10 ms ticks.
+        tokio::time::sleep(ctx.dur(2.0, 0.2)).await;
+        let window = ctx.dur(10.0, 0.5);
         let server = self.sim.server(&self.server);
         let (threads0, queries0) = (mem::threads_cpu(), server.queries());
         let cpu0 = mem::process_cpu();
@@ -248,7 +252,8 @@ pub async fn many_keys(ctx: &Ctx, targets: &mut Vec<Target>) -> Section {
          bench binary, on only for this), divided by N, without a metrics recorder and with \
          a Prometheus recorder (a second set of N pools, registering their series); RSS \
          delta from `/proc/self/statm` beside it. CPU: the whole process (every thread, \
-         user + system, `/proc/self/stat`) while the N pools sit idle. *bb8 spread*: the \
+         user + system, `/proc/self/stat`) over 10 s while the N pools sit idle (from 2 s \
+         after they warmed). *bb8 spread*: the \
          same cycle through N warm bb8 pools on a no-op manager, the reference for what \
          touching N pools' state costs any pool.",
     );

@@ -287,10 +287,15 @@ impl Timetable {
                 }
                 self.tend(now, &mut batch, &mut done, &mut handed);
                 // Most jobs finish at their first poll, which comes while what their run
-                // touched is still in cache.
-                jobs.extend(handed.drain(..));
-                std::future::poll_fn(|cx| {
-                    while let Poll::Ready(Some(())) = jobs.poll_next_unpin(cx) {}
+                // touched is still in cache; only those that wait are kept and polled
+                // again when woken.
+                let (handed, jobs) = (&mut handed, &mut jobs);
+                std::future::poll_fn(move |cx| {
+                    for mut job in handed.drain(..) {
+                        if job.as_mut().poll(cx).is_pending() {
+                            jobs.push(job);
+                        }
+                    }
                     Poll::Ready(())
                 })
                 .await;
