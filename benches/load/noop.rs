@@ -89,7 +89,15 @@ pub async fn run(ctx: &Ctx, targets: &mut Vec<Target>) -> Section {
                     .pool_with(ConnectionConfig::sim(name), cfg)
                     .await
                     .expect("poolwarden pool");
-                p.warm(size as usize).await.expect("warm-up");
+                // `warm` can come back one short when the pool's first background probe
+                // held a slot meanwhile: warm again until every connection is open.
+                for _ in 0..100 {
+                    p.warm(size as usize).await.expect("warm-up");
+                    if p.stats().created >= u64::from(size) {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
                 p
             }
         };
