@@ -40,20 +40,7 @@ const SIZE: u32 = 8;
 
 /// A warm pool of `SIZE` with the default config otherwise.
 async fn poolwarden_pool<B: Backend>(sup: &EmbeddedSupervisor<B>) -> PoolHandle<B> {
-    let pw = sup
-        .handle()
-        .pool_with(
-            ConnectionConfig::sim("instructions"),
-            PoolConfig {
-                min_idle: SIZE,
-                max_size: SIZE,
-                ..PoolConfig::default()
-            },
-        )
-        .await
-        .expect("pool");
-    pw.warm(SIZE as usize).await.expect("warm-up");
-    pw
+    peers::poolwarden_warm(sup, "instructions", SIZE).await
 }
 
 /// A replica set of a primary and two replicas on `sim`, member pools of `SIZE` warmed

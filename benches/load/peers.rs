@@ -207,6 +207,29 @@ impl poolwarden::Backend for NoopBackend {
     }
 }
 
+/// A poolwarden pool of `size` on `sup` (config `sim://name`, `min_idle` = `max_size` =
+/// `size`, the default otherwise), warmed to its size.
+pub async fn poolwarden_warm<B: poolwarden::Backend>(
+    sup: &poolwarden::EmbeddedSupervisor<B>,
+    name: &str,
+    size: u32,
+) -> poolwarden::PoolHandle<B> {
+    let pool = sup
+        .handle()
+        .pool_with(
+            poolwarden::ConnectionConfig::sim(name),
+            poolwarden::PoolConfig {
+                min_idle: size,
+                max_size: size,
+                ..poolwarden::PoolConfig::default()
+            },
+        )
+        .await
+        .expect("poolwarden pool");
+    pool.warm(size as usize).await.expect("warm-up");
+    pool
+}
+
 pub type Bb8Noop = bb8::Pool<NoopManager>;
 pub type DeadpoolNoop = deadpool::managed::Pool<NoopManager>;
 pub type MobcNoop = mobc::Pool<NoopManager>;

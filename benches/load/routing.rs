@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::chart;
 use crate::hist::{fmt_dur, summary};
-use crate::peers::Op;
+use crate::peers::{self, Op};
 use crate::ratios::{Bound, PerRound};
 use crate::report::{ratio, thousands, Section, Table, Target};
 use crate::runner::{closed_loop, count_loop};
@@ -159,19 +159,7 @@ async fn cost(
     targets: &mut Vec<Target>,
 ) {
     let (set, _) = start_set(sup, sim, "rs", 2).await;
-    let single = sup
-        .handle()
-        .pool_with(
-            ConnectionConfig::sim("rs-single"),
-            PoolConfig {
-                min_idle: SIZE,
-                max_size: SIZE,
-                ..PoolConfig::default()
-            },
-        )
-        .await
-        .expect("pool");
-    single.warm(SIZE as usize).await.expect("warm");
+    let single = peers::poolwarden_warm(sup, "rs-single", SIZE).await;
     let default = Read::new(&set, Strategy::default(), false);
     let round_robin = Read::new(&set, Strategy::RoundRobin, false);
     let mut table = Table::new(
