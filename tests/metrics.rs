@@ -95,6 +95,52 @@ async fn ticks() {
     tokio::time::sleep(Duration::from_millis(120)).await;
 }
 
+/// Every checkout counts once in the wait figures (the stats' percentiles and the
+/// recorder's histogram), the usual one that waited for nothing included: the pool does
+/// not record those one by one, its wait window counts them from the served count.
+#[actix::test]
+async fn every_checkout_counts_in_the_wait_figures() {
+    let handle = recorder();
+    let sup = SupervisorHandle::start(
+        SimBackend::new(4),
+        SupervisorConfig {
+            pool_idle_timeout: None,
+            ..SupervisorConfig::default()
+        },
+    )
+    .unwrap();
+    let url = ConnectionConfig::parse(&format!("sim://app:{PW}@db2/waits")).unwrap();
+    let pool = sup.register("waits", url, Some(config())).await.unwrap();
+    // The first checkout waits for a connect; the next 50 take the idle connection.
+    for _ in 0..51 {
+        drop(pool.acquire().await.unwrap());
+    }
+    ticks().await;
+    let st = pool.stats();
+    assert_eq!((st.served, st.wait_time.count), (51, 51), "{st:?}");
+    assert_eq!(st.wait_time.p50, Duration::ZERO, "{st:?}");
+    assert!(st.wait_time.max > Duration::ZERO, "the connect: {st:?}");
+    let count = |s: &Scrape| {
+        value(
+            s,
+            "db_client_connection_wait_time_seconds_count",
+            "waits",
+            &[],
+        )
+    };
+    let (_, s) = scrape(&handle).await;
+    assert_eq!(count(&s), 51.0);
+    // Handed over once, never twice: ten more are ten more.
+    for _ in 0..10 {
+        drop(pool.acquire().await.unwrap());
+    }
+    ticks().await;
+    let (_, s) = scrape(&handle).await;
+    assert_eq!(count(&s), 61.0);
+    assert_eq!(pool.stats().wait_time.count, 61);
+    let _ = sup.shutdown(Duration::from_secs(1)).await;
+}
+
 #[actix::test]
 async fn the_scrape_follows_the_pool() {
     let handle = recorder();

@@ -81,11 +81,12 @@ impl PoolObserver {
     }
 
     /// Nothing recorded in the windows that a tick still has to rotate out (or, with a
-    /// recorder, hand over).
-    pub(crate) fn quiet(&self) -> bool {
+    /// recorder, hand over); `served`: the pool's count of checkouts (see
+    /// [`waited`](Self::waited)).
+    pub(crate) fn quiet(&self, served: u64) -> bool {
         self.windows
             .get()
-            .is_none_or(|w| w.wait.quiet() && w.used.quiet())
+            .is_none_or(|w| w.wait.quiet(served) && w.used.quiet(0))
     }
 
     #[inline]
@@ -115,10 +116,15 @@ impl PoolObserver {
         let _ = breaker;
     }
 
-    /// An acquire got its connection after `d`. Hot path: window only.
+    /// An acquire got its connection after `d`. Hot path: window only, and nothing at
+    /// all for a zero wait (the usual acquire): the wait window counts the checkouts it
+    /// was not told of as zeros, from the `served` count its readers pass in, which the
+    /// pool keeps on a line the acquire writes anyway.
     #[inline]
     pub(crate) fn waited(&self, d: Duration) {
-        self.windows().wait.record(d);
+        if !d.is_zero() {
+            self.windows().wait.record(d);
+        }
         self.bell.touch();
     }
 
@@ -140,10 +146,11 @@ impl PoolObserver {
         self.closes.counts()
     }
 
-    /// (wait, use) percentiles over the window; zero before the first acquire.
-    pub(crate) fn percentiles(&self, now: Instant) -> (Percentiles, Percentiles) {
+    /// (wait, use) percentiles over the window; zero before the first acquire. `served`:
+    /// the pool's count of checkouts.
+    pub(crate) fn percentiles(&self, now: Instant, served: u64) -> (Percentiles, Percentiles) {
         match self.windows.get() {
-            Some(w) => (w.wait.percentiles(now), w.used.percentiles(now)),
+            Some(w) => (w.wait.percentiles(now, served), w.used.percentiles(now, 0)),
             None => Default::default(),
         }
     }
@@ -203,8 +210,9 @@ impl PoolObserver {
     }
 
     /// The maintenance tick: rotate the windows when due, pass what they gathered to the
-    /// recorder's histograms, and set the gauges from `levels`.
-    pub(crate) fn tick(&self, now: Instant, levels: Levels) {
+    /// recorder's histograms, and set the gauges from `levels`. `served`: the pool's
+    /// count of checkouts.
+    pub(crate) fn tick(&self, now: Instant, levels: Levels, served: u64) {
         #[cfg(feature = "metrics")]
         {
             // An idle pool's figures do not change: its tick leaves the recorder alone.
@@ -213,16 +221,16 @@ impl PoolObserver {
                 self.handles().levels(levels);
             }
             if let Some(w) = self.windows.get() {
-                self.handles().flush(&w.wait, &w.used, now);
+                self.handles().flush(&w.wait, &w.used, now, served);
                 return;
             }
         }
         #[cfg(not(feature = "metrics"))]
         let _ = levels;
         if let Some(w) = self.windows.get() {
-            for window in [&w.wait, &w.used] {
+            for (window, total) in [(&w.wait, served), (&w.used, 0)] {
                 if window.due(now) {
-                    window.rotate(now);
+                    window.rotate(now, total);
                 }
             }
         }

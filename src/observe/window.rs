@@ -2,6 +2,12 @@
 //! once: two slices of atomic log-scale buckets, the current one recorded into, the other
 //! holding the slice before; rotated by the pool's maintenance run.
 //!
+//! Zero durations need not be recorded: a window can be told, when it is read or rotated,
+//! a running total of the events it stands for (the pool's served count for its wait
+//! window), and counts the events it was not told of as zeros. The usual acquire waits
+//! for nothing; recording that would take a contended cache line from the other cores on
+//! every acquire, where the total is counted on a line the acquire writes anyway.
+//!
 //! Hand-written rather than a crate: `hdrhistogram` needs `&mut` (a mutex per record),
 //! `metrics-util`'s atomic bucket keeps every sample until drained (memory grows with
 //! traffic). Here a record is one relaxed `fetch_add` on a bucket plus a relaxed load
@@ -75,6 +81,9 @@ pub(crate) struct Window {
     slice_ms: u64,
     epoch: Instant,
     slices: [Slice; 2],
+    /// The running total (see the module doc) when each slice became current; read only
+    /// when the window is read or rotated, so kept off the line a record touches.
+    base: [AtomicU64; 2],
 }
 
 impl Window {
@@ -87,6 +96,7 @@ impl Window {
             slice_ms: slice.as_millis().min(u128::from(u64::MAX)) as u64,
             epoch: Instant::now(),
             slices: [Slice::new(), Slice::new()],
+            base: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 
@@ -117,13 +127,42 @@ impl Window {
         &self.slices[i & 1]
     }
 
-    /// Nothing recorded since the last two rotations: both slices are empty (a record
-    /// sets the maximum, or counts in bucket 0 when it is a zero duration).
-    pub(crate) fn quiet(&self) -> bool {
-        (0..2).all(|i| {
-            self.max_ns[i].load(Ordering::Relaxed) == 0
-                && self.slices[i].buckets[0].load(Ordering::Relaxed) == 0
-        })
+    /// Nothing happened since the last two rotations: both slices are empty (a record
+    /// sets the maximum, or counts in bucket 0 when it is a zero duration) and `total`
+    /// has not moved since the older slice began.
+    pub(crate) fn quiet(&self, total: u64) -> bool {
+        let older = 1 - self.current();
+        total == self.base[older].load(Ordering::Relaxed)
+            && (0..2).all(|i| {
+                self.max_ns[i].load(Ordering::Relaxed) == 0
+                    && self.slices[i].buckets[0].load(Ordering::Relaxed) == 0
+            })
+    }
+
+    /// Events of slice `i` that were counted in `total` but not recorded: zeros.
+    pub(crate) fn unrecorded(&self, i: usize, total: u64) -> u64 {
+        let recorded: u64 = self.slices[i & 1]
+            .buckets
+            .iter()
+            .map(|b| u64::from(b.load(Ordering::Relaxed)))
+            .sum();
+        self.counted(i, total).saturating_sub(recorded)
+    }
+
+    /// Events of slice `i` by `total` (see the module doc), recorded or not. A record
+    /// racing with a read may be counted in `total` and not yet in its bucket, or the
+    /// reverse: callers subtract what was recorded saturating at zero.
+    pub(crate) fn counted(&self, i: usize, total: u64) -> u64 {
+        let cur = self.current();
+        let (from, to) = if i & 1 == cur {
+            (self.base[cur].load(Ordering::Relaxed), total)
+        } else {
+            (
+                self.base[1 - cur].load(Ordering::Relaxed),
+                self.base[cur].load(Ordering::Relaxed),
+            )
+        };
+        to.saturating_sub(from)
     }
 
     /// Whether the current slice is due to be replaced at `now`.
@@ -132,21 +171,23 @@ impl Window {
         self.ms(now).saturating_sub(started) >= self.slice_ms
     }
 
-    /// Make the other slice current, emptied. One caller at a time (the maintenance
-    /// run); a record racing with it lands in the slice it read, counted all the same.
-    pub(crate) fn rotate(&self, now: Instant) {
+    /// Make the other slice current, emptied, from `total` (the running total now; 0 for
+    /// a window that records every event). One caller at a time (the maintenance run); a
+    /// record racing with it lands in the slice it read, counted all the same.
+    pub(crate) fn rotate(&self, now: Instant, total: u64) {
         let next = 1 - self.current();
         for b in &self.slices[next].buckets {
             b.store(0, Ordering::Relaxed);
         }
         self.max_ns[next].store(0, Ordering::Relaxed);
         self.started_ms[next].store(self.ms(now), Ordering::Relaxed);
+        self.base[next].store(total, Ordering::Relaxed);
         self.current.store(next, Ordering::Relaxed);
     }
 
     /// The figures of the current slice and, unless it is older than the window, the
-    /// one before.
-    pub(crate) fn percentiles(&self, now: Instant) -> Percentiles {
+    /// one before; `total` as for [`rotate`](Self::rotate).
+    pub(crate) fn percentiles(&self, now: Instant, total: u64) -> Percentiles {
         let cur = self.current();
         let now_ms = self.ms(now);
         let window_ms = 2 * self.slice_ms;
@@ -160,6 +201,7 @@ impl Window {
             for (c, b) in counts.iter_mut().zip(&s.buckets) {
                 *c += u64::from(b.load(Ordering::Relaxed));
             }
+            counts[0] += self.unrecorded(i, total);
             max = max.max(self.max_ns[i].load(Ordering::Relaxed));
         }
         let count: u64 = counts.iter().sum();
@@ -234,29 +276,64 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn percentiles_over_two_slices() {
         let w = Window::new(Duration::from_secs(30));
-        assert_eq!(w.percentiles(Instant::now()), Percentiles::default());
+        assert_eq!(w.percentiles(Instant::now(), 0), Percentiles::default());
         for ms in 1..=100u64 {
             w.record(Duration::from_millis(ms));
         }
-        let p = w.percentiles(Instant::now());
+        let p = w.percentiles(Instant::now(), 0);
         assert_eq!((p.count, p.max), (100, Duration::from_millis(100)));
         let near = |d: Duration, ms: f64| (d.as_secs_f64() * 1e3 - ms).abs() <= ms * 0.125;
         assert!(near(p.p50, 50.0), "{p:?}");
         assert!(near(p.p99, 99.0), "{p:?}");
         tokio::time::advance(Duration::from_secs(30)).await;
         assert!(w.due(Instant::now()));
-        w.rotate(Instant::now());
+        w.rotate(Instant::now(), 0);
         w.record(Duration::from_millis(1));
-        assert_eq!(w.percentiles(Instant::now()).count, 101, "both slices");
+        assert_eq!(w.percentiles(Instant::now(), 0).count, 101, "both slices");
         tokio::time::advance(Duration::from_secs(30)).await;
-        w.rotate(Instant::now());
-        let p = w.percentiles(Instant::now());
+        w.rotate(Instant::now(), 0);
+        let p = w.percentiles(Instant::now(), 0);
         assert_eq!((p.count, p.max), (1, Duration::from_millis(1)));
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(
-            w.percentiles(Instant::now()).count,
+            w.percentiles(Instant::now(), 0).count,
             0,
             "the other slice is too old"
         );
+    }
+
+    /// Events counted in the running total but not recorded are zeros, per slice; a
+    /// window is quiet only when neither records nor the total moved over two slices.
+    #[tokio::test(start_paused = true)]
+    async fn unrecorded_events_count_as_zeros() {
+        let w = Window::new(Duration::from_secs(30));
+        assert!(w.quiet(0));
+        // 98 events, 2 of them recorded (they waited): the rest waited for nothing.
+        w.record(Duration::from_millis(5));
+        w.record(Duration::from_millis(7));
+        let p = w.percentiles(Instant::now(), 98);
+        assert_eq!(
+            (p.count, p.p50, p.max),
+            (98, Duration::ZERO, Duration::from_millis(7))
+        );
+        assert!(p.p99 > Duration::from_millis(4), "{p:?}");
+        assert!(!w.quiet(98));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        w.rotate(Instant::now(), 98);
+        // The slice before keeps its 96 zeros; the new one counts from 98.
+        assert_eq!(w.unrecorded(1 - w.current(), 100), 96);
+        assert_eq!(w.unrecorded(w.current(), 100), 2);
+        assert_eq!(w.percentiles(Instant::now(), 100).count, 100);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        w.rotate(Instant::now(), 100);
+        assert_eq!(w.percentiles(Instant::now(), 100).count, 2);
+        assert!(!w.quiet(100), "2 events since the older slice began");
+        tokio::time::advance(Duration::from_secs(30)).await;
+        w.rotate(Instant::now(), 100);
+        assert!(w.quiet(100));
+        assert!(!w.quiet(101));
+        // A record racing ahead of the total never makes a negative count.
+        w.record(Duration::from_millis(1));
+        assert_eq!(w.unrecorded(w.current(), 100), 0);
     }
 }

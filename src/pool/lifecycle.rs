@@ -247,7 +247,7 @@ impl<B: Backend> PoolShared<B> {
             || self.hot.waiters() > 0
             || self.counters.connects_under_way() > 0
             || self.counters.warming().get() > 0
-            || !self.observe.quiet();
+            || !self.observe.quiet(self.hot.served());
         Upkeep {
             refill,
             watch,

@@ -111,7 +111,7 @@ impl<B: Backend> PoolShared<B> {
     pub(crate) fn stats(&self) -> PoolStats {
         let (hook_failures, hook_timeouts, hook_panics) = self.counters.hook_figures();
         let (budget_waits, budget_evictions) = self.counters.budget_figures();
-        let (wait_time, use_time) = self.observe.percentiles(Instant::now());
+        let (wait_time, use_time) = self.observe.percentiles(Instant::now(), self.hot.served());
         PoolStats {
             key: self.key,
             name: self.observe.label().to_string(),
@@ -168,6 +168,7 @@ impl<B: Backend> PoolShared<B> {
                 min_idle: self.slots.min_idle(),
                 max_overflow: self.config.max_overflow as usize,
             },
+            self.hot.served(),
         );
     }
 
