@@ -158,19 +158,18 @@ fn flush_one(w: &Window, sent: &mut [[u32; BUCKETS]; 2], to: &Histogram, now: In
 }
 
 fn send(w: &Window, slice: usize, sent: &mut [u32; BUCKETS], to: &Histogram, total: u64) {
-    let mut counts = [0u32; BUCKETS];
-    for (c, b) in counts.iter_mut().zip(&w.slice(slice).buckets) {
-        *c = b.load(std::sync::atomic::Ordering::Relaxed);
-    }
-    // The zeros the window was not told of one by one (a slice's count, like a bucket's,
-    // is kept in 32 bits: 30 s of zeros at 140 million a second).
-    let recorded: u64 = counts.iter().map(|&c| u64::from(c)).sum();
-    let zeros = w.counted(slice, total).saturating_sub(recorded);
-    counts[0] = counts[0].saturating_add(zeros.min(u64::from(u32::MAX)) as u32);
-    for (b, (now, was)) in counts.iter().zip(sent.iter_mut()).enumerate() {
-        if *now > *was {
-            to.record_many(midpoint(b) as f64 / 1e9, (*now - *was) as usize);
-            *was = *now;
+    for (b, (now, was)) in w
+        .counts(slice, total)
+        .into_iter()
+        .zip(sent.iter_mut())
+        .enumerate()
+    {
+        // A slice's count, like a bucket's, is kept in 32 bits here: 30 s of zeros at 140
+        // million a second.
+        let now = now.min(u64::from(u32::MAX)) as u32;
+        if now > *was {
+            to.record_many(midpoint(b) as f64 / 1e9, (now - *was) as usize);
+            *was = now;
         }
     }
 }

@@ -55,8 +55,8 @@ pub(crate) fn midpoint(bucket: usize) -> u64 {
 }
 
 /// One slice of the window: its buckets.
-pub(crate) struct Slice {
-    pub(crate) buckets: [AtomicU32; BUCKETS],
+struct Slice {
+    buckets: [AtomicU32; BUCKETS],
 }
 
 impl Slice {
@@ -122,11 +122,6 @@ impl Window {
         self.current.load(Ordering::Relaxed) & 1
     }
 
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) fn slice(&self, i: usize) -> &Slice {
-        &self.slices[i & 1]
-    }
-
     /// Nothing happened since the last two rotations: both slices are empty (a record
     /// sets the maximum, or counts in bucket 0 when it is a zero duration) and `total`
     /// has not moved since the older slice began.
@@ -139,20 +134,22 @@ impl Window {
             })
     }
 
-    /// Events of slice `i` that were counted in `total` but not recorded: zeros.
-    pub(crate) fn unrecorded(&self, i: usize, total: u64) -> u64 {
-        let recorded: u64 = self.slices[i & 1]
-            .buckets
-            .iter()
-            .map(|b| u64::from(b.load(Ordering::Relaxed)))
-            .sum();
-        self.counted(i, total).saturating_sub(recorded)
+    /// The counts of slice `i`, bucket by bucket, with the events counted in `total` but
+    /// not recorded (zeros, see the module doc) added to bucket 0.
+    pub(crate) fn counts(&self, i: usize, total: u64) -> [u64; BUCKETS] {
+        let mut counts = [0u64; BUCKETS];
+        for (c, b) in counts.iter_mut().zip(&self.slices[i & 1].buckets) {
+            *c = u64::from(b.load(Ordering::Relaxed));
+        }
+        let recorded: u64 = counts.iter().sum();
+        counts[0] += self.counted(i, total).saturating_sub(recorded);
+        counts
     }
 
     /// Events of slice `i` by `total` (see the module doc), recorded or not. A record
     /// racing with a read may be counted in `total` and not yet in its bucket, or the
-    /// reverse: callers subtract what was recorded saturating at zero.
-    pub(crate) fn counted(&self, i: usize, total: u64) -> u64 {
+    /// reverse: [`counts`](Self::counts) subtracts what was recorded saturating at zero.
+    fn counted(&self, i: usize, total: u64) -> u64 {
         let cur = self.current();
         let (from, to) = if i & 1 == cur {
             (self.base[cur].load(Ordering::Relaxed), total)
@@ -193,15 +190,14 @@ impl Window {
         let window_ms = 2 * self.slice_ms;
         let mut counts = [0u64; BUCKETS];
         let mut max = 0;
-        for (i, s) in self.slices.iter().enumerate() {
+        for i in 0..2 {
             let started = self.started_ms[i].load(Ordering::Relaxed);
             if i != cur && now_ms.saturating_sub(started) > window_ms {
                 continue;
             }
-            for (c, b) in counts.iter_mut().zip(&s.buckets) {
-                *c += u64::from(b.load(Ordering::Relaxed));
+            for (c, n) in counts.iter_mut().zip(self.counts(i, total)) {
+                *c += n;
             }
-            counts[0] += self.unrecorded(i, total);
             max = max.max(self.max_ns[i].load(Ordering::Relaxed));
         }
         let count: u64 = counts.iter().sum();
@@ -321,8 +317,8 @@ mod tests {
         tokio::time::advance(Duration::from_secs(30)).await;
         w.rotate(Instant::now(), 98);
         // The slice before keeps its 96 zeros; the new one counts from 98.
-        assert_eq!(w.unrecorded(1 - w.current(), 100), 96);
-        assert_eq!(w.unrecorded(w.current(), 100), 2);
+        assert_eq!(w.counts(1 - w.current(), 100)[0], 96);
+        assert_eq!(w.counts(w.current(), 100)[0], 2);
         assert_eq!(w.percentiles(Instant::now(), 100).count, 100);
         tokio::time::advance(Duration::from_secs(30)).await;
         w.rotate(Instant::now(), 100);
@@ -334,6 +330,6 @@ mod tests {
         assert!(!w.quiet(101));
         // A record racing ahead of the total never makes a negative count.
         w.record(Duration::from_millis(1));
-        assert_eq!(w.unrecorded(w.current(), 100), 0);
+        assert_eq!(w.counts(w.current(), 100)[0], 0);
     }
 }
