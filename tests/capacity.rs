@@ -185,3 +185,69 @@ async fn a_refused_request_is_answered_at_once_and_never_counts_against_the_endp
     drop(f.pool.acquire().await.expect("the endpoint is fine"));
     f.assert_quiescent();
 }
+
+/// Fails the test run (instead of hanging it) when `body` does not finish within `limit`
+/// of real time: a caller that spins never lets paused tokio time advance, so no tokio
+/// timer can catch it.
+async fn within_real_time<T>(
+    limit: std::time::Duration,
+    body: impl std::future::Future<Output = T>,
+) -> T {
+    let (done, watch) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if watch.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            eprintln!("no progress in {limit:?} of real time: a caller spins without waiting");
+            std::process::exit(101);
+        }
+    });
+    let out = body.await;
+    let _ = done.send(());
+    out
+}
+
+#[actix::test]
+async fn callers_behind_a_try_to_grow_wait_for_it_to_end_without_spinning() {
+    within_real_time(secs(60), async {
+        let f = start(
+            "capgrow",
+            config(),
+            SimBehavior {
+                connect_latency: ms(50),
+                ..one_ms_queries()
+            },
+        )
+        .await;
+        let held = f.hold(1).await;
+        f.server.set_max_connections(Some(1));
+        // Refused: the pool serves with the one it has; growth is tried after a backoff.
+        let refused = {
+            let pool = f.pool.clone();
+            tokio::spawn(async move { pool.acquire().await })
+        };
+        settle_for(ms(100)).await;
+        assert_eq!(f.pool.stats().effective_size, 1);
+        f.server.set_max_connections(None);
+        // Four more callers: past the backoff one tries to grow (a 50 ms connect) while
+        // the others wait for that try to end, then the next one grows.
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let pool = f.pool.clone();
+                tokio::spawn(async move { pool.acquire().await })
+            })
+            .collect();
+        let mut served = vec![refused.await.unwrap().expect("served once it grows")];
+        for c in callers {
+            served.push(c.await.unwrap().expect("served once it grows"));
+        }
+        assert_eq!(
+            f.server.peak_in_flight_connects(),
+            1,
+            "one try to grow at a time"
+        );
+        assert_eq!(f.pool.stats().live, 6);
+        drop((held, served));
+        settle().await;
+        f.assert_quiescent();
+    })
+    .await;
+}

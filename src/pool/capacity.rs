@@ -1,12 +1,13 @@
 //! What the server accepted: after a "too many connections" refusal the pool serves with
 //! the connections it has, no connect is tried past that many, and one try to grow is let
-//! through at a time with backoff. A capacity refusal is not an outage: it never touches
-//! the breaker.
+//! through at a time with backoff (the callers it leaves waiting are woken when it ends).
+//! A capacity refusal is not an outage: it never touches the breaker.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::key::PoolKey;
@@ -21,17 +22,34 @@ pub(crate) struct Capacity {
     limit: AtomicUsize,
     /// When the next try past the limit may go, and the backoff after it.
     next: Mutex<(Instant, Duration)>,
+    /// A try to grow is under way (its [`GrowTry`] is alive).
     growing: AtomicBool,
+    /// Woken when a try to grow ends, however it ended.
+    grow_ended: Notify,
 }
 
 /// May one more connection be opened?
-pub(super) enum Room {
+pub(super) enum Room<'a> {
     /// Yes.
     Free,
-    /// Yes, as the one try past what the server accepted; report how it went.
-    Grow,
-    /// No: the server is full; wait for a connection to come back (or until `next_try`).
-    Full { next_try: Instant },
+    /// Yes, as the one try past what the server accepted; report how it went
+    /// ([`opened`](Capacity::opened), [`refused`](Capacity::refused)) and drop the try.
+    Grow(GrowTry<'a>),
+    /// No: the server is full; wait for a connection to come back, or until `next_try`
+    /// (`None`: another caller's try to grow is under way: until it ends, see
+    /// [`grow_ends`](Capacity::grow_ends)).
+    Full { next_try: Option<Instant> },
+}
+
+/// The one try to grow under way; dropped (answered, failed otherwise, or cancelled), it
+/// lets the next try go and wakes the callers waiting for it.
+pub(super) struct GrowTry<'a>(&'a Capacity);
+
+impl Drop for GrowTry<'_> {
+    fn drop(&mut self) {
+        self.0.growing.store(false, Ordering::Release);
+        self.0.grow_ended.notify_waiters();
+    }
 }
 
 impl Capacity {
@@ -41,6 +59,7 @@ impl Capacity {
             limit: AtomicUsize::new(NONE),
             next: Mutex::new((Instant::now(), FIRST_BACKOFF)),
             growing: AtomicBool::new(false),
+            grow_ended: Notify::new(),
         }
     }
 
@@ -53,7 +72,7 @@ impl Capacity {
 
     /// With `open` connections open or opening: may one more be opened now?
     #[inline]
-    pub(super) fn room(&self, open: usize, now: Instant) -> Room {
+    pub(super) fn room(&self, open: usize, now: Instant) -> Room<'_> {
         match self.limit() {
             None => Room::Free,
             Some(limit) if open < limit => Room::Free,
@@ -62,17 +81,32 @@ impl Capacity {
     }
 
     #[cold]
-    fn grow_room(&self, now: Instant) -> Room {
+    fn grow_room(&self, now: Instant) -> Room<'_> {
         let next_try = self.next.lock().0;
-        if now >= next_try
-            && self
-                .growing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+        if now < next_try {
+            return Room::Full {
+                next_try: Some(next_try),
+            };
+        }
+        match self
+            .growing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
         {
-            Room::Grow
-        } else {
-            Room::Full { next_try }
+            Ok(_) => Room::Grow(GrowTry(self)),
+            // Its time has come and another caller is trying: waiting until `next_try`
+            // (past) would be no wait at all.
+            Err(_) => Room::Full { next_try: None },
+        }
+    }
+
+    /// Until the try to grow under way (if any) ends. Cancel safe.
+    pub(super) async fn grow_ends(&self) {
+        let ended = self.grow_ended.notified();
+        tokio::pin!(ended);
+        // Registered before looking: an end in between is not missed.
+        ended.as_mut().enable();
+        if self.growing.load(Ordering::Acquire) {
+            ended.await;
         }
     }
 
@@ -88,7 +122,6 @@ impl Capacity {
             next.1
         };
         *next = (now + backoff, (backoff * 2).min(MAX_BACKOFF));
-        self.growing.store(false, Ordering::Release);
     }
 
     /// A connection opened; `open` are open now. Past the limit it raises it, and at
@@ -102,11 +135,5 @@ impl Capacity {
             self.limit.store(open, Ordering::Release);
             *self.next.lock() = (Instant::now(), FIRST_BACKOFF);
         }
-        self.growing.store(false, Ordering::Release);
-    }
-
-    /// A try to grow ended without an answer about capacity (cancelled, another error).
-    pub(super) fn grow_abandoned(&self) {
-        self.growing.store(false, Ordering::Release);
     }
 }

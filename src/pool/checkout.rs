@@ -177,12 +177,22 @@ impl<B: Backend> PoolShared<B> {
             // A server that refused for capacity gets no connect past what it accepted,
             // but one try to grow when due.
             let open = self.counters.live() + self.counters.connects_under_way();
-            let growing = match self.capacity.room(open, now) {
-                Room::Free => false,
-                Room::Grow => true,
-                Room::Full { next_try } => {
+            let grow = match self.capacity.room(open, now) {
+                Room::Free => None,
+                Room::Grow(grow) => Some(grow),
+                Room::Full {
+                    next_try: Some(next_try),
+                } => {
                     phase = Phase::Wait;
                     self.wait_for_change(next_try.min(deadline)).await;
+                    continue;
+                }
+                Room::Full { next_try: None } => {
+                    phase = Phase::Wait;
+                    tokio::select! {
+                        () = self.wait_for_change(deadline) => {}
+                        () = self.capacity.grow_ends() => {}
+                    }
                     continue;
                 }
             };
@@ -190,9 +200,7 @@ impl<B: Backend> PoolShared<B> {
                 Ok(trial) => trial,
                 // Half-open with its one trial under way: its outcome wakes us.
                 Err(e) => {
-                    if growing {
-                        self.capacity.grow_abandoned();
-                    }
+                    drop(grow);
                     if !retry_connect {
                         return Err(e);
                     }
@@ -218,18 +226,10 @@ impl<B: Backend> PoolShared<B> {
                 Ok(Attempt::CutShort(error)) => {
                     // The deadline, not the endpoint, ended it: the next turn reports the
                     // timeout with an earlier attempt's error if there was one.
-                    if growing {
-                        self.capacity.grow_abandoned();
-                    }
                     last.get_or_insert(error);
                     continue;
                 }
-                Err(e) => {
-                    if growing {
-                        self.capacity.grow_abandoned();
-                    }
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             };
             // The outcome was reported to the breaker; a trial that learnt nothing (an
             // error that says nothing about the endpoint) is handed to the next caller.
@@ -244,9 +244,8 @@ impl<B: Backend> PoolShared<B> {
                 last = Some(err);
                 continue;
             }
-            if growing {
-                self.capacity.grow_abandoned();
-            }
+            // Not a capacity answer: the next try to grow may go.
+            drop(grow);
             if !err.is_retryable() {
                 self.health.set_healthy(false);
                 return Err(Error::Backend {
