@@ -68,8 +68,9 @@ pub async fn cold_storm(ctx: &Ctx, targets: &mut Vec<Target>) -> Section {
         format!(
             "{STORM_TASKS} tasks start at once on an empty pool of {STORM_SIZE} (min_idle 0); \
              each loops acquire, a {} ms query, release. Connects take {} ms (poolwarden: the \
-             simulated backend with these latencies; the others: managers that sleep as long). \
-             Time to the first {STORM_DONE} completions (median of rounds) and the peak number \
+             simulated backend with these latencies and its default config: `max_connecting` \
+             16, narrowed only after failed connects; the others: managers that sleep as \
+             long). Time to the first {STORM_DONE} completions (median of rounds) and the peak number \
              of connects in progress at once (largest of rounds).",
             QUERY_LATENCY.as_millis(),
             CONNECT_LATENCY.as_millis()

@@ -3,4 +3,5 @@
 
 pub(crate) mod backoff;
 pub(crate) mod breaker;
+pub(crate) mod connect_window;
 pub(crate) mod leak;

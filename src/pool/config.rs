@@ -107,9 +107,14 @@ pub struct PoolConfig {
     /// maintenance tick). Default 5s.
     #[serde(with = "humantime_serde")]
     pub probe_interval: Option<Duration>,
-    /// Connects in progress at once, acquires and background refills together, so a
-    /// server coming back is not stormed. Default 4; 1 to [`PoolConfig::MAX_CONNECTING`]
-    /// (10 000).
+    /// Most connects in progress at once, acquires and background refills together.
+    /// A pool starts with all of them allowed (a cold start on a healthy server opens as
+    /// many connections at once as callers need, as bb8 and deadpool do); each failed
+    /// connect that counts against the endpoint halves the number allowed, down to one,
+    /// and each success adds one back, so a server coming back sees one connect, then two,
+    /// four … (a slow start) rather than the pool's whole size at once
+    /// ([`PoolStats::connect_window`](crate::PoolStats::connect_window) shows the number
+    /// allowed now). Default 16; 1 to [`PoolConfig::MAX_CONNECTING`] (10 000).
     pub max_connecting: u32,
     /// The endpoint's circuit breaker. Default [`BreakerConfig::default`].
     pub breaker: BreakerConfig,
@@ -149,7 +154,7 @@ impl Default for PoolConfig {
             backoff_max: Duration::from_secs(2),
             maintenance_interval: Duration::from_secs(1),
             probe_interval: Some(Duration::from_secs(5)),
-            max_connecting: 4,
+            max_connecting: 16,
             breaker: BreakerConfig::default(),
             leak_threshold: None,
             leak_reclaim_after: None,

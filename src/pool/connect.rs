@@ -1,5 +1,6 @@
-//! Opening one connection: a permit from `max_connecting` (no storm when a server comes
-//! back), one attempt bounded by `connect_timeout` and the caller's deadline, panics
+//! Opening one connection: a permit from the connect window (`connect_gate.rs`: at most
+//! `max_connecting`, a slow start after failures, so a server coming back is not
+//! stormed), one attempt bounded by `connect_timeout` and the caller's deadline, panics
 //! caught, the outcome reported to the pool's health (which decides, by the error's
 //! kind, whether it counts against the endpoint). Retrying, and counting the connect as
 //! under way in the pool's figures (attempts and backoff waits), is the caller's business:
@@ -70,6 +71,7 @@ impl<B: Backend> PoolShared<B> {
         let attempt = AssertUnwindSafe(credential.connect(&*self.backend)).catch_unwind();
         let error = match timeout_at(limit, attempt).await {
             Ok(Ok(Ok(raw))) => {
+                self.connects.succeeded();
                 if vouch {
                     self.health.connected();
                 }
@@ -106,6 +108,9 @@ impl<B: Backend> PoolShared<B> {
         self.observe.connect_failed(error.kind());
         tracing::debug!(pool = %self.key, error = %error, "connect failed");
         let counted = self.health.connect_failed(&error);
+        if counted {
+            self.connects.failed();
+        }
         Ok(Attempt::Failed { error, counted })
     }
 

@@ -11,6 +11,7 @@ mod checkout;
 pub(crate) mod config;
 mod conn;
 mod connect;
+mod connect_gate;
 mod controls;
 mod counters;
 pub(crate) mod credential;

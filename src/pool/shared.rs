@@ -1,7 +1,7 @@
 //! The state one pool shares between its actor and its handles, composed of parts that
 //! each own their fields (`hot.rs`, `slots.rs`, `idle.rs`, `counters.rs`, `health.rs`,
 //! `leaks.rs`, `incarnation.rs`, `capacity.rs`, `credential.rs`, `hooks.rs`, `pause.rs`,
-//! `budget.rs`). Acquire and release run on it in the caller's task,
+//! `budget.rs`, `connect_gate.rs`). Acquire and release run on it in the caller's task,
 //! without a message hop (see `docs/architecture.md` for the measurements behind that);
 //! the jobs done on it are one file each: `checkout.rs`, `connect.rs`, `checkin.rs`, `probe.rs`,
 //! `lifecycle.rs`, `stats.rs`. Nothing here knows about actix.
@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::capacity::Capacity;
 use super::config::PoolConfig;
 use super::conn::Conn;
+use super::connect_gate::ConnectGate;
 use super::counters::Counters;
 use super::credential::{Credential, CredentialsProvider};
 use super::health::{EventSink, Health};
@@ -54,8 +55,9 @@ pub(crate) struct PoolShared<B: Backend> {
     pub(super) leaks: Leaks,
     pub(super) incarnation: Incarnation,
     pub(super) capacity: Capacity,
-    /// Bounds connects in progress (acquires and refills together).
-    pub(super) connects: tokio::sync::Semaphore,
+    /// Bounds connects in progress (acquires and refills together), slow start after
+    /// failures.
+    pub(super) connects: ConnectGate,
     /// The pool's hooks, fixed when it is created (none by default).
     pub(super) hooks: Hooks<B::Connection>,
     /// Paused acquires queue here (`pause.rs`, `controls.rs`).
@@ -155,7 +157,7 @@ impl<B: Backend> PoolShared<B> {
             ),
             incarnation: Incarnation::default(),
             capacity: Capacity::new(key),
-            connects: tokio::sync::Semaphore::new(config.max_connecting as usize),
+            connects: ConnectGate::new(config.max_connecting),
             hooks: Hooks::default(),
             pause: Pause::new(),
             budget: None,

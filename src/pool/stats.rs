@@ -31,6 +31,10 @@ pub struct PoolStats {
     pub live: usize,
     /// Connect attempts in progress.
     pub connecting: usize,
+    /// Connects the pool lets run at once now: `max_connecting` while connects succeed;
+    /// each failed connect that counts against the endpoint halves it (down to 1), each
+    /// success widens it by one again (a slow start for a server coming back).
+    pub connect_window: u32,
     /// Acquires waiting for a slot, or for a paused pool to resume.
     pub waiters: usize,
     /// Current `max_size`.
@@ -120,6 +124,7 @@ impl<B: Backend> PoolShared<B> {
             in_use: self.hot.in_use(),
             live: self.counters.live(),
             connecting: self.counters.connects_under_way(),
+            connect_window: self.connects.width(),
             waiters: self.hot.waiters(),
             max_size: self.slots.max_size() as u32,
             effective_size: self.effective_size() as u32,

@@ -1,0 +1,115 @@
+//! How many connects a pool runs at once: all that callers need (up to `max_connecting`)
+//! on a healthy server, a slow start (1, 2, 4 …) after connects failed against the
+//! endpoint, and no narrowing for failures that say nothing about it. Counted on the
+//! simulated server (connects in flight), on paused tokio time.
+
+mod support_pool;
+
+use std::time::Duration;
+
+use poolwarden::backends::sim::SimBehavior;
+use poolwarden::{BackendErrorKind, PoolConfig};
+use support_pool::*;
+use tokio::time::Instant;
+
+const CONNECT: Duration = Duration::from_millis(50);
+
+/// 16 connections at most, the default `max_connecting`, connects taking 50 ms.
+async fn fixture(name: &str) -> Fixture {
+    let f = start(
+        name,
+        PoolConfig {
+            max_size: 16,
+            max_connecting: PoolConfig::default().max_connecting,
+            backoff_initial: ms(10),
+            backoff_max: ms(10),
+            ..quiet_config()
+        },
+        SimBehavior {
+            connect_latency: CONNECT,
+            ..SimBehavior::default()
+        },
+    )
+    .await;
+    assert_eq!(f.pool.stats().connect_window, 16, "the default: 16");
+    f
+}
+
+/// `n` callers acquire at once and keep their connections until all are served; answers
+/// how long that took.
+async fn serve_at_once(f: &Fixture, n: usize) -> (Duration, Vec<impl Sized>) {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let pool = f.pool.clone();
+            tokio::spawn(async move { pool.acquire().await })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for t in tasks {
+        held.push(t.await.unwrap().expect("served"));
+    }
+    (start.elapsed(), held)
+}
+
+#[actix::test]
+async fn a_cold_start_on_a_healthy_server_opens_what_callers_need_at_once() {
+    let f = fixture("cold").await;
+    let (took, held) = serve_at_once(&f, 16).await;
+    assert_eq!(f.server.peak_in_flight_connects(), 16);
+    assert_eq!(f.server.connect_attempts(), 16);
+    // One round of connects, not four rounds of four.
+    assert!(took < 2 * CONNECT, "16 callers served in {took:?}");
+    assert_eq!(f.pool.stats().connect_window, 16);
+    drop(held);
+    settle().await;
+    f.assert_quiescent();
+}
+
+#[actix::test]
+async fn after_failed_connects_a_server_coming_back_sees_a_slow_start() {
+    let f = fixture("slow").await;
+    // Four connects fail against the endpoint (16 → 8 → 4 → 2 → 1), one at a time: a
+    // single caller retries until the fifth succeeds (1 → 2).
+    f.server.fail_next_connects(4);
+    drop(f.pool.acquire().await.expect("served on the fifth attempt"));
+    let s = f.pool.stats();
+    assert_eq!((s.connect_errors, s.idle), (4, 1), "{s:?}");
+    assert_eq!(s.connect_window, 2, "{s:?}");
+    assert_eq!(f.server.peak_in_flight_connects(), 1);
+
+    // 16 callers: one takes the idle connection, 15 need connects. The window widens by
+    // one per success: rounds of 2, 4 and 8 at once, then the last one.
+    let (took, held) = serve_at_once(&f, 16).await;
+    assert_eq!(f.server.peak_in_flight_connects(), 8);
+    assert!(
+        took >= 4 * CONNECT,
+        "four rounds of connects, not one: served in {took:?}"
+    );
+    assert_eq!(f.pool.stats().connect_window, 16, "open again");
+    drop(held);
+    settle().await;
+    f.assert_quiescent();
+}
+
+#[actix::test]
+async fn failures_that_say_nothing_about_the_endpoint_leave_the_window_open() {
+    let f = fixture("refused").await;
+    // A wrong database: the server is up and answering.
+    f.server.fail_next_connects_as(BackendErrorKind::Config, 1);
+    let err = f.pool.acquire().await.expect_err("refused");
+    let s = f.pool.stats();
+    assert_eq!((s.connect_errors, s.connect_window), (1, 16), "{err} {s:?}");
+    let (_, held) = serve_at_once(&f, 16).await;
+    assert_eq!(f.server.peak_in_flight_connects(), 16);
+    drop(held);
+    // Refused for capacity (then served by a try to grow, one at a time, see
+    // tests/capacity.rs): the server is full, not down.
+    f.server
+        .fail_next_connects_as(BackendErrorKind::Capacity, 1);
+    let _refused = f.pool.dedicated().await;
+    assert!(f.pool.stats().connect_errors >= 2);
+    let s = f.pool.stats();
+    assert_eq!(s.connect_window, 16, "{s:?}");
+    settle().await;
+}
