@@ -1,6 +1,6 @@
 //! How many connects a pool runs at once: all that callers need (up to `max_connecting`)
-//! on a healthy server, a slow start (1, 2, 4 …) after connects failed against the
-//! endpoint, and no narrowing for failures that say nothing about it. Counted on the
+//! on a healthy server, a slow start (from 4, then widening by one per success) after
+//! connects failed against the endpoint, never held up by one connect that hangs, and no narrowing for failures that say nothing about it. Counted on the
 //! simulated server (connects in flight), on paused tokio time.
 
 mod support_pool;
@@ -69,25 +69,62 @@ async fn a_cold_start_on_a_healthy_server_opens_what_callers_need_at_once() {
 #[actix::test]
 async fn after_failed_connects_a_server_coming_back_sees_a_slow_start() {
     let f = fixture("slow").await;
-    // Four connects fail against the endpoint (16 → 8 → 4 → 2 → 1), one at a time: a
-    // single caller retries until the fifth succeeds (1 → 2).
+    // Four connects fail against the endpoint (16 → 8 → 4 → 4 → 4: never under 4), one at
+    // a time: a single caller retries until the fifth succeeds (4 → 5).
     f.server.fail_next_connects(4);
     drop(f.pool.acquire().await.expect("served on the fifth attempt"));
     let s = f.pool.stats();
     assert_eq!((s.connect_errors, s.idle), (4, 1), "{s:?}");
-    assert_eq!(s.connect_window, 2, "{s:?}");
+    assert_eq!(s.connect_window, 5, "{s:?}");
     assert_eq!(f.server.peak_in_flight_connects(), 1);
 
     // 16 callers: one takes the idle connection, 15 need connects. The window widens by
-    // one per success: rounds of 2, 4 and 8 at once, then the last one.
+    // one per success: a round of 5 at once, then the other 10.
     let (took, held) = serve_at_once(&f, 16).await;
-    assert_eq!(f.server.peak_in_flight_connects(), 8);
+    assert_eq!(f.server.peak_in_flight_connects(), 10);
     assert!(
-        took >= 4 * CONNECT,
-        "four rounds of connects, not one: served in {took:?}"
+        took >= 2 * CONNECT,
+        "two rounds of connects, not one: served in {took:?}"
     );
     assert_eq!(f.pool.stats().connect_window, 16, "open again");
     drop(held);
+    settle().await;
+    f.assert_quiescent();
+}
+
+#[actix::test]
+async fn a_connect_that_hangs_does_not_hold_up_the_others_after_failures() {
+    let f = fixture("hang").await;
+    // Narrowed to its floor of 4 (six failures would take a window without a floor to
+    // 1), widened to 5 by a success; then one connect that never answers (until the 1 s
+    // connect timeout) among 8 callers.
+    f.server.fail_next_connects(6);
+    drop(
+        f.pool
+            .acquire()
+            .await
+            .expect("served on the seventh attempt"),
+    );
+    let held = f.pool.acquire().await.expect("the idle one");
+    assert_eq!(f.pool.stats().connect_window, 5);
+    f.server.stall_next_connects(1);
+    let start = Instant::now();
+    let callers: Vec<_> = (0..7)
+        .map(|_| {
+            let pool = f.pool.clone();
+            tokio::spawn(async move { pool.acquire().await.map(|c| (c, Instant::now())) })
+        })
+        .collect();
+    let mut served = vec![];
+    for c in callers {
+        served.push(c.await.unwrap().expect("served"));
+    }
+    // Six of seven served by connects beside the stalled one, in rounds of one connect
+    // time; the seventh retries after its attempt times out.
+    let mut times: Vec<Duration> = served.iter().map(|(_, t)| *t - start).collect();
+    times.sort();
+    assert!(times[5] < 3 * CONNECT, "six served by {:?}", times[5]);
+    drop((held, served));
     settle().await;
     f.assert_quiescent();
 }

@@ -110,9 +110,10 @@ pub struct PoolConfig {
     /// Most connects in progress at once, acquires and background refills together.
     /// A pool starts with all of them allowed (a cold start on a healthy server opens as
     /// many connections at once as callers need, as bb8 and deadpool do); each failed
-    /// connect that counts against the endpoint halves the number allowed, down to one,
-    /// and each success adds one back, so a server coming back sees one connect, then two,
-    /// four … (a slow start) rather than the pool's whole size at once
+    /// connect that counts against the endpoint halves the number allowed, down to 4 (so
+    /// one connect that hangs until its timeout never holds up all the others), and each
+    /// success adds one back, so a server coming back sees 4 connects, then 8, 16 … (a
+    /// slow start) rather than the pool's whole size at once
     /// ([`PoolStats::connect_window`](crate::PoolStats::connect_window) shows the number
     /// allowed now). Default 16; 1 to [`PoolConfig::MAX_CONNECTING`] (10 000).
     pub max_connecting: u32,

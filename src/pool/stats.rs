@@ -32,8 +32,9 @@ pub struct PoolStats {
     /// Connect attempts in progress.
     pub connecting: usize,
     /// Connects the pool lets run at once now: `max_connecting` while connects succeed;
-    /// each failed connect that counts against the endpoint halves it (down to 1), each
-    /// success widens it by one again (a slow start for a server coming back).
+    /// each failed connect that counts against the endpoint halves it (down to 4, or
+    /// `max_connecting` when lower), each success widens it by one again (a slow start
+    /// for a server coming back).
     pub connect_window: u32,
     /// Acquires waiting for a slot, or for a paused pool to resume.
     pub waiters: usize,
