@@ -119,11 +119,17 @@ async fn a_connect_that_hangs_does_not_hold_up_the_others_after_failures() {
     for c in callers {
         served.push(c.await.unwrap().expect("served"));
     }
-    // Six of seven served by connects beside the stalled one, in rounds of one connect
-    // time; the seventh retries after its attempt times out.
+    // Six of seven served by connects beside the stalled one: four at once, then (the
+    // window widened by their successes) the other two, in two connect times (a window of
+    // one beside the stall would take three rounds: 1, 2, 3); the seventh retries after
+    // its attempt times out.
     let mut times: Vec<Duration> = served.iter().map(|(_, t)| *t - start).collect();
     times.sort();
-    assert!(times[5] < 3 * CONNECT, "six served by {:?}", times[5]);
+    assert!(
+        times[5] <= 2 * CONNECT + ms(10),
+        "six served by {:?}",
+        times[5]
+    );
     drop((held, served));
     settle().await;
     f.assert_quiescent();
