@@ -36,26 +36,30 @@ async fn fixture(name: &str) -> Fixture {
 }
 
 /// `n` callers acquire at once and keep their connections until all are served; answers
-/// how long that took.
-async fn serve_at_once(f: &Fixture, n: usize) -> (Duration, Vec<impl Sized>) {
+/// how long after the start each was served (earliest first), and the connections.
+async fn serve_at_once(f: &Fixture, n: usize) -> (Vec<Duration>, Vec<impl Sized>) {
     let start = Instant::now();
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let pool = f.pool.clone();
-            tokio::spawn(async move { pool.acquire().await })
+            tokio::spawn(async move { pool.acquire().await.map(|c| (c, start.elapsed())) })
         })
         .collect();
-    let mut held = Vec::new();
+    let (mut times, mut held) = (Vec::new(), Vec::new());
     for t in tasks {
-        held.push(t.await.unwrap().expect("served"));
+        let (conn, at) = t.await.unwrap().expect("served");
+        times.push(at);
+        held.push(conn);
     }
-    (start.elapsed(), held)
+    times.sort();
+    (times, held)
 }
 
 #[actix::test]
 async fn a_cold_start_on_a_healthy_server_opens_what_callers_need_at_once() {
     let f = fixture("cold").await;
-    let (took, held) = serve_at_once(&f, 16).await;
+    let (times, held) = serve_at_once(&f, 16).await;
+    let took = times[15];
     assert_eq!(f.server.peak_in_flight_connects(), 16);
     assert_eq!(f.server.connect_attempts(), 16);
     // One round of connects, not four rounds of four.
@@ -80,7 +84,8 @@ async fn after_failed_connects_a_server_coming_back_sees_a_slow_start() {
 
     // 16 callers: one takes the idle connection, 15 need connects. The window widens by
     // one per success: a round of 5 at once, then the other 10.
-    let (took, held) = serve_at_once(&f, 16).await;
+    let (times, held) = serve_at_once(&f, 16).await;
+    let took = times[15];
     assert_eq!(f.server.peak_in_flight_connects(), 10);
     assert!(
         took >= 2 * CONNECT,
@@ -108,23 +113,11 @@ async fn a_connect_that_hangs_does_not_hold_up_the_others_after_failures() {
     let held = f.pool.acquire().await.expect("the idle one");
     assert_eq!(f.pool.stats().connect_window, 5);
     f.server.stall_next_connects(1);
-    let start = Instant::now();
-    let callers: Vec<_> = (0..7)
-        .map(|_| {
-            let pool = f.pool.clone();
-            tokio::spawn(async move { pool.acquire().await.map(|c| (c, Instant::now())) })
-        })
-        .collect();
-    let mut served = vec![];
-    for c in callers {
-        served.push(c.await.unwrap().expect("served"));
-    }
+    let (times, served) = serve_at_once(&f, 7).await;
     // Six of seven served by connects beside the stalled one: four at once, then (the
     // window widened by their successes) the other two, in two connect times (a window of
     // one beside the stall would take three rounds: 1, 2, 3); the seventh retries after
     // its attempt times out.
-    let mut times: Vec<Duration> = served.iter().map(|(_, t)| *t - start).collect();
-    times.sort();
     assert!(
         times[5] <= 2 * CONNECT + ms(10),
         "six served by {:?}",
@@ -155,4 +148,17 @@ async fn failures_that_say_nothing_about_the_endpoint_leave_the_window_open() {
     let s = f.pool.stats();
     assert_eq!(s.connect_window, 16, "{s:?}");
     settle().await;
+}
+
+#[actix::test]
+async fn connects_that_time_out_narrow_it_like_refused_ones() {
+    let f = fixture("timeout").await;
+    // Two connects that never answer end at the 1 s connect timeout: a timeout counts
+    // against the endpoint (16 → 8 → 4); the third attempt opens (4 → 5).
+    f.server.stall_next_connects(2);
+    drop(f.pool.acquire().await.expect("served on the third attempt"));
+    let s = f.pool.stats();
+    assert_eq!((s.connect_errors, s.connect_window), (2, 5), "{s:?}");
+    settle().await;
+    f.assert_quiescent();
 }
