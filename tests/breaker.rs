@@ -659,6 +659,91 @@ async fn a_cancelled_trial_frees_the_trial_for_the_next_acquire() {
     f.assert_quiescent();
 }
 
+/// How the trial in [`waiter_behind_a_trial_that`] ends without an outcome.
+#[derive(Debug, Clone, Copy)]
+enum Ends {
+    /// Its acquire is cancelled mid-connect.
+    Cancelled,
+    /// Its connect fails with an error of this kind, which says nothing about the endpoint.
+    Failing(BackendErrorKind),
+}
+
+/// A caller waits behind a half-open trial that then ends without an outcome (`ends`):
+/// the trial passes to that caller at once, not at its deadline (5 s), and it is served one
+/// connect later.
+async fn waiter_behind_a_trial_that(ends: Ends) {
+    let (f, _recorder) = setup(&format!("{ends:?}"), config(), slow_connects()).await;
+    f.trip().await;
+    let retry_in = f.refused().await;
+    f.server.come_up();
+    settle_for(retry_in).await;
+    if let Ends::Failing(kind) = ends {
+        f.server.fail_next_connects_as(kind, 1);
+    }
+    let trial = {
+        let pool = f.pool.clone();
+        tokio::spawn(async move { pool.acquire().await })
+    };
+    settle().await;
+    assert_eq!(f.pool.stats().breaker, HalfOpen, "{ends:?}");
+    assert_eq!(f.server.in_flight_connects(), 1, "{ends:?}: the trial");
+    let waiter = {
+        let pool = f.pool.clone();
+        tokio::spawn(async move { pool.acquire().await })
+    };
+    settle().await;
+    assert_eq!(
+        f.server.in_flight_connects(),
+        1,
+        "{ends:?}: the waiter waits for the trial"
+    );
+    let ended = match ends {
+        Ends::Cancelled => {
+            settle_for(ms(10)).await;
+            trial.abort();
+            assert!(trial.await.unwrap_err().is_cancelled());
+            Instant::now()
+        }
+        Ends::Failing(kind) => {
+            let err = trial.await.unwrap().expect_err("the trial's connect fails");
+            assert_eq!(err.backend_error().map(|e| e.kind()), Some(kind), "{err:?}");
+            Instant::now()
+        }
+    };
+    assert_eq!(f.pool.stats().breaker, HalfOpen, "{ends:?}: no outcome");
+    let conn = waiter
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{ends:?}: the waiter is served: {e:?}"));
+    // One connect after the trial ended (timers tick in whole milliseconds).
+    let waited = ended.elapsed();
+    assert!(
+        waited <= CONNECT + ms(5),
+        "{ends:?}: served {waited:?} after the trial ended"
+    );
+    drop(conn);
+    assert_eq!(
+        f.server.connects(),
+        1,
+        "{ends:?}: the waiter's was the one connect"
+    );
+}
+
+#[actix::test]
+async fn a_trial_cancelled_while_others_wait_passes_to_a_waiting_caller_at_once() {
+    waiter_behind_a_trial_that(Ends::Cancelled).await;
+}
+
+#[actix::test]
+async fn a_trial_refused_as_misconfigured_passes_to_a_waiting_caller_at_once() {
+    waiter_behind_a_trial_that(Ends::Failing(BackendErrorKind::Config)).await;
+}
+
+#[actix::test]
+async fn a_trial_refused_its_login_passes_to_a_waiting_caller_at_once() {
+    waiter_behind_a_trial_that(Ends::Failing(BackendErrorKind::Auth)).await;
+}
+
 #[actix::test]
 async fn a_failed_trial_reopens_for_longer_each_time_up_to_the_cap() {
     let (f, recorder) = setup("reopen", config(), slow_connects()).await;

@@ -219,6 +219,12 @@ impl CircuitBreaker {
         }
     }
 
+    /// Half-open with its one trial under way: [`admit`](Self::admit) refuses until it
+    /// ends (with an outcome, or [`trial_abandoned`](Self::trial_abandoned)).
+    pub fn trial_in_flight(&self) -> bool {
+        self.state == BreakerState::HalfOpen && self.trial_in_flight
+    }
+
     /// A trial let through by [`admit`](Self::admit) ended without an outcome (cancelled).
     pub fn trial_abandoned(&mut self) {
         self.trial_in_flight = false;

@@ -198,13 +198,17 @@ impl<B: Backend> PoolShared<B> {
             };
             let trial = match self.health.admit(now) {
                 Ok(trial) => trial,
-                // Half-open with its one trial under way: its outcome wakes us.
+                // Half-open with its one trial under way: wait for it to end (an outcome,
+                // or none: then the trial is free to take).
                 Err(e) => {
                     drop(grow);
                     if !retry_connect {
                         return Err(e);
                     }
-                    self.wait_for_change(deadline).await;
+                    tokio::select! {
+                        () = self.wait_for_change(deadline) => {}
+                        () = self.health.trial_ends() => {}
+                    }
                     continue;
                 }
             };

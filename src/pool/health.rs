@@ -51,8 +51,10 @@ pub(crate) struct Health {
     pub(super) observe: Arc<PoolObserver>,
 }
 
-/// A half-open breaker's one trial. Dropped without an outcome (the acquire was cancelled
-/// or failed before probing or connecting), it frees the trial for someone else.
+/// A half-open breaker's one trial. Dropped without an outcome (the acquire was cancelled,
+/// its connect failed in a way that says nothing about the endpoint, a probe found it need
+/// not connect), it frees the trial and wakes the callers waiting for it, so one of them
+/// takes it at once rather than at its deadline.
 pub(crate) struct TrialGuard<'a> {
     health: &'a Health,
 }
@@ -67,6 +69,7 @@ impl TrialGuard<'_> {
 impl Drop for TrialGuard<'_> {
     fn drop(&mut self) {
         self.health.breaker.lock().trial_abandoned();
+        self.health.changed.notify_waiters();
     }
 }
 
@@ -149,6 +152,18 @@ impl Health {
     /// [`wake`](Self::wake) (enable it before looking at the state).
     pub(super) fn changed(&self) -> Notified<'_> {
         self.changed.notified()
+    }
+
+    /// Until the half-open trial under way (if any) ends, with an outcome or without.
+    /// Cancel safe.
+    pub(super) async fn trial_ends(&self) {
+        let ended = self.changed.notified();
+        tokio::pin!(ended);
+        // Registered before looking: an end in between is not missed.
+        ended.as_mut().enable();
+        if self.breaker.lock().trial_in_flight() {
+            ended.await;
+        }
     }
 
     /// A connection broke while checked out: the idle connections used before now may
