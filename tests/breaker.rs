@@ -860,6 +860,57 @@ async fn background_probes_heal_an_open_breaker_with_no_traffic() {
     drop(f.pool.acquire().await.expect("serves again"));
 }
 
+/// A pool left half-open with every connection it may have open and idle (one trial
+/// succeeded and filled it; then the traffic stopped) heals with no traffic: a probe that
+/// cannot connect for its trial probes an idle connection, which counts toward closing.
+#[actix::test]
+async fn background_probes_heal_a_full_pool_left_half_open_with_no_traffic() {
+    let interval = ms(500);
+    let (f, recorder) = setup(
+        "fullheal",
+        PoolConfig {
+            max_size: 1,
+            probe_interval: Some(interval),
+            probe_timeout: ms(200),
+            ..config()
+        },
+        slow_connects(),
+    )
+    .await;
+    f.trip().await;
+    let retry_in = f.refused().await;
+    f.server.come_up();
+    settle_for(retry_in).await;
+    drop(f.pool.acquire().await.expect("the first trial"));
+    let s = f.pool.stats();
+    assert_eq!((s.breaker, s.live, s.idle), (HalfOpen, 1, 1), "{s:?}");
+    let (connects, queries, half_open) = (f.server.connects(), f.server.queries(), Instant::now());
+    assert!(
+        eventually(secs(10), || f.pool.stats().breaker == Closed).await,
+        "healed: {:?}",
+        f.pool.stats()
+    );
+    let healed = half_open.elapsed();
+    assert!(
+        healed <= interval * 2,
+        "healed {healed:?} after the first trial"
+    );
+    assert_eq!(
+        f.server.connects(),
+        connects,
+        "no connect past the pool's size"
+    );
+    assert_eq!(
+        f.server.queries(),
+        queries + 1,
+        "the idle connection's probe"
+    );
+    assert_eq!(
+        moves(&seen(&recorder).await),
+        [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]
+    );
+}
+
 /// The server goes down at an arbitrary moment; with no traffic, the next background probe
 /// (at most `probe_interval` later) finds out within `probe_timeout`, and `confirms` more
 /// probe timeouts (an old connection's timed-out probe is confirmed on a fresh one).

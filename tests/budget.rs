@@ -426,6 +426,52 @@ async fn refills_skip_rather_than_take_room_from_callers() {
     assert_eq!(server.open_connections(), 2);
 }
 
+/// A connection a pool opens for itself (warm-up, refill, probe) and files idle while a
+/// caller waits for room tells that caller, as a returned one does: it is closed for the
+/// caller at once, not found at the caller's deadline.
+#[actix::test]
+async fn a_connection_a_refill_files_idle_makes_room_for_a_caller_waiting() {
+    const CONNECT: Duration = Duration::from_millis(50);
+    let (sim, sup) = supervisor(Some(2), None);
+    let server = sim.server("filed:1");
+    server.set_behavior(SimBehavior {
+        connect_latency: CONNECT,
+        ..SimBehavior::default()
+    });
+    let busy = pool(&sup, "filed", "busy", pool_config(2)).await;
+    let _held = busy.acquire().await.unwrap();
+    // The other pool warms up: its connect takes the last room under the limit.
+    let warm = pool(
+        &sup,
+        "filed",
+        "warm",
+        PoolConfig {
+            min_idle: 1,
+            ..pool_config(2)
+        },
+    )
+    .await;
+    settle().await;
+    assert_eq!(server.in_flight_connects(), 1, "the warm-up connects");
+    assert_eq!(warm.stats().live, 0);
+    // A caller of the busy pool finds no room and nothing idle to close: it waits.
+    let t = Instant::now();
+    let caller = {
+        let busy = busy.clone();
+        tokio::spawn(async move { busy.acquire().await })
+    };
+    let conn = caller
+        .await
+        .unwrap()
+        .expect("served once the warm-up's connection is filed");
+    // The warm-up connects (at most one connect time), its connection is closed for the
+    // caller, who connects.
+    assert!(t.elapsed() <= CONNECT * 2 + ms(5), "{:?}", t.elapsed());
+    assert_eq!(warm.stats().live, 0, "closed for the caller");
+    assert_eq!(server.open_connections(), 2);
+    drop(conn);
+}
+
 #[actix::test]
 async fn stats_show_who_holds_the_budget() {
     let (sim, sup) = supervisor(Some(8), Some(10));

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use poolwarden::backends::sim::{SimBackend, SimBehavior};
 use poolwarden::{
     BackendErrorKind, BreakerConfig, BreakerState, ConnectionConfig, Error, Phase, PoolConfig,
-    PoolHandle,
+    PoolHandle, PooledConnection,
 };
 use support_pool::*;
 use tokio::time::Instant;
@@ -118,9 +118,17 @@ async fn a_server_that_accepts_fewer_than_max_size_is_served_with_what_it_accept
     f.assert_quiescent();
 }
 
-#[actix::test]
-async fn a_full_server_makes_callers_wait_for_a_returned_connection_not_fail() {
-    let f = start("capwait", config(), one_ms_queries()).await;
+/// Two connections held, the server accepting no more than those two, and a caller
+/// waiting for one (it holds a slot) after the refusal (100 ms on).
+async fn full_server_with_a_waiter(
+    name: &str,
+    config: PoolConfig,
+) -> (
+    Fixture,
+    Vec<PooledConnection<SimBackend>>,
+    tokio::task::JoinHandle<Result<PooledConnection<SimBackend>, Error>>,
+) {
+    let f = start(name, config, one_ms_queries()).await;
     let held = f.hold(2).await;
     f.server.set_max_connections(Some(2));
     let waiter = {
@@ -128,6 +136,13 @@ async fn a_full_server_makes_callers_wait_for_a_returned_connection_not_fail() {
         tokio::spawn(async move { pool.acquire().await })
     };
     settle_for(ms(100)).await;
+    assert_eq!(f.pool.stats().in_use, 2);
+    (f, held, waiter)
+}
+
+#[actix::test]
+async fn a_full_server_makes_callers_wait_for_a_returned_connection_not_fail() {
+    let (f, held, waiter) = full_server_with_a_waiter("capwait", config()).await;
     assert_eq!(f.pool.stats().effective_size, 2);
     let t = Instant::now();
     let id = held[0].id();
@@ -138,6 +153,45 @@ async fn a_full_server_makes_callers_wait_for_a_returned_connection_not_fail() {
         .expect("served by a returned connection");
     assert_eq!(t.elapsed(), std::time::Duration::ZERO);
     assert!(conn.id() == id || f.pool.stats().live == 2);
+}
+
+/// The same with the pool past its `max_size` on overflow: the connection returned is
+/// handed to the caller waiting for one (it holds a slot), not closed as surplus.
+#[actix::test]
+async fn a_full_server_hands_a_returned_overflow_connection_to_the_waiting_caller() {
+    let config = PoolConfig {
+        max_size: 1,
+        max_overflow: 2,
+        ..config()
+    };
+    let (f, mut held, waiter) = full_server_with_a_waiter("capoverflow", config).await;
+    let s = f.pool.stats();
+    assert_eq!((s.live, s.effective_size), (2, 1), "{s:?}");
+    let t = Instant::now();
+    let id = held[1].id();
+    drop(held.pop());
+    let conn = waiter
+        .await
+        .unwrap()
+        .expect("served by a returned connection");
+    assert_eq!(t.elapsed(), std::time::Duration::ZERO);
+    assert_eq!(conn.id(), id, "the returned connection, not a new one");
+    assert_eq!(f.pool.stats().closes.overflow, 0);
+}
+
+/// A connection closed while the server is full (discarded, broken) leaves room for one:
+/// a caller waiting for room connects at once, not at the next try to grow.
+#[actix::test]
+async fn a_full_server_lets_a_waiting_caller_connect_as_soon_as_a_connection_closes() {
+    let (f, mut held, waiter) = full_server_with_a_waiter("capclosed", config()).await;
+    assert_eq!(f.pool.stats().effective_size, 2);
+    let (t, connects) = (Instant::now(), f.server.connects());
+    held.pop().unwrap().discard();
+    let conn = waiter.await.unwrap().expect("served by a new connection");
+    assert_eq!(t.elapsed(), std::time::Duration::ZERO);
+    assert_eq!(f.server.connects(), connects + 1);
+    assert_eq!(f.server.open_connections(), 2);
+    drop((conn, held));
 }
 
 #[actix::test]

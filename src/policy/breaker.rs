@@ -126,7 +126,9 @@ pub struct Change {
 pub enum Admission {
     /// Closed: go ahead.
     Allowed,
-    /// Half-open: go ahead as the one trial; report its outcome (or `trial_abandoned`).
+    /// Half-open: go ahead as the one trial ([`current_trial`](CircuitBreaker::current_trial)
+    /// numbers it); report its outcome, or
+    /// [`trial_abandoned`](CircuitBreaker::trial_abandoned).
     Trial(Option<Change>),
     /// Open, or half-open with a trial in flight: refuse until `retry_at`.
     Rejected {
@@ -149,6 +151,8 @@ pub struct CircuitBreaker {
     grown: u32,
     open_until: Instant,
     trial_in_flight: bool,
+    /// Numbers the trials let through, so the end of one is told from a later one's.
+    trial: u64,
     /// Boxed: a breaker that never failed keeps a pointer, not an error's room.
     last_error: Option<Box<BackendError>>,
 }
@@ -166,6 +170,7 @@ impl CircuitBreaker {
             grown: 0,
             open_until: now,
             trial_in_flight: false,
+            trial: 0,
             last_error: None,
         }
     }
@@ -203,7 +208,7 @@ impl CircuitBreaker {
             BreakerState::Closed => Admission::Allowed,
             BreakerState::Open if now >= self.open_until => {
                 let change = self.go(BreakerState::HalfOpen, "open time elapsed; trying one", now);
-                self.trial_in_flight = true;
+                self.start_trial();
                 Admission::Trial(Some(change))
             }
             BreakerState::Open => Admission::Rejected {
@@ -213,7 +218,7 @@ impl CircuitBreaker {
                 retry_at: now.max(self.open_until),
             },
             BreakerState::HalfOpen => {
-                self.trial_in_flight = true;
+                self.start_trial();
                 Admission::Trial(None)
             }
         }
@@ -225,9 +230,27 @@ impl CircuitBreaker {
         self.state == BreakerState::HalfOpen && self.trial_in_flight
     }
 
-    /// A trial let through by [`admit`](Self::admit) ended without an outcome (cancelled).
-    pub fn trial_abandoned(&mut self) {
-        self.trial_in_flight = false;
+    fn start_trial(&mut self) {
+        self.trial_in_flight = true;
+        self.trial = self.trial.wrapping_add(1);
+    }
+
+    /// The number of the last trial [`admit`](Self::admit) let through.
+    pub fn current_trial(&self) -> u64 {
+        self.trial
+    }
+
+    /// Trial number `trial` ended (its acquire cancelled, or done). If no outcome was
+    /// reported since it was let through, it is over without one and the next caller may
+    /// try: answers true. A trial whose outcome was reported, or one older than the trial
+    /// under way, changes nothing.
+    pub fn trial_abandoned(&mut self, trial: u64) -> bool {
+        let abandoned =
+            self.state == BreakerState::HalfOpen && self.trial_in_flight && self.trial == trial;
+        if abandoned {
+            self.trial_in_flight = false;
+        }
+        abandoned
     }
 
     /// Report a success.

@@ -118,8 +118,20 @@ async fn abandoned_trial_frees_the_slot() {
     }
     tokio::time::advance(Duration::from_secs(1)).await;
     assert!(matches!(b.admit(Instant::now()), Admission::Trial(_)));
-    b.trial_abandoned();
+    let first = b.current_trial();
+    assert!(b.trial_abandoned(first));
     assert_eq!(b.admit(Instant::now()), Admission::Trial(None));
+    // The first trial's end, reported late, does not end the second one.
+    assert!(!b.trial_abandoned(first));
+    assert!(matches!(
+        b.admit(Instant::now()),
+        Admission::Rejected { .. }
+    ));
+    // A trial whose outcome was reported is over already.
+    let second = b.current_trial();
+    assert_ne!(second, first);
+    assert_eq!(b.on_success(Instant::now()), None, "one success of two");
+    assert!(!b.trial_abandoned(second));
 }
 
 #[test]

@@ -147,7 +147,7 @@ impl<B: Backend> PoolShared<B> {
                 Ok(self.hand_out(slot, conn, waited, now_ns))
             }
             Some(conn) => {
-                self.idle.push(conn);
+                self.file_idle(conn);
                 Err(slot)
             }
             None => Err(slot),

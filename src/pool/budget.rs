@@ -55,8 +55,9 @@ impl<B: Backend> PoolShared<B> {
         }
     }
 
-    /// File a returned connection as idle; tell callers waiting for budget, who may
-    /// close it (or an older one) to make room.
+    /// File a connection as idle (returned, opened by a refill or a probe, put back);
+    /// tell callers waiting for budget, who may close it (or an older one) to make room.
+    /// Every push to the idle list goes through here, so none is missed.
     #[inline]
     pub(super) fn file_idle(&self, conn: Conn<B::Connection>) {
         self.idle.push(conn);

@@ -1,6 +1,7 @@
 //! What the server accepted: after a "too many connections" refusal the pool serves with
 //! the connections it has, no connect is tried past that many, and one try to grow is let
-//! through at a time with backoff (the callers it leaves waiting are woken when it ends).
+//! through at a time with backoff (the callers it leaves waiting are woken when it ends, or
+//! when a connection closes and leaves room).
 //! A capacity refusal is not an outage: it never touches the breaker.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,8 +25,9 @@ pub(crate) struct Capacity {
     next: Mutex<(Instant, Duration)>,
     /// A try to grow is under way (its [`GrowTry`] is alive).
     growing: AtomicBool,
-    /// Woken when a try to grow ends, however it ended.
-    grow_ended: Notify,
+    /// Woken when a try to grow ends, however it ended, and when a connection closes
+    /// while the server is full (room for one more).
+    changed: Notify,
 }
 
 /// May one more connection be opened?
@@ -48,7 +50,7 @@ pub(super) struct GrowTry<'a>(&'a Capacity);
 impl Drop for GrowTry<'_> {
     fn drop(&mut self) {
         self.0.growing.store(false, Ordering::Release);
-        self.0.grow_ended.notify_waiters();
+        self.0.changed.notify_waiters();
     }
 }
 
@@ -59,7 +61,7 @@ impl Capacity {
             limit: AtomicUsize::new(NONE),
             next: Mutex::new((Instant::now(), FIRST_BACKOFF)),
             growing: AtomicBool::new(false),
-            grow_ended: Notify::new(),
+            changed: Notify::new(),
         }
     }
 
@@ -101,12 +103,32 @@ impl Capacity {
 
     /// Until the try to grow under way (if any) ends. Cancel safe.
     pub(super) async fn grow_ends(&self) {
-        let ended = self.grow_ended.notified();
+        let ended = self.changed.notified();
         tokio::pin!(ended);
         // Registered before looking: an end in between is not missed.
         ended.as_mut().enable();
         if self.growing.load(Ordering::Acquire) {
             ended.await;
+        }
+    }
+
+    /// Until there is room under the limit (a connection closed), or a try to grow ended;
+    /// `open`: connections open or opening now. Cancel safe.
+    pub(super) async fn room_freed(&self, open: impl Fn() -> usize) {
+        let freed = self.changed.notified();
+        tokio::pin!(freed);
+        // Registered before looking: a close in between is not missed.
+        freed.as_mut().enable();
+        if self.limit().is_some_and(|limit| open() >= limit) {
+            freed.await;
+        }
+    }
+
+    /// A connection closed: callers waiting on a full server look again.
+    #[inline]
+    pub(super) fn closed(&self) {
+        if self.limit().is_some() {
+            self.changed.notify_waiters();
         }
     }
 

@@ -51,10 +51,14 @@ impl<B: Backend> PoolShared<B> {
             Some(CloseReason::Shutdown)
         } else if conn.outlived(self.incarnation.generation(), now) {
             Some(self.outlived_reason(&conn))
-        // Overflow connections are closed on return, unless someone is waiting: then
-        // handing them over beats closing one and opening another (the reaper closes
-        // the surplus once the queue is empty).
-        } else if self.counters.live() > self.slots.max_size() && self.hot.waiters() == 0 {
+        // Overflow connections are closed on return, unless someone is waiting (queued
+        // for a slot, or holding one and waiting for a connection: behind a breaker, a
+        // full server or the connection budget): then handing them over beats closing one
+        // and opening another (the reaper closes the surplus once nobody waits).
+        } else if self.counters.live() > self.slots.max_size()
+            && self.hot.waiters() == 0
+            && self.idle.waiting() == 0
+        {
             Some(CloseReason::Overflow)
         } else if self.slots.shrinking() {
             Some(CloseReason::Shrink)

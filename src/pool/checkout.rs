@@ -89,7 +89,7 @@ impl<B: Backend> PoolShared<B> {
             };
             match verdict {
                 AcquireVerdict::KeepAndFail => {
-                    self.idle.push(pending.keep());
+                    self.file_idle(pending.keep());
                     return Err(self.hook_error(
                         HookPoint::BeforeAcquire,
                         "refused this acquire; the connection stays in the pool",
@@ -184,7 +184,12 @@ impl<B: Backend> PoolShared<B> {
                     next_try: Some(next_try),
                 } => {
                     phase = Phase::Wait;
-                    self.wait_for_change(next_try.min(deadline)).await;
+                    tokio::select! {
+                        () = self.wait_for_change(next_try.min(deadline)) => {}
+                        () = self.capacity.room_freed(|| {
+                            self.counters.live() + self.counters.connects_under_way()
+                        }) => {}
+                    }
                     continue;
                 }
                 Room::Full { next_try: None } => {
@@ -217,16 +222,13 @@ impl<B: Backend> PoolShared<B> {
             let connecting = Instant::now();
             let attempt = self.connect_once(Some(deadline), true, &mut room).await;
             span_record("connect_us", connecting);
-            let (err, counted) = match attempt {
+            let err = match attempt {
                 Ok(Attempt::Opened(conn)) => {
-                    if let Some(trial) = trial {
-                        trial.resolved();
-                    }
                     self.capacity
                         .opened(self.counters.live(), self.slots.max_size());
                     return Ok(conn);
                 }
-                Ok(Attempt::Failed { error, counted }) => (error, counted),
+                Ok(Attempt::Failed { error, .. }) => error,
                 Ok(Attempt::CutShort(error)) => {
                     // The deadline, not the endpoint, ended it: the next turn reports the
                     // timeout with an earlier attempt's error if there was one.
@@ -235,13 +237,10 @@ impl<B: Backend> PoolShared<B> {
                 }
                 Err(e) => return Err(e),
             };
-            // The outcome was reported to the breaker; a trial that learnt nothing (an
-            // error that says nothing about the endpoint) is handed to the next caller.
-            match (trial, counted) {
-                (Some(trial), true) => trial.resolved(),
-                (Some(trial), false) => drop(trial),
-                (None, _) => {}
-            }
+            // The outcome was reported to the breaker if it counted; a trial that learnt
+            // nothing (an error that says nothing about the endpoint) is handed to the
+            // next caller as it drops.
+            drop(trial);
             if err.kind() == BackendErrorKind::Capacity {
                 self.capacity.refused(self.counters.live(), Instant::now());
                 phase = Phase::Wait;

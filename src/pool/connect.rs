@@ -26,11 +26,10 @@ use crate::policy::backoff::Backoff;
 /// How one connect attempt ended.
 pub(super) enum Attempt<C> {
     Opened(Conn<C>),
-    /// The server or the network answered with `error`; `counted`: it counted against
-    /// the endpoint.
+    /// The server or the network answered with `error` (reported to the pool's health,
+    /// which counted it against the endpoint or not by its kind).
     Failed {
         error: BackendError,
-        counted: bool,
     },
     /// The caller's deadline ended it (waiting for a permit, or mid-attempt): it says
     /// nothing about the server.
@@ -111,7 +110,7 @@ impl<B: Backend> PoolShared<B> {
         if counted {
             self.connects.failed();
         }
-        Ok(Attempt::Failed { error, counted })
+        Ok(Attempt::Failed { error })
     }
 
     /// The pool's own connects (warm-up, refill, a probe with nothing idle): retried with
@@ -152,7 +151,7 @@ impl<B: Backend> PoolShared<B> {
                         last_error: Some(error),
                     });
                 }
-                Attempt::Failed { error, .. } => error,
+                Attempt::Failed { error } => error,
             };
             if error.kind() == BackendErrorKind::Capacity {
                 self.capacity.refused(self.counters.live(), Instant::now());

@@ -51,25 +51,22 @@ pub(crate) struct Health {
     pub(super) observe: Arc<PoolObserver>,
 }
 
-/// A half-open breaker's one trial. Dropped without an outcome (the acquire was cancelled,
-/// its connect failed in a way that says nothing about the endpoint, a probe found it need
-/// not connect), it frees the trial and wakes the callers waiting for it, so one of them
-/// takes it at once rather than at its deadline.
+/// A half-open breaker's one trial, held while it runs. Dropped, it asks the breaker
+/// whether an outcome was reported for it; if none was (the acquire was cancelled, its
+/// connect failed in a way that says nothing about the endpoint, it never got to connect,
+/// a probe found it need not connect), it frees the trial and wakes the callers waiting
+/// for it, so one of them takes it at once rather than at its deadline. The breaker knows
+/// which trial is under way, so the end of an old one never ends a newer one.
 pub(crate) struct TrialGuard<'a> {
     health: &'a Health,
-}
-
-impl TrialGuard<'_> {
-    /// The outcome was reported; nothing to undo.
-    pub(crate) fn resolved(self) {
-        std::mem::forget(self);
-    }
+    trial: u64,
 }
 
 impl Drop for TrialGuard<'_> {
     fn drop(&mut self) {
-        self.health.breaker.lock().trial_abandoned();
-        self.health.changed.notify_waiters();
+        if self.health.breaker.lock().trial_abandoned(self.trial) {
+            self.health.changed.notify_waiters();
+        }
     }
 }
 
@@ -116,16 +113,19 @@ impl Health {
 
     #[cold]
     fn admit_tripped(&self, now: Instant) -> Result<Option<TrialGuard<'_>>, Error> {
-        let change = {
+        let (change, trial) = {
             let mut b = self.breaker.lock();
             match b.admit(now) {
                 Admission::Allowed => return Ok(None),
-                Admission::Trial(change) => change,
+                Admission::Trial(change) => (change, b.current_trial()),
                 Admission::Rejected { .. } => return Err(self.open_error(&b, now, None)),
             }
         };
         self.publish(change);
-        Ok(Some(TrialGuard { health: self }))
+        Ok(Some(TrialGuard {
+            health: self,
+            trial,
+        }))
     }
 
     /// The breaker is not closed.

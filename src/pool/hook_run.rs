@@ -235,6 +235,7 @@ impl<B: Backend> PoolShared<B> {
         if let Some(conn) = close_after_hook(self.key, &self.counters, &self.hooks, conn) {
             drop(conn);
             self.counters.closed();
+            self.capacity.closed();
         }
     }
 }

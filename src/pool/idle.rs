@@ -40,6 +40,12 @@ impl<C> Idle<C> {
         }
     }
 
+    /// Acquires holding a slot and waiting for a connection to come back.
+    #[inline]
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.get()
+    }
+
     /// Resolves when a connection is pushed; counted as waiting until the guard drops
     /// (enable the future, then look at the deque).
     pub(super) fn wait_for_return(&self) -> (Notified<'_>, Entered<'_>) {

@@ -312,7 +312,7 @@ impl<B: Backend> PoolShared<B> {
             .inspect_err(
                 |e| tracing::debug!(pool = %self.key, error = %e, "background connect failed"),
             )?;
-        self.idle.push(conn);
+        self.file_idle(conn);
         Ok(true)
     }
 

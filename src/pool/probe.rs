@@ -41,7 +41,14 @@ impl<B: Backend> PoolShared<B> {
         };
         let start = Instant::now();
         let deadline = far_at(start, budget);
-        let trial = self.health.admit(start).map_err(|e| e.to_string())?;
+        let mut trial = self.health.admit(start).map_err(|e| e.to_string())?;
+        if trial.is_some() && !self.may_open_to_probe() {
+            // A trial that cannot connect is none: handed on (dropped, it wakes the callers
+            // waiting for it), and an idle connection is probed instead, whose answer
+            // counts toward closing a half-open breaker too. (A full pool with no traffic
+            // would otherwise stay half-open for good.)
+            trial = None;
+        }
         // An idle connection that fails its probe condemns itself, not the server: a
         // fresh connection and its probe confirm or clear the verdict.
         let mut confirm = false;
@@ -49,7 +56,7 @@ impl<B: Backend> PoolShared<B> {
             if let Some(conn) = self.pop_reusable(start) {
                 let Ok(_slot) = self.try_slot() else {
                     // Every slot is busy: put it back and judge by recent history.
-                    self.idle.push(conn);
+                    self.file_idle(conn);
                     return self.health.judge_by_history();
                 };
                 let mut pending = self.pending(conn);
@@ -58,7 +65,7 @@ impl<B: Backend> PoolShared<B> {
                         let mut c = pending.keep();
                         c.used = self.hot.nanos(Instant::now());
                         c.fresh = false;
-                        self.idle.push(c);
+                        self.file_idle(c);
                         self.health.set_healthy(true);
                         return Ok(());
                     }
@@ -71,13 +78,9 @@ impl<B: Backend> PoolShared<B> {
                 }
             }
         }
-        if self.counters.connects_under_way() > 0
-            || self.counters.warming().get() > 0
-            || self.room() == 0
-        {
-            // A connect is under way (a warm-up, a refill, an acquire), or a background
-            // open has connected and is about to file its connection: its outcome is the
-            // verdict, and opening one more would leave the pool above what it wants.
+        // Not tripped, or this probe holds the trial: only then may it connect (while
+        // half-open, one trial at a time connects; the next probe takes it).
+        if !self.may_open_to_probe() || (trial.is_none() && self.health.tripped()) {
             return self.health.judge_by_history();
         }
         // Confirming gets a whole connect of its own: the old connection's probe may have
@@ -98,25 +101,25 @@ impl<B: Backend> PoolShared<B> {
                 .probe_fresh(far_at(now, self.config.probe_timeout), now)
                 .await;
         }
-        // The connect reported its outcome to the breaker (a trial included), unless its
-        // error said nothing about the endpoint: then the trial goes to someone else.
-        if let Some(trial) = trial {
-            let reported = match &result {
-                Ok(()) => true,
-                Err(e) => e
-                    .backend_error()
-                    .is_some_and(BackendError::is_endpoint_down),
-            };
-            if reported {
-                trial.resolved();
-            }
-        }
+        // The connect reported its outcome to the breaker, unless it said nothing about
+        // the endpoint (or never ran): then the trial, dropped, goes to someone else.
+        drop(trial);
         self.health.set_healthy(result.is_ok());
         result.map_err(|e| match &e {
             // "… failed" says not why; the others show their last error already.
             Error::Backend { source, .. } => format!("{e}: {source}"),
             _ => e.to_string(),
         })
+    }
+
+    /// Whether a probe may open a connection: not while a connect is under way (a
+    /// warm-up, a refill, an acquire) or a background open has connected and is about to
+    /// file its connection (its outcome is the verdict), nor with the pool full (one more
+    /// would leave it above what it wants).
+    fn may_open_to_probe(&self) -> bool {
+        self.counters.connects_under_way() == 0
+            && self.counters.warming().get() == 0
+            && self.room() > 0
     }
 
     /// Probe the connection just opened (the newest idle one, never used): its failure,
@@ -128,14 +131,14 @@ impl<B: Backend> PoolShared<B> {
         };
         let fresh = conn.fresh;
         let Ok(_slot) = self.try_slot() else {
-            self.idle.push(conn);
+            self.file_idle(conn);
             self.health.connected();
             return Ok(());
         };
         let mut pending = self.pending(conn);
         match self.probe_raw(pending.raw(), deadline, start).await {
             Ok(()) => {
-                self.idle.push(pending.keep());
+                self.file_idle(pending.keep());
                 self.health.connected();
                 Ok(())
             }

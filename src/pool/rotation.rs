@@ -71,7 +71,7 @@ impl<B: Backend> PoolShared<B> {
             if self.hot.is_open() && self.counters.live() <= self.slots.max_size() {
                 // Through `after_connect` like any new connection (closed if it fails).
                 if let Ok(Ok(conn)) = self.after_connect(conn, None).await {
-                    self.idle.push(conn);
+                    self.file_idle(conn);
                 }
             } else {
                 self.close_conn(conn, CloseReason::Overflow);
@@ -95,6 +95,9 @@ impl<B: Backend> PoolShared<B> {
             // A connect with it succeeded: the pool is fit to serve again if the old
             // credential had stopped working.
             self.health.set_healthy(true);
+            // Dedicated connections of the old credential are told to close
+            // (`DedicatedConnection::closed` watches the state).
+            self.hot.wake_waiters();
             let closed = self.drain_retired();
             tracing::info!(pool = %self.key, epoch = version.epoch(), idle_closed = closed, "credential rotated; connections of the old one close as they come back");
         }

@@ -280,6 +280,31 @@ async fn a_rotation_closes_idle_connections_of_the_old_password_at_once() {
     f.assert_quiescent();
 }
 
+/// A dedicated connection of the old password is told to close (its `closed()` resolves)
+/// when the password rotates, as on a restart or an eviction: a holder waiting on it
+/// (a LISTEN loop) lets it go and takes one of the new password.
+#[actix::test]
+async fn a_rotation_tells_dedicated_connections_of_the_old_password_to_close() {
+    let f = running_pool("dedicated", quiet_config()).await;
+    let conn = f.pool.dedicated().await.unwrap();
+    let closed = tokio::spawn(conn.closed());
+    settle().await;
+    assert!(!closed.is_finished() && !conn.is_closing());
+    f.server.set_password(Some(NEW));
+    f.sup
+        .pool(with_password("dedicated", Some(NEW)))
+        .await
+        .unwrap();
+    assert!(conn.is_closing());
+    tokio::time::timeout(ms(1), closed)
+        .await
+        .expect("closed() resolves at the rotation")
+        .unwrap();
+    drop(conn);
+    let again = f.pool.dedicated().await.expect("one of the new password");
+    assert!(!again.is_closing());
+}
+
 #[actix::test]
 async fn two_callers_with_the_same_new_password_rotate_once() {
     let f = running_pool("twice", quiet_config()).await;
