@@ -419,6 +419,33 @@ async fn before_close_runs_before_every_close_bounded_by_the_timeout() {
     assert_eq!((s.live, s.closed, s.hook_timeouts), (0, 2, 2), "{s:?}");
 }
 
+/// A close whose `before_close` hook runs on a caller's runtime that ends before the hook
+/// does is still counted: the connection closes with the task, and the pool's figures keep
+/// matching the server's (no connection counted live for good).
+#[actix::test]
+async fn a_close_whose_hook_is_cut_off_by_its_runtime_ending_is_still_counted() {
+    let hooks = H::new()
+        .before_close(|_conn| Box::pin(std::future::pending::<()>()))
+        .timeout(secs(60));
+    let (f, pool) = hooked("bcrt", hooks, config()).await;
+    let server = server_of(&f, "bcrt");
+    assert_eq!(pool.warm(2).await.unwrap(), 2);
+    let caller = pool.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async move { caller.acquire().await.unwrap().discard() });
+        // `rt` ends here, the hook's task on it unfinished.
+    })
+    .join()
+    .expect("the caller's thread");
+    assert_eq!(server.open_connections(), 1, "closed with its task");
+    let s = pool.stats();
+    assert_eq!((s.live, s.idle, s.closed), (1, 1, 1), "{s:?}");
+}
+
 #[actix::test]
 async fn a_running_key_keeps_its_hooks() {
     let hooks = H::new().after_release(|_conn| Box::pin(async { true }));

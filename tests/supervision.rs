@@ -197,6 +197,50 @@ async fn a_panic_in_reset_restarts_the_pool_actor() {
     assert_eq!(pool.stats().idle, 1, "a clean connection is kept");
 }
 
+/// A panic in a synchronous connection check (`is_broken` on every return and checkout,
+/// `needs_reset` on return) is caught like any backend panic: the connection counts as
+/// broken and is closed (or, for `needs_reset`, reset), its slot comes back, the actor
+/// restarts, and the pool serves on with its counts matching the server.
+#[actix::test]
+async fn a_panic_in_a_connection_check_closes_it_and_loses_no_slot() {
+    tokio::time::pause();
+    let config = PoolConfig {
+        max_size: 1,
+        acquire_timeout: ms(500),
+        ..quiet_pool()
+    };
+    let (_sim, _sup, pool, server) = setup("check", config).await;
+
+    // On return.
+    let conn = pool.acquire().await.unwrap();
+    server.panic_on_next_checks(1);
+    drop(conn);
+    until("the check on return panicked", || pool.stats().panics == 1).await;
+    let s = settle(&pool).await;
+    assert_eq!((s.idle, s.in_use, s.live, s.closed), (0, 0, 0, 1), "{s:?}");
+    assert_eq!(server.open_connections(), 0, "closed");
+
+    // On checkout, of an idle connection: closed, and a fresh one serves the caller
+    // (`max_size` 1: the slot came back).
+    drop(pool.acquire().await.expect("the slot came back"));
+    server.panic_on_next_checks(1);
+    let mut conn = pool.acquire().await.expect("served by a fresh connection");
+    conn.query("SELECT 1").await.unwrap();
+    assert_eq!(pool.stats().panics, 2);
+
+    // `needs_reset` on return: the connection is reset, not handed out dirty.
+    conn.query("BEGIN").await.unwrap();
+    server.panic_on_next_reset_checks(1);
+    drop(conn);
+    until("the reset check panicked", || pool.stats().panics == 3).await;
+    settle(&pool).await;
+    let mut conn = pool.acquire().await.unwrap();
+    assert!(!conn.in_transaction(), "never handed out dirty");
+    conn.query("SELECT 1").await.unwrap();
+    drop(conn);
+    assert_consistent(&pool, &server);
+}
+
 #[actix::test]
 async fn connections_of_a_crashed_incarnation_are_closed_once_when_returned() {
     tokio::time::pause();

@@ -38,7 +38,7 @@ impl<B: Backend> PoolShared<B> {
         } else {
             self.hot.checked_in();
         }
-        let died = self.backend.is_broken(&mut conn.raw);
+        let died = self.conn_is_broken(&mut conn.raw);
         if died {
             // Not evidence against the endpoint (a terminated backend, a cancelled
             // command): close it, and probe the idle ones that may share its fate.
@@ -66,7 +66,7 @@ impl<B: Backend> PoolShared<B> {
             None
         };
         let keep = doomed.is_none();
-        let reset = keep && self.config.reset_on_return && self.backend.needs_reset(&conn.raw);
+        let reset = keep && self.config.reset_on_return && self.conn_needs_reset(&conn.raw);
         // An `after_release` hook, like a reset, runs in a task while the slot stays taken.
         let clean =
             reset || (keep && (self.config.test_on_return || self.hooks.after_release.is_some()));

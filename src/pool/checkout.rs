@@ -361,7 +361,7 @@ impl<B: Backend> PoolShared<B> {
                 self.close_conn(conn, reason);
                 continue;
             }
-            if self.backend.is_broken(&mut conn.raw) {
+            if self.conn_is_broken(&mut conn.raw) {
                 self.close_conn(conn, CloseReason::Broken);
                 continue;
             }

@@ -97,8 +97,19 @@ fn counted<T>(
     Err(failure)
 }
 
+/// Counts one connection closed when dropped: at the end of a `before_close` hook's task,
+/// or when that task is dropped unfinished (its runtime ended), the connection with it.
+struct CountClosed(Arc<Counters>);
+
+impl Drop for CountClosed {
+    fn drop(&mut self) {
+        self.0.closed();
+    }
+}
+
 /// Close `conn` once the `before_close` hook ran (bounded), then count it closed: in a
-/// task when there is a runtime, else at once without the hook.
+/// task when there is a runtime, else at once without the hook. However the task ends,
+/// finished or dropped with its runtime, the connection is closed and counted.
 pub(super) fn close_after_hook<C: Send + 'static>(
     key: PoolKey,
     counters: &Arc<Counters>,
@@ -111,12 +122,12 @@ pub(super) fn close_after_hook<C: Send + 'static>(
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return Some(conn);
     };
-    let counters = Arc::clone(counters);
+    let closed = CountClosed(Arc::clone(counters));
     let timeout = hooks.timeout;
     rt.spawn(async move {
         let _ = run(
             key,
-            &counters,
+            &closed.0,
             HookPoint::BeforeClose,
             timeout,
             None,
@@ -124,7 +135,7 @@ pub(super) fn close_after_hook<C: Send + 'static>(
         )
         .await;
         drop(conn);
-        counters.closed();
+        drop(closed);
     });
     None
 }

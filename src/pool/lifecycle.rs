@@ -138,7 +138,7 @@ impl<B: Backend> PoolShared<B> {
             });
             let reason = if c.outlived(generation, now) {
                 Some(self.outlived_reason(c))
-            } else if self.backend.is_broken(&mut c.raw) {
+            } else if self.conn_is_broken(&mut c.raw) {
                 Some(CloseReason::Broken)
             // The front holds the longest idle; only trim above min_idle (and max_size).
             } else if len > max_size || excess > 0 {

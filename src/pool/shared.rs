@@ -6,6 +6,7 @@
 //! the jobs done on it are one file each: `checkout.rs`, `connect.rs`, `checkin.rs`, `probe.rs`,
 //! `lifecycle.rs`, `stats.rs`. Nothing here knows about actix.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -268,6 +269,34 @@ impl<B: Backend> PoolShared<B> {
             key: self.key,
             phase,
             message,
+        }
+    }
+
+    /// [`Backend::is_broken`] with its panic caught, as every call into backend code is:
+    /// a connection whose check panicked counts as broken (closed, never handed out), and
+    /// the panic is reported like any backend panic. (Uncaught, it would unwind out of a
+    /// guard's drop or a reap with the connection's slot and count still taken.)
+    #[inline]
+    pub(super) fn conn_is_broken(&self, raw: &mut B::Connection) -> bool {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.backend.is_broken(raw))) {
+            Ok(broken) => broken,
+            Err(payload) => {
+                let _ = self.crashed(Phase::Probe, &*payload);
+                true
+            }
+        }
+    }
+
+    /// [`Backend::needs_reset`] with its panic caught: a connection whose check panicked
+    /// is reset (a reset that fails closes it), and the panic is reported.
+    #[inline]
+    pub(super) fn conn_needs_reset(&self, raw: &B::Connection) -> bool {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.backend.needs_reset(raw))) {
+            Ok(needs) => needs,
+            Err(payload) => {
+                let _ = self.crashed(Phase::Reset, &*payload);
+                true
+            }
         }
     }
 

@@ -80,6 +80,9 @@ impl Backend for SimBackend {
 
     /// Whether a transaction is open.
     fn needs_reset(&self, conn: &SimConnection) -> bool {
+        if conn.server().take_hook(Hook::PanicResetCheck) {
+            armed_panic("simulated panic in reset check");
+        }
         conn.in_transaction()
     }
 
@@ -96,6 +99,9 @@ impl Backend for SimBackend {
 
     /// Whether the connection was killed.
     fn is_broken(&self, conn: &mut SimConnection) -> bool {
+        if conn.server().take_hook(Hook::PanicCheck) {
+            armed_panic("simulated panic in check");
+        }
         conn.is_killed()
     }
 
@@ -124,4 +130,12 @@ impl Backend for SimBackend {
         conn.execute("SELECT 1").await?;
         Ok(Some(conn.server().position()))
     }
+}
+
+/// An armed panic, out of line: the checks it is armed in run on every checkout and
+/// return, and must stay as cheap as they were.
+#[cold]
+#[inline(never)]
+fn armed_panic(message: &str) -> ! {
+    panic!("{message}")
 }

@@ -99,6 +99,18 @@ impl SimServer {
         self.inner.panic_resets.fetch_add(n, RELAXED);
     }
 
+    /// The next `n` broken-connection checks (`is_broken`, synchronous, on every return
+    /// and checkout) panic with `simulated panic in check`.
+    pub fn panic_on_next_checks(&self, n: usize) {
+        self.inner.panic_checks.fetch_add(n, RELAXED);
+    }
+
+    /// The next `n` `needs_reset` checks (on return) panic with
+    /// `simulated panic in reset check`.
+    pub fn panic_on_next_reset_checks(&self, n: usize) {
+        self.inner.panic_reset_checks.fetch_add(n, RELAXED);
+    }
+
     /// The next `n` connect futures never complete. They count as in flight until dropped.
     pub fn stall_next_connects(&self, n: usize) {
         self.inner.stall_connects.fetch_add(n, RELAXED);

@@ -83,6 +83,8 @@ struct ServerInner {
     panic_connects: AtomicUsize,
     panic_probes: AtomicUsize,
     panic_resets: AtomicUsize,
+    panic_checks: AtomicUsize,
+    panic_reset_checks: AtomicUsize,
     stall_connects: AtomicUsize,
     stall_probes: AtomicUsize,
     stall_resets: AtomicUsize,
@@ -103,6 +105,7 @@ fn nanos(d: Duration) -> u64 {
 }
 
 /// Disarm one armed hook, if any. Lock-free and free when nothing is armed.
+#[inline]
 fn take(hook: &AtomicUsize) -> bool {
     hook.load(RELAXED) != 0
         && hook
@@ -240,6 +243,8 @@ impl SimServer {
             panic_connects: AtomicUsize::new(0),
             panic_probes: AtomicUsize::new(0),
             panic_resets: AtomicUsize::new(0),
+            panic_checks: AtomicUsize::new(0),
+            panic_reset_checks: AtomicUsize::new(0),
             stall_connects: AtomicUsize::new(0),
             stall_probes: AtomicUsize::new(0),
             stall_resets: AtomicUsize::new(0),
@@ -326,10 +331,13 @@ pub(super) enum Hook {
     PanicReset,
     StallReset,
     FailProbe,
+    PanicCheck,
+    PanicResetCheck,
 }
 
 impl SimServer {
     /// Disarm one armed `hook`, if any. Lock-free and free when nothing is armed.
+    #[inline]
     pub(super) fn take_hook(&self, hook: Hook) -> bool {
         let inner = &*self.inner;
         take(match hook {
@@ -340,6 +348,8 @@ impl SimServer {
             Hook::PanicReset => &inner.panic_resets,
             Hook::StallReset => &inner.stall_resets,
             Hook::FailProbe => &inner.fail_probes,
+            Hook::PanicCheck => &inner.panic_checks,
+            Hook::PanicResetCheck => &inner.panic_reset_checks,
         })
     }
 
