@@ -99,6 +99,22 @@ pub(crate) fn check_positive_duration(field: &str, d: Duration) -> Result<(), Co
     check_duration(field, d)
 }
 
+/// The shortest interval of a periodic task (maintenance ticks, probes, reaps, topology
+/// rounds): the resolution their schedules run at. Shorter would not run more often; a
+/// probe every nanosecond would be due again at the instant it ran.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// An interval: at least [`MIN_INTERVAL`] and at most [`MAX_DURATION`].
+pub(crate) fn check_interval(field: &str, d: Duration) -> Result<(), ConfigError> {
+    if d < MIN_INTERVAL {
+        return Err(ConfigError::new(
+            field,
+            format!("must be at least 1ms, got {d:?}"),
+        ));
+    }
+    check_duration(field, d)
+}
+
 /// `Some(d)` must be greater than zero and at most [`MAX_DURATION`]; `None` passes.
 pub(crate) fn check_optional_duration(field: &str, d: Option<Duration>) -> Result<(), ConfigError> {
     d.map_or(Ok(()), |d| check_positive_duration(field, d))

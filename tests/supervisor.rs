@@ -834,20 +834,33 @@ async fn invalid_config_is_an_error_naming_the_field() {
             "pool.connect_timeout",
         ),
     ];
-    for (pool, field) in cases {
-        match sup.pool_with(cfg.clone(), pool.clone()).await {
-            Err(Error::Config(e)) => assert_eq!(e.field, field),
-            other => panic!("{field}: expected a config error, got {other:?}"),
+    // Refused with no pool for the key, and with one running (not ignored because the
+    // running pool keeps its own settings).
+    for running in [false, true] {
+        let _pool = if running {
+            Some(sup.pool(cfg.clone()).await.expect("the key's pool"))
+        } else {
+            None
+        };
+        for (pool, field) in &cases {
+            match sup.pool_with(cfg.clone(), pool.clone()).await {
+                Err(Error::Config(e)) => assert_eq!(e.field, *field, "running: {running}"),
+                other => {
+                    panic!("{field} (running: {running}): expected a config error, got {other:?}")
+                }
+            }
+            match sup.register("bad", cfg.clone(), Some(pool.clone())).await {
+                Err(Error::Config(e)) => assert_eq!(e.field, *field, "running: {running}"),
+                other => {
+                    panic!("{field} (running: {running}): expected a config error, got {other:?}")
+                }
+            }
         }
-        match sup.register("bad", cfg.clone(), Some(pool)).await {
-            Err(Error::Config(e)) => assert_eq!(e.field, field),
-            other => panic!("{field}: expected a config error, got {other:?}"),
-        }
+        assert!(
+            matches!(sup.lookup("bad").await, Err(Error::UnknownPool { .. })),
+            "a refused registration registers nothing"
+        );
     }
-    assert!(
-        matches!(sup.lookup("bad").await, Err(Error::UnknownPool { .. })),
-        "a refused registration registers nothing"
-    );
 
     // Connection configs.
     for url in [

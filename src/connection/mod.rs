@@ -373,7 +373,37 @@ impl ConnectionConfig {
             }
             limits::check_text(&format!("connection.options.{k}"), v)?;
         }
-        Ok(())
+        self.check_option_keys()
+    }
+
+    /// For a built-in backend that would otherwise skip the keys it does not know: each
+    /// option key must be one it reads (a misspelt `wait_timout` is an error naming it,
+    /// not a setting that silently does nothing while it still changes the pool key).
+    /// Postgres and SQLite refuse unknown keys in their own option parsers; a custom
+    /// backend's options are its own.
+    fn check_option_keys(&self) -> Result<(), ConfigError> {
+        let known: &[&str] = match self.backend.as_str() {
+            "mysql" | "mariadb" => &["reset", "wait_timeout", "prefer_socket"],
+            "redis" => &["response_timeout"],
+            "sim" => &[
+                "connect_latency",
+                "query_latency",
+                "connect_failure_rate",
+                "query_failure_rate",
+            ],
+            _ => return Ok(()),
+        };
+        match self.options.keys().find(|k| !known.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(k) => Err(ConfigError::new(
+                format!("connection.options.{k}"),
+                format!(
+                    "is not an option of the {} backend (known: {})",
+                    self.backend,
+                    known.join(", ")
+                ),
+            )),
+        }
     }
 
     /// The first host as `host:port`; for SQLite (no hosts) the [`path`](Self::path) as

@@ -104,6 +104,13 @@ impl SqliteOptions {
                             "must be at most 24 days (SQLite counts it in milliseconds, in a 32-bit int)".into(),
                         ));
                     }
+                    if d.subsec_nanos() % 1_000_000 != 0 {
+                        // Truncated, `500us` would become 0: fail at once when busy.
+                        return Err(bad(
+                            key,
+                            "must be a whole number of milliseconds (SQLite counts it in milliseconds)".into(),
+                        ));
+                    }
                     busy_timeout = d;
                 }
                 "journal_mode" => {

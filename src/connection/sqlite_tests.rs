@@ -72,6 +72,14 @@ fn bad_urls_name_the_field() {
             "connection.options.busy_timeout",
         ),
         (
+            "sqlite:///a.db?busy_timeout=500us",
+            "connection.options.busy_timeout",
+        ),
+        (
+            "sqlite:///a.db?busy_timeout=1500us",
+            "connection.options.busy_timeout",
+        ),
+        (
             "sqlite:///a.db?journal_mode=fast",
             "connection.options.journal_mode",
         ),

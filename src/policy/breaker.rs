@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::error::{BackendError, ConfigError};
 
+crate::limits::validated_config! {
 /// Settings of a circuit breaker. Every field has a default.
 ///
 /// Only failed connects count (see [`BackendErrorKind`](crate::BackendErrorKind) for
@@ -24,9 +25,17 @@ use crate::error::{BackendError, ConfigError};
 ///
 /// Both durations are at most 365 days
 /// ([`PoolConfig::MAX_DURATION`](crate::PoolConfig::MAX_DURATION)); a breaker config is
-/// validated as part of its [`PoolConfig`](crate::PoolConfig), also when deserialized.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// validated as part of its [`PoolConfig`](crate::PoolConfig), and on its own when
+/// deserialized on its own.
+///
+/// ```
+/// use poolwarden::BreakerConfig;
+/// let b: BreakerConfig = toml::from_str(r#"open_for = "100ms""#).unwrap();
+/// assert_eq!(b.failure_threshold, BreakerConfig::default().failure_threshold);
+/// let e = toml::from_str::<BreakerConfig>("failure_threshold = 0").unwrap_err();
+/// assert!(e.to_string().contains("breaker.failure_threshold"), "{e}");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BreakerConfig {
     /// Consecutive failed connects that open the breaker. Default 5.
     pub failure_threshold: u32,
@@ -44,6 +53,8 @@ pub struct BreakerConfig {
     /// Cap of the open time. Default 30s; at least `open_for`.
     #[serde(with = "humantime_serde")]
     pub max_open_for: Duration,
+}
+fields: BreakerConfigFields, #[serde(default, deny_unknown_fields)], default;
 }
 
 impl Default for BreakerConfig {

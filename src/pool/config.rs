@@ -98,13 +98,13 @@ pub struct PoolConfig {
     /// when it has something to watch (connections checked out, waiters, a refill to
     /// retry, recent acquires; idle connections when it has no background probes) or
     /// something falls due (an idle connection expiring or timing out): an idle pool is
-    /// not woken on every tick. Default 1s.
+    /// not woken on every tick. Default 1s; at least 1ms.
     #[serde(with = "humantime_serde")]
     pub maintenance_interval: Duration,
     /// How often the pool probes its endpoint (each wait drawn in `[interval/2,
     /// interval]`); each probe also looks at the idle connections (broken, expired).
     /// `None` turns background probes off (idle connections are then looked at on every
-    /// maintenance tick). Default 5s.
+    /// maintenance tick). Default 5s; at least 1ms.
     #[serde(with = "humantime_serde")]
     pub probe_interval: Option<Duration>,
     /// Most connects in progress at once, acquires and background refills together.
@@ -118,6 +118,7 @@ pub struct PoolConfig {
     /// allowed now). Default 16; 1 to [`PoolConfig::MAX_CONNECTING`] (10 000).
     pub max_connecting: u32,
     /// The endpoint's circuit breaker. Default [`BreakerConfig::default`].
+    #[serde(deserialize_with = "limits::nested")]
     pub breaker: BreakerConfig,
     /// Report a connection held longer than this (once, with a warning). `None` (the
     /// default) turns leak detection off and costs nothing.
@@ -268,8 +269,10 @@ impl PoolConfig {
                 "must not be shorter than backoff_initial",
             ));
         }
-        check_positive_duration("pool.maintenance_interval", self.maintenance_interval)?;
-        check_optional_duration("pool.probe_interval", self.probe_interval)?;
+        limits::check_interval("pool.maintenance_interval", self.maintenance_interval)?;
+        if let Some(every) = self.probe_interval {
+            limits::check_interval("pool.probe_interval", every)?;
+        }
         check_size(
             "pool.max_connecting",
             self.max_connecting,

@@ -83,8 +83,7 @@ pub struct ReplicaSetConfig {
     /// With no usable replica, reads go to the primary. Default true.
     #[serde(default = "yes")]
     pub fallback_to_primary: bool,
-    /// How often each member's role, lag and position are read. Default 1s; greater than
-    /// zero.
+    /// How often each member's role, lag and position are read. Default 1s; at least 1ms.
     #[serde(default = "one_second", with = "humantime_serde")]
     pub topology_interval: Duration,
     /// Settings of every member's pool; `None` uses the supervisor's default.
@@ -140,7 +139,7 @@ impl ReplicaSetConfig {
             limits::check_duration("replica_set.max_lag", d)?;
         }
         limits::check_duration("replica_set.slow_start_window", self.slow_start_window)?;
-        limits::check_positive_duration("replica_set.topology_interval", self.topology_interval)?;
+        limits::check_interval("replica_set.topology_interval", self.topology_interval)?;
         if let Some(p) = &self.pool {
             p.validate()
                 .map_err(|e| limits::nest(e, "pool.", "replica_set.pool."))?;

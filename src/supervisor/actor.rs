@@ -129,6 +129,11 @@ impl<B: Backend> Supervisor<B> {
             return Err(Error::ShuttingDown);
         }
         connection.validate()?;
+        // Checked whether or not the key's pool runs: settings refused for a new pool are
+        // refused for a running one too, not ignored because it keeps its own.
+        if let Some(pool) = &pool {
+            pool.validate()?;
+        }
         let key = PoolKey::of(&connection);
         if let Some(entry) = self.registry.entry(&key) {
             if hooks.as_ref().is_some_and(|h| !entry.shared.runs_hooks(h)) {

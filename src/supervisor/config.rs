@@ -41,7 +41,7 @@ pub struct SupervisorConfig {
     /// A pool unused for this long is drained and stopped. Default 10 min; `None` never.
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Option<Duration>,
-    /// How often idle pools are looked for. Default 30s.
+    /// How often idle pools are looked for. Default 30s; at least 1ms.
     #[serde(with = "humantime_serde")]
     pub reap_interval: Duration,
     /// Budget of one pool's probe in `HealthCheck`. Default 2s. A pool actor that does not
@@ -106,7 +106,7 @@ impl SupervisorConfig {
             .map_err(|e| limits::nest(e, "pool.", "supervisor.default_pool."))?;
         check_size("supervisor.max_pools", self.max_pools, 1, Self::MAX_POOLS)?;
         check_optional_duration("supervisor.pool_idle_timeout", self.pool_idle_timeout)?;
-        check_positive_duration("supervisor.reap_interval", self.reap_interval)?;
+        crate::limits::check_interval("supervisor.reap_interval", self.reap_interval)?;
         check_positive_duration("supervisor.health_timeout", self.health_timeout)?;
         check_positive_duration("supervisor.restart_window", self.restart_window)?;
         for (field, value) in [
