@@ -273,6 +273,16 @@ fn default_port(backend: &str) -> Option<u16> {
     }
 }
 
+/// The option keys the postgres backend reads (its parser refuses others too).
+pub(crate) const POSTGRES_OPTIONS: &[&str] = &[
+    "connect_timeout",
+    "statement_timeout",
+    "options",
+    "reset",
+    "target_session_attrs",
+    "pooler",
+];
+
 impl ConnectionConfig {
     /// A config for `backend` at `host:port` with nothing else set.
     pub fn new(backend: impl Into<String>, host: impl Into<String>, port: u16) -> Self {
@@ -376,13 +386,14 @@ impl ConnectionConfig {
         self.check_option_keys()
     }
 
-    /// For a built-in backend that would otherwise skip the keys it does not know: each
-    /// option key must be one it reads (a misspelt `wait_timout` is an error naming it,
-    /// not a setting that silently does nothing while it still changes the pool key).
-    /// Postgres and SQLite refuse unknown keys in their own option parsers; a custom
+    /// For a built-in backend, each option key must be one it reads (a misspelt
+    /// `wait_timout` is an error naming it when the config is checked, not a setting that
+    /// silently does nothing, or an error at the first connect, while it still changes the
+    /// pool key). SQLite's options are checked in full by `validate_sqlite`; a custom
     /// backend's options are its own.
     fn check_option_keys(&self) -> Result<(), ConfigError> {
         let known: &[&str] = match self.backend.as_str() {
+            "postgres" | "postgresql" => POSTGRES_OPTIONS,
             "mysql" | "mariadb" => &["reset", "wait_timeout", "prefer_socket"],
             "redis" => &["response_timeout"],
             "sim" => &[

@@ -19,9 +19,6 @@ pub(super) struct Options {
     pub(super) statement_timeout: Option<String>,
 }
 
-const KNOWN_OPTIONS: &str =
-    "connect_timeout, statement_timeout, options, reset, target_session_attrs, pooler";
-
 impl Options {
     pub(super) fn parse(config: &ConnectionConfig) -> Result<Options, BackendError> {
         let bad = |key: &str, why: String| {
@@ -95,7 +92,10 @@ impl Options {
                 _ => {
                     return Err(bad(
                         key,
-                        format!("is not known to the postgres backend (known: {KNOWN_OPTIONS})"),
+                        format!(
+                            "is not known to the postgres backend (known: {})",
+                            crate::connection::POSTGRES_OPTIONS.join(", ")
+                        ),
                     ))
                 }
             }
