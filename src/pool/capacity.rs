@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::wake::until_woken;
 use crate::key::PoolKey;
 
 const NONE: usize = usize::MAX;
@@ -103,25 +104,16 @@ impl Capacity {
 
     /// Until the try to grow under way (if any) ends. Cancel safe.
     pub(super) async fn grow_ends(&self) {
-        let ended = self.changed.notified();
-        tokio::pin!(ended);
-        // Registered before looking: an end in between is not missed.
-        ended.as_mut().enable();
-        if self.growing.load(Ordering::Acquire) {
-            ended.await;
-        }
+        until_woken(&self.changed, || self.growing.load(Ordering::Acquire)).await;
     }
 
     /// Until there is room under the limit (a connection closed), or a try to grow ended;
     /// `open`: connections open or opening now. Cancel safe.
     pub(super) async fn room_freed(&self, open: impl Fn() -> usize) {
-        let freed = self.changed.notified();
-        tokio::pin!(freed);
-        // Registered before looking: a close in between is not missed.
-        freed.as_mut().enable();
-        if self.limit().is_some_and(|limit| open() >= limit) {
-            freed.await;
-        }
+        until_woken(&self.changed, || {
+            self.limit().is_some_and(|limit| open() >= limit)
+        })
+        .await;
     }
 
     /// A connection closed: callers waiting on a full server look again.

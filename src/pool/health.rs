@@ -17,6 +17,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::wake::until_woken;
 use crate::error::{BackendError, Error};
 use crate::key::PoolKey;
 use crate::observe::pool::PoolObserver;
@@ -157,13 +158,7 @@ impl Health {
     /// Until the half-open trial under way (if any) ends, with an outcome or without.
     /// Cancel safe.
     pub(super) async fn trial_ends(&self) {
-        let ended = self.changed.notified();
-        tokio::pin!(ended);
-        // Registered before looking: an end in between is not missed.
-        ended.as_mut().enable();
-        if self.breaker.lock().trial_in_flight() {
-            ended.await;
-        }
+        until_woken(&self.changed, || self.breaker.lock().trial_in_flight()).await;
     }
 
     /// A connection broke while checked out: the idle connections used before now may

@@ -38,3 +38,4 @@ pub(crate) mod shared;
 mod slots;
 pub(crate) mod stats;
 mod tending;
+mod wake;

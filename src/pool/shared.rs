@@ -273,31 +273,29 @@ impl<B: Backend> PoolShared<B> {
     }
 
     /// [`Backend::is_broken`] with its panic caught, as every call into backend code is:
-    /// a connection whose check panicked counts as broken (closed, never handed out), and
-    /// the panic is reported like any backend panic. (Uncaught, it would unwind out of a
-    /// guard's drop or a reap with the connection's slot and count still taken.)
+    /// a connection whose check panicked counts as broken (closed, never handed out).
+    /// (Uncaught, the panic would unwind out of a guard's drop or a reap with the
+    /// connection's slot and count still taken.)
     #[inline]
     pub(super) fn conn_is_broken(&self, raw: &mut B::Connection) -> bool {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| self.backend.is_broken(raw))) {
-            Ok(broken) => broken,
-            Err(payload) => {
-                let _ = self.crashed(Phase::Probe, &*payload);
-                true
-            }
-        }
+        self.check(Phase::Probe, || self.backend.is_broken(raw))
     }
 
     /// [`Backend::needs_reset`] with its panic caught: a connection whose check panicked
-    /// is reset (a reset that fails closes it), and the panic is reported.
+    /// is reset (a reset that fails closes it).
     #[inline]
     pub(super) fn conn_needs_reset(&self, raw: &B::Connection) -> bool {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| self.backend.needs_reset(raw))) {
-            Ok(needs) => needs,
-            Err(payload) => {
-                let _ = self.crashed(Phase::Reset, &*payload);
-                true
-            }
-        }
+        self.check(Phase::Reset, || self.backend.needs_reset(raw))
+    }
+
+    /// A synchronous check in backend code; a panic in it is reported like any backend
+    /// panic and answers `true` (the cautious answer of both checks).
+    #[inline]
+    fn check(&self, phase: Phase, check: impl FnOnce() -> bool) -> bool {
+        std::panic::catch_unwind(AssertUnwindSafe(check)).unwrap_or_else(|payload| {
+            let _ = self.crashed(phase, &*payload);
+            true
+        })
     }
 
     pub(crate) fn is_closed(&self) -> bool {
