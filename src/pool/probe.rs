@@ -94,6 +94,8 @@ impl<B: Backend> PoolShared<B> {
         trial: Option<TrialGuard<'_>>,
         confirm: bool,
     ) -> Result<(), String> {
+        // Not tripped, or this probe holds the trial: only then may it connect (while
+        // half-open, one trial at a time connects; the next probe takes it).
         if !self.may_open_to_probe() || (trial.is_none() && self.health.tripped()) {
             return self.health.judge_by_history();
         }
