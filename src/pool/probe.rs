@@ -79,14 +79,19 @@ impl<B: Backend> PoolShared<B> {
                 }
             }
         }
+        // Not tripped, or this probe holds the trial: only then may it connect (while
+        // half-open, one trial at a time connects; the next probe takes it).
+        if !self.may_open_to_probe() || (trial.is_none() && self.health.tripped()) {
+            return self.health.judge_by_history();
+        }
         // Opening a connection is the rare case: its future is boxed on its own, so the
         // usual background probe (an idle connection, one round trip) allocates and
         // copies a smaller one (measured under callgrind: ~300 fewer instructions a probe).
         Box::pin(self.probe_by_connect(start, open_within, trial, confirm)).await
     }
 
-    /// The rest of [`probe`](Self::probe): probe the endpoint by opening a connection
-    /// (`confirm`: an idle connection just failed its probe), when allowed.
+    /// The rest of [`probe`](Self::probe), once it may connect: probe the endpoint by
+    /// opening a connection (`confirm`: an idle connection just failed its probe).
     async fn probe_by_connect(
         self: &Arc<Self>,
         start: Instant,
@@ -94,11 +99,6 @@ impl<B: Backend> PoolShared<B> {
         trial: Option<TrialGuard<'_>>,
         confirm: bool,
     ) -> Result<(), String> {
-        // Not tripped, or this probe holds the trial: only then may it connect (while
-        // half-open, one trial at a time connects; the next probe takes it).
-        if !self.may_open_to_probe() || (trial.is_none() && self.health.tripped()) {
-            return self.health.judge_by_history();
-        }
         // Confirming gets a whole connect of its own: the old connection's probe may have
         // used the budget, and a connect cut short says nothing.
         let open_from = if confirm { Instant::now() } else { start };
