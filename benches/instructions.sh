@@ -13,9 +13,18 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "instructions" and m.get("executable"):
         print(m["executable"])' > target/instructions.path
 BIN=$(cat target/instructions.path)
+# Less the instructions of the Prometheus recorder's clock calibration
+# (quanta::Clock::new): a loop over clock reads until they agree, a different length each
+# run, which would not cancel out between the two counts.
+OUT=$(mktemp)
+trap 'rm -f "$OUT"' EXIT
 count() {
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" "$1" "$2" 2>&1 \
-    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+  local total calibration
+  total=$(valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN" "$1" "$2" 2>&1 \
+    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+  calibration=$(callgrind_annotate --inclusive=yes "$OUT" 2>/dev/null \
+    | awk '/quanta::Clock::new/ { gsub(",", "", $1); print $1; exit }')
+  echo $(( total - ${calibration:-0} ))
 }
 printf "%-20s %14s\n" "pool (${TASKS:-1} task(s))" "instr / op"
 for pool in ${POOLS:-floor poolwarden poolwarden-recorder poolwarden-set poolwarden-set-rr bb8 bb8-notest deadpool}; do

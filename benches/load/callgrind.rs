@@ -78,10 +78,19 @@ fn instructions_binary() -> Result<PathBuf, String> {
     Ok(bin)
 }
 
-/// Instructions callgrind collected running `pool` for `n` iterations.
+/// Instructions callgrind collected running `pool` for `n` iterations, less those of
+/// start-up work whose length depends on time: the clock calibration of the Prometheus
+/// recorder (`quanta::Clock::new`, a loop over clock reads until they agree: 8–15 million
+/// instructions, a different count each run, which would not cancel out between the two
+/// iteration counts).
 fn collected(bin: &Path, pool: &str, n: u64) -> Result<u64, String> {
+    let file = std::env::temp_dir().join(format!(
+        "poolwarden-callgrind-{}-{pool}-{n}.out",
+        std::process::id()
+    ));
     let out = Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", file.display()))
         .arg(bin)
         .args([pool, &n.to_string()])
         // One task: the uncontended path (`TASKS` makes the binary queue acquires).
@@ -89,8 +98,25 @@ fn collected(bin: &Path, pool: &str, n: u64) -> Result<u64, String> {
         .output()
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stderr);
-    text.lines()
+    let total: u64 = text
+        .lines()
         .find_map(|l| l.split_once("Collected : ").map(|(_, v)| v.trim()))
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("callgrind gave no count for {pool}"))
+        .ok_or_else(|| format!("callgrind gave no count for {pool}"))?;
+    let annotated = Command::new("callgrind_annotate")
+        .arg("--inclusive=yes")
+        .arg(&file)
+        .output();
+    let _ = std::fs::remove_file(&file);
+    let annotated = annotated.map_err(|e| format!("callgrind_annotate: {e}"))?;
+    let calibration = String::from_utf8_lossy(&annotated.stdout)
+        .lines()
+        .find(|l| l.contains(CALIBRATION))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.replace(',', "").parse::<u64>().ok())
+        .unwrap_or(0);
+    Ok(total.saturating_sub(calibration))
 }
+
+/// The function whose instructions are left out of a count (see [`collected`]).
+pub const CALIBRATION: &str = "quanta::Clock::new";
