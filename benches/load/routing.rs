@@ -247,8 +247,9 @@ fn cause(tasks: usize, single: f64, p2c: f64, rr: f64) -> String {
     let mut s = format!(
         "routing adds {extra:.0} ns per read at {tasks} task(s): the member snapshot (an \
          `arc-swap` load), for each member its role, reachability and its pool's breaker, \
-         health and closed flags, the pick, the served-read counters, and the state machine \
-         of `read_with` around the acquire (which moves the connection out once more); power \
+         health flags, the pick, the served-read counters, and `read_with` around the \
+         acquire (the usual case is served by the acquire's first, synchronous step, without \
+         building an acquire future, and the connection moves out once more); power \
          of two costs {draw:+.0} ns beside round-robin (one draw and the two candidates' \
          checked-out and waiting counters). `benches/instructions.sh` counts the instructions \
          (`poolwarden-set`, `poolwarden-set-rr` against `poolwarden`)."

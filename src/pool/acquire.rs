@@ -21,6 +21,17 @@ use crate::backends::Backend;
 use crate::error::Error;
 use crate::limits::deadline as far_at;
 
+/// Where an acquire's first step ([`PoolShared::acquire_now`]) left it.
+pub(crate) enum Now<'a, B: Backend> {
+    /// Served, or refused, without waiting for anything.
+    Done(Result<PooledConnection<B>, Error>),
+    /// On to the slow path, with the slot it holds already, if any.
+    Slow(Option<Slot<'a, B>>),
+    /// Every slot taken: queue for one (the acquire began at this time on the pool's
+    /// clock).
+    Queue(u64),
+}
+
 impl<B: Backend> PoolShared<B> {
     /// Check out a connection within the pool's acquire timeout.
     pub(crate) fn acquire(
@@ -53,57 +64,87 @@ impl<B: Backend> PoolShared<B> {
         retry_connect: bool,
     ) -> Result<PooledConnection<B>, Error> {
         let start = Instant::now();
-        self.check_open()?;
+        match self.acquire_now(start) {
+            Now::Done(done) => done,
+            first => self.acquire_then(start, budget, retry_connect, first).await,
+        }
+    }
+
+    /// An acquire's first step, begun at `start`, which awaits nothing: the usual case (a
+    /// free slot and an idle connection that needs no probe) served, or an error that
+    /// needs no wait; otherwise what [`acquire_then`](Self::acquire_then) goes on from.
+    /// A replica-set read takes this step before it builds an acquire future at all.
+    #[inline]
+    pub(crate) fn acquire_now(self: &Arc<Self>, start: Instant) -> Now<'_, B> {
+        if let Err(e) = self.check_open() {
+            return Now::Done(Err(e));
+        }
         // Hooks and pause cost the usual case, when neither is set, two relaxed-or-acquire
         // loads (the pause flag and its queue count) and a null check of the
         // `before_acquire` pointer, all branches predicted not taken.
-        let slot = if self.health.tripped() || self.gated() {
-            None
-        } else {
-            let start_ns = self.hot.nanos(start);
-            self.hot.touch(start_ns);
-            match self.try_slot() {
-                // A free slot: nothing was waited for, so the wait ends where it started
-                // (no second clock read).
-                Ok(slot) => match self.serve_idle(slot, start, start_ns, start_ns) {
-                    Ok(conn) => {
-                        if tracing::level_enabled!(tracing::Level::TRACE) {
-                            // The acquire's span, only when TRACE is on: nothing was
-                            // waited for, probed or connected.
-                            let _span = tracing::trace_span!(
-                                "poolwarden.acquire",
-                                pool = %self.key,
-                                pool_name = self.observe.label(),
-                                wait_us = 0u64,
-                            );
-                        }
-                        return Ok(conn);
+        if self.health.tripped() || self.gated() {
+            return Now::Slow(None);
+        }
+        let start_ns = self.hot.nanos(start);
+        self.hot.touch(start_ns);
+        match self.try_slot() {
+            // A free slot: nothing was waited for, so the wait ends where it started (no
+            // second clock read).
+            Ok(slot) => match self.serve_idle(slot, start, start_ns, start_ns) {
+                Ok(conn) => {
+                    if tracing::level_enabled!(tracing::Level::TRACE) {
+                        // The acquire's span, only when TRACE is on: nothing was waited
+                        // for, probed or connected.
+                        let _span = tracing::trace_span!(
+                            "poolwarden.acquire",
+                            pool = %self.key,
+                            pool_name = self.observe.label(),
+                            wait_us = 0u64,
+                        );
                     }
-                    Err(slot) => Some(slot),
-                },
-                Err(TryAcquireError::Closed) => return Err(self.closed_error()),
-                // Every slot taken: queue for one. The wait alone is boxed (a few hundred
-                // bytes; the whole slow path is ten times that), and what follows it is
-                // the usual case again. At TRACE the slow path runs instead, in its span.
-                Err(TryAcquireError::NoPermits)
-                    if !tracing::level_enabled!(tracing::Level::TRACE) =>
-                {
-                    let slot = Box::pin(self.wait_for_slot(start, far_at(start, budget))).await?;
-                    // Paused while queued: the slot goes back and the acquire queues at
-                    // the gate (slow path). The pool may have failed or closed meanwhile.
-                    if self.pause.is_paused() {
-                        drop(slot);
-                        None
-                    } else {
-                        self.check_open()?;
-                        let now = Instant::now();
-                        match self.serve_idle(slot, now, start_ns, self.hot.nanos(now)) {
-                            Ok(conn) => return Ok(conn),
-                            Err(slot) => Some(slot),
-                        }
+                    Now::Done(Ok(conn))
+                }
+                Err(slot) => Now::Slow(Some(slot)),
+            },
+            Err(TryAcquireError::Closed) => Now::Done(Err(self.closed_error())),
+            // At TRACE the slow path runs instead, in its span.
+            Err(TryAcquireError::NoPermits) if !tracing::level_enabled!(tracing::Level::TRACE) => {
+                Now::Queue(start_ns)
+            }
+            Err(TryAcquireError::NoPermits) => Now::Slow(None),
+        }
+    }
+
+    /// The rest of an acquire begun at `start` whose first step came to `first`, within
+    /// `budget`.
+    pub(crate) async fn acquire_then<'a>(
+        self: &'a Arc<Self>,
+        start: Instant,
+        budget: Duration,
+        retry_connect: bool,
+        first: Now<'a, B>,
+    ) -> Result<PooledConnection<B>, Error> {
+        let slot = match first {
+            Now::Done(done) => return done,
+            Now::Slow(slot) => slot,
+            // Every slot taken: queue for one. The wait alone is boxed (a few hundred
+            // bytes; the whole slow path is ten times that), and what follows it is the
+            // usual case again.
+            Now::Queue(start_ns) => {
+                let slot = Box::pin(self.wait_for_slot(start, far_at(start, budget))).await?;
+                // Paused while queued: the slot goes back and the acquire queues at the
+                // gate (slow path). The pool may have failed or closed meanwhile.
+                if self.pause.is_paused() {
+                    drop(slot);
+                    None
+                } else {
+                    self.check_open()?;
+                    let now = Instant::now();
+                    match self.serve_idle(slot, now, start_ns, self.hot.nanos(now)) {
+                        Ok(conn) => return Ok(conn),
+                        Err(slot) => Some(slot),
                     }
                 }
-                Err(TryAcquireError::NoPermits) => None,
             }
         };
         // The slow path's span, at TRACE. When that level is off (the usual case) no span

@@ -2,7 +2,7 @@
 //! task), the guard of a checked-out connection, and the shared state they work on, cut so
 //! that each file owns its fields (see `shared.rs` for the map).
 
-mod acquire;
+pub(crate) mod acquire;
 pub(crate) mod actor;
 mod budget;
 mod capacity;

@@ -81,7 +81,7 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Returns a slot to the pool when dropped, so no exit path (error, timeout, a dropped
 /// future) can leak one.
-pub(super) struct Slot<'a, B: Backend> {
+pub(crate) struct Slot<'a, B: Backend> {
     pool: &'a PoolShared<B>,
 }
 

@@ -24,6 +24,7 @@ use crate::backends::{Backend, Role};
 use crate::connection::ConnectionConfig;
 use crate::error::{Error, Phase};
 use crate::key::PoolKey;
+use crate::pool::acquire::Now;
 use crate::pool::config::PoolConfig;
 use crate::pool::factory::PoolFactory;
 use crate::pool::guard::PooledConnection;
@@ -279,18 +280,23 @@ impl<B: Backend> ReplicaSetHandle<B> {
                 None => total,
                 Some(t) => total.saturating_sub(t.elapsed()),
             };
-            let attempt = if alternative {
-                let attempt = member.pool.acquire_no_retry(left);
-                tokio::pin!(attempt);
-                match futures::poll!(attempt.as_mut()) {
-                    Poll::Ready(done) => done,
-                    Poll::Pending => {
-                        waited_from = Some(Instant::now());
-                        attempt.await
+            // The acquire's first step awaits nothing: the usual case is served without an
+            // acquire future.
+            let start = Instant::now();
+            let attempt = match member.pool.acquire_now(start) {
+                Now::Done(done) => done,
+                first if alternative => {
+                    let attempt = member.pool.acquire_then(start, left, false, first);
+                    tokio::pin!(attempt);
+                    match futures::poll!(attempt.as_mut()) {
+                        Poll::Ready(done) => done,
+                        Poll::Pending => {
+                            waited_from = Some(Instant::now());
+                            attempt.await
+                        }
                     }
                 }
-            } else {
-                member.pool.acquire_within(left).await
+                first => member.pool.acquire_then(start, left, true, first).await,
             };
             match &attempt {
                 Ok(_) => member.read_served(),
