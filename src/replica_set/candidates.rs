@@ -75,6 +75,18 @@ impl Candidates {
     /// The `n`-th index (from 0), in order.
     #[inline]
     pub(crate) fn nth(&self, mut n: usize) -> Option<usize> {
+        if self.heap.is_empty() {
+            // One word, whose count is `len`: no population count (a dozen instructions
+            // where the target has no `popcnt`, twice a power-of-two read).
+            if n >= self.len {
+                return None;
+            }
+            let mut w = self.inline;
+            for _ in 0..n {
+                w &= w - 1;
+            }
+            return Some(w.trailing_zeros() as usize);
+        }
         for (k, &w) in self.words().iter().enumerate() {
             let ones = w.count_ones() as usize;
             if n < ones {
@@ -144,11 +156,13 @@ mod tests {
                 assert_eq!(c.first_from(start), want, "{len} {start}");
             }
         }
-        let empty = Candidates::new(100);
-        assert!(empty.is_empty());
-        assert_eq!(
-            (empty.len(), empty.nth(0), empty.first_from(5)),
-            (0, None, None)
-        );
+        for len in [8, 100] {
+            let empty = Candidates::new(len);
+            assert!(empty.is_empty());
+            assert_eq!(
+                (empty.len(), empty.nth(0), empty.first_from(5)),
+                (0, None, None)
+            );
+        }
     }
 }
