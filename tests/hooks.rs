@@ -469,3 +469,37 @@ async fn a_running_key_keeps_its_hooks() {
     let plain = f.sup.pool(ConnectionConfig::sim("same")).await.unwrap();
     assert_eq!(plain.key(), pool.key());
 }
+
+/// A connection closed while the server is full leaves room for one once its
+/// `before_close` hook has run: a caller waiting for room connects then, not at the
+/// server's next try to grow (250 ms after the refusal) or at its deadline.
+#[actix::test]
+async fn a_close_after_its_hook_wakes_a_caller_waiting_for_room_on_a_full_server() {
+    let hooks = H::new()
+        .before_close(|_conn| Box::pin(tokio::time::sleep(ms(50))))
+        .timeout(secs(10));
+    let (f, pool) = hooked("bcroom", hooks, config()).await;
+    let server = server_of(&f, "bcroom");
+    let mut held = vec![pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
+    server.set_max_connections(Some(2));
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.acquire().await })
+    };
+    // Refused once, the waiter waits for room.
+    settle_for(ms(100)).await;
+    assert_eq!(pool.stats().in_use, 2);
+    assert!(!waiter.is_finished());
+    let (t, connects) = (Instant::now(), server.connects());
+    held.pop().unwrap().discard();
+    let conn = waiter.await.unwrap().expect("served by a new connection");
+    // The hook's 50 ms (and the timer's rounding up), not the 150 ms to the next try.
+    let waited = t.elapsed();
+    assert!(
+        waited >= ms(50) && waited < ms(100),
+        "connected {waited:?} after the discard, not as soon as the hook let the close end"
+    );
+    assert_eq!(server.connects(), connects + 1);
+    assert_eq!(server.open_connections(), 2);
+    drop((conn, held));
+}

@@ -5,6 +5,7 @@
 //! A capacity refusal is not an outage: it never touches the breaker.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -27,8 +28,20 @@ pub(crate) struct Capacity {
     /// A try to grow is under way (its [`GrowTry`] is alive).
     growing: AtomicBool,
     /// Woken when a try to grow ends, however it ended, and when a connection closes
-    /// while the server is full (room for one more).
-    changed: Notify,
+    /// while the server is full (room for one more). Shared with the closes that end
+    /// later ([`RoomWaker`]).
+    changed: Arc<Notify>,
+}
+
+/// Wakes the callers waiting for room on a full server when a connection closes later
+/// than its pool's call to close it (after a `before_close` hook, in a task of its own).
+pub(super) struct RoomWaker(Arc<Notify>);
+
+impl RoomWaker {
+    /// The connection closed: callers waiting on a full server look again.
+    pub(super) fn closed(&self) {
+        self.0.notify_waiters();
+    }
 }
 
 /// May one more connection be opened?
@@ -62,7 +75,7 @@ impl Capacity {
             limit: AtomicUsize::new(NONE),
             next: Mutex::new((Instant::now(), FIRST_BACKOFF)),
             growing: AtomicBool::new(false),
-            changed: Notify::new(),
+            changed: Arc::new(Notify::new()),
         }
     }
 
@@ -114,6 +127,11 @@ impl Capacity {
             self.limit().is_some_and(|limit| open() >= limit)
         })
         .await;
+    }
+
+    /// For a connection that closes later: what wakes the callers waiting for room then.
+    pub(super) fn waker(&self) -> RoomWaker {
+        RoomWaker(Arc::clone(&self.changed))
     }
 
     /// A connection closed: callers waiting on a full server look again.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::time::{timeout_at, Instant};
 
+use super::capacity::{Capacity, RoomWaker};
 use super::conn::Conn;
 use super::counters::Counters;
 use super::hooks::{HookError, HookFuture, HookPoint, Hooks};
@@ -97,13 +98,15 @@ fn counted<T>(
     Err(failure)
 }
 
-/// Counts one connection closed when dropped: at the end of a `before_close` hook's task,
-/// or when that task is dropped unfinished (its runtime ended), the connection with it.
-struct CountClosed(Arc<Counters>);
+/// Counts one connection closed when dropped, and wakes the callers waiting for room on
+/// a full server: at the end of a `before_close` hook's task, or when that task is dropped
+/// unfinished (its runtime ended), the connection with it.
+struct CountClosed(Arc<Counters>, RoomWaker);
 
 impl Drop for CountClosed {
     fn drop(&mut self) {
         self.0.closed();
+        self.1.closed();
     }
 }
 
@@ -113,6 +116,7 @@ impl Drop for CountClosed {
 pub(super) fn close_after_hook<C: Send + 'static>(
     key: PoolKey,
     counters: &Arc<Counters>,
+    room: &Capacity,
     hooks: &Hooks<C>,
     mut conn: Conn<C>,
 ) -> Option<Conn<C>> {
@@ -122,7 +126,7 @@ pub(super) fn close_after_hook<C: Send + 'static>(
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return Some(conn);
     };
-    let closed = CountClosed(Arc::clone(counters));
+    let closed = CountClosed(Arc::clone(counters), room.waker());
     let timeout = hooks.timeout;
     rt.spawn(async move {
         let _ = run(
@@ -243,7 +247,9 @@ impl<B: Backend> PoolShared<B> {
     /// its own (counted closed when that ends; its reason at once).
     pub(crate) fn close_conn(&self, conn: Conn<B::Connection>, reason: CloseReason) {
         self.observe.closed(reason);
-        if let Some(conn) = close_after_hook(self.key, &self.counters, &self.hooks, conn) {
+        if let Some(conn) =
+            close_after_hook(self.key, &self.counters, &self.capacity, &self.hooks, conn)
+        {
             drop(conn);
             self.counters.closed();
             self.capacity.closed();
