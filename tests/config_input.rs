@@ -711,6 +711,61 @@ fn other_ambiguities_are_refused() {
 }
 
 #[test]
+fn a_replica_set_member_listed_twice_is_refused_by_name() {
+    let pg = |url: &str| ConnectionConfig::parse(url).unwrap();
+    let primary = pg("postgres://app@db1/orders");
+    for (replicas, field, other) in [
+        // The primary again among the replicas.
+        (
+            vec![
+                pg("postgres://app@db2/orders"),
+                pg("postgres://app@db1/orders"),
+            ],
+            "replica_set.replicas[1]",
+            "replica_set.primary",
+        ),
+        // A replica twice, the second time with a password: still the same member.
+        (
+            vec![
+                pg("postgres://app@db2/orders"),
+                pg("postgres://app@db3/orders"),
+                pg("postgres://app:hunter2@db3:5432/orders"),
+            ],
+            "replica_set.replicas[2]",
+            "replica_set.replicas[1]",
+        ),
+    ] {
+        let c = ReplicaSetConfig::new("rs", primary.clone(), replicas);
+        let e = c.validate().expect_err("a member twice");
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.to_string().contains(other), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+    // Another database, user or port on the same host is another member.
+    let c = ReplicaSetConfig::new(
+        "rs",
+        primary.clone(),
+        vec![
+            pg("postgres://app@db1/reports"),
+            pg("postgres://audit@db1/orders"),
+            pg("postgres://app@db1:5433/orders"),
+        ],
+    );
+    c.validate().unwrap();
+    // From TOML: the same error.
+    let text = r#"
+        name = "rs"
+        primary = { backend = "sim", hosts = [{ host = "p", port = 1 }] }
+        replicas = [
+            { backend = "sim", hosts = [{ host = "r", port = 1 }] },
+            { backend = "sim", hosts = [{ host = "r", port = 1 }] },
+        ]
+    "#;
+    let e = toml::from_str::<ReplicaSetConfig>(text).expect_err("a member twice");
+    assert!(e.to_string().contains("replica_set.replicas[1]"), "{e}");
+}
+
+#[test]
 fn host_names_built_in_code_or_toml_follow_the_url_rules() {
     for bad in ["a:b", "[::1]", "a b", "a,b", "a/b", "a@b", "h%41"] {
         let c = ConnectionConfig::new("postgres", bad, 5432);

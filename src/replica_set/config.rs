@@ -1,11 +1,13 @@
 //! A replica set: one primary and read replicas under one name.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::connection::ConnectionConfig;
 use crate::error::ConfigError;
+use crate::key::PoolKey;
 use crate::limits::{self, validated_config};
 use crate::pool::config::PoolConfig;
 use crate::replica_set::router::Strategy;
@@ -48,7 +50,9 @@ pub struct ReplicaSetConfig {
     /// The member that takes writes at start (failover may change it).
     #[serde(deserialize_with = "limits::nested")]
     pub primary: ConnectionConfig,
-    /// Read replicas. Default none; at most [`ReplicaSetConfig::MAX_REPLICAS`] (1000).
+    /// Read replicas. Default none; at most [`ReplicaSetConfig::MAX_REPLICAS`] (1000), each
+    /// a member of its own: the primary or a replica listed again (the same server,
+    /// database and user) is an error naming it.
     #[serde(default, deserialize_with = "limits::nested_vec")]
     pub replicas: Vec<ConnectionConfig>,
     /// How reads are spread. Default [`Strategy::PowerOfTwo`] (round-robin before: set
@@ -135,6 +139,7 @@ impl ReplicaSetConfig {
                 limits::nest(e, "connection.", &format!("replica_set.replicas[{i}]."))
             })?;
         }
+        self.check_distinct()?;
         if let Some(d) = self.max_lag {
             limits::check_duration("replica_set.max_lag", d)?;
         }
@@ -143,6 +148,29 @@ impl ReplicaSetConfig {
         if let Some(p) = &self.pool {
             p.validate()
                 .map_err(|e| limits::nest(e, "pool.", "replica_set.pool."))?;
+        }
+        Ok(())
+    }
+
+    /// Every member a different pool: a replica that is the primary again, or another
+    /// replica again (the same server, database and user: what a pool key covers, so a
+    /// different password does not make it another member), would be served by one pool
+    /// and make the set something other than it says.
+    fn check_distinct(&self) -> Result<(), ConfigError> {
+        // Where each key was first seen: `None` for the primary, else the replica's index.
+        let mut seen = HashMap::with_capacity(self.replicas.len() + 1);
+        seen.insert(PoolKey::of(&self.primary), None);
+        for (i, r) in self.replicas.iter().enumerate() {
+            if let Some(first) = seen.insert(PoolKey::of(r), Some(i)) {
+                let other = match first {
+                    None => "replica_set.primary".to_string(),
+                    Some(j) => format!("replica_set.replicas[{j}]"),
+                };
+                return Err(ConfigError::new(
+                    format!("replica_set.replicas[{i}]"),
+                    format!("is {other} again (the same server, database and user)"),
+                ));
+            }
         }
         Ok(())
     }

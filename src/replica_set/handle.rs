@@ -83,8 +83,9 @@ fn worth_retrying(e: &Error) -> bool {
 }
 
 impl<B: Backend> ReplicaSetHandle<B> {
-    /// Start the set: a pool per member (the primary first, duplicates once) and the
-    /// replica-set actor that owns them. Answers the actor's only strong address.
+    /// Start the set: a pool per member (the primary first; a member listed twice, which
+    /// validation refuses, once) and the replica-set actor that owns them. Answers the
+    /// actor's only strong address.
     pub(crate) fn start(
         config: &ReplicaSetConfig,
         factory: PoolFactory<B>,
