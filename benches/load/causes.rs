@@ -108,6 +108,20 @@ pub fn instructions(n: u64, best: u64, best_name: &str) -> String {
     )
 }
 
+/// The instruction count with a Prometheus recorder (`n`) beside the same pool without one
+/// (`plain`).
+pub fn recorder_instructions(n: u64, plain: u64, best: u64, best_name: &str) -> String {
+    format!(
+        "{} Of them, {} are the recorder's: the pool's maintenance run sends each use it \
+         recorded to the recorder's histogram (off the caller's path), and the Prometheus \
+         exporter takes a histogram sample at about that cost each (a timestamp, an epoch \
+         guard and a push into its bucket; `record_many` records one sample at a time); \
+         without a recorder the pool counts {plain}.",
+        instructions(n, best, best_name),
+        n.saturating_sub(plain)
+    )
+}
+
 pub fn many_keys_cost(spread: f64, hot: f64, bb8_spread: f64) -> String {
     format!(
         "spreading acquires over many pools touches a different `PoolShared` (≈ 1–2 KiB of \

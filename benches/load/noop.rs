@@ -290,7 +290,11 @@ fn instruction_targets(
                 ),
                 format!("≤ {} (1.00x)", thousands(best as f64)),
             )
-            .because(causes::instructions(n, best, best_name)),
+            .because(if row == PW_REC {
+                causes::recorder_instructions(n, of("poolwarden"), best, best_name)
+            } else {
+                causes::instructions(n, best, best_name)
+            }),
         );
     }
 }
