@@ -40,6 +40,7 @@ mod key;
 mod limits;
 pub mod messages;
 mod observe;
+mod optional_duration;
 mod policy;
 mod pool;
 #[cfg(feature = "prometheus")]

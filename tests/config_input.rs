@@ -188,6 +188,54 @@ fn every_pool_duration_at_max_from_toml_is_an_error_naming_it() {
     }
 }
 
+/// Every optional duration can be turned off where there is no null to say it with: `"off"`
+/// in TOML (and in an environment variable, tests/settings.rs), in any case; a config with
+/// them off writes TOML that reads back the same; a word that is neither a duration nor
+/// `"off"` is an error naming the field.
+#[test]
+fn optional_durations_are_turned_off_from_toml_and_round_trip() {
+    let text = "idle_timeout = \"off\"\nmax_lifetime = \"OFF\"\nprobe_interval = \"off\"\n\
+                leak_threshold = \"off\"\nleak_reclaim_after = \"off\"\n";
+    let c: PoolConfig = toml::from_str(text).unwrap();
+    assert_eq!(
+        (
+            c.idle_timeout,
+            c.max_lifetime,
+            c.probe_interval,
+            c.leak_threshold,
+            c.leak_reclaim_after
+        ),
+        (None, None, None, None, None)
+    );
+    let back: PoolConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+    assert_eq!(back, c);
+    // And with values: the defaults, and leak detection on.
+    let on = PoolConfig {
+        leak_threshold: Some(Duration::from_millis(1500)),
+        leak_reclaim_after: Some(Duration::from_secs(90)),
+        ..PoolConfig::default()
+    };
+    let back: PoolConfig = toml::from_str(&toml::to_string(&on).unwrap()).unwrap();
+    assert_eq!(back, on);
+    let json: PoolConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+    assert_eq!(json, c);
+
+    let s: SupervisorConfig = toml::from_str("pool_idle_timeout = \"off\"").unwrap();
+    assert_eq!(s.pool_idle_timeout, None);
+    let r: ReplicaSetConfig = toml::from_str(
+        "name = \"rs\"\nmax_lag = \"off\"\n\
+         primary = { backend = \"sim\", hosts = [{ host = \"p\", port = 1 }] }",
+    )
+    .unwrap();
+    assert_eq!(r.max_lag, None);
+
+    for field in ["idle_timeout", "probe_interval", "leak_threshold"] {
+        let text = format!("{field} = \"never\"");
+        let e = toml::from_str::<PoolConfig>(&text).expect_err(&text);
+        assert!(e.to_string().contains(field), "{text}: {e}");
+    }
+}
+
 /// A misspelt option of a built-in backend that reads only the keys it knows (MySQL,
 /// Redis, the simulated backend) is an error naming it, however the config was made: not a
 /// setting that silently does nothing (while still making another pool key).

@@ -148,6 +148,8 @@ fn environment_variables_override_the_file_and_name_their_field() {
     clear();
     set("POOLWARDEN_SUPERVISOR__MAX_POOLS", "32");
     set("POOLWARDEN_SUPERVISOR__DEFAULT_POOL__ACQUIRE_TIMEOUT", "3s");
+    // An optional duration turned off from the environment.
+    set("POOLWARDEN_SUPERVISOR__DEFAULT_POOL__IDLE_TIMEOUT", "off");
     set(
         "POOLWARDEN_POOLS__INVOICES__URL",
         "postgres://app:hunter2@db2/invoices",
@@ -159,6 +161,7 @@ fn environment_variables_override_the_file_and_name_their_field() {
         s.supervisor.default_pool.acquire_timeout,
         std::time::Duration::from_secs(3)
     );
+    assert_eq!(s.supervisor.default_pool.idle_timeout, None);
     assert!(s.pools.contains_key("orders") && s.pools.contains_key("invoices"));
     assert_eq!(s.pools["invoices"].pool.as_ref().unwrap().max_size, 4);
     assert_eq!(

@@ -68,11 +68,14 @@ pub struct PoolConfig {
     /// Budget of a single probe (test on checkout/return, health probe). Default 2s.
     #[serde(with = "humantime_serde")]
     pub probe_timeout: Duration,
-    /// Idle connections beyond `min_idle` unused for this long are closed. Default 10 min.
-    #[serde(with = "humantime_serde")]
+    /// Idle connections beyond `min_idle` unused for this long are closed. Default 10 min;
+    /// `None` keeps them (`"off"` in TOML or an environment variable, as for every optional
+    /// duration here).
+    #[serde(with = "crate::optional_duration")]
     pub idle_timeout: Option<Duration>,
-    /// Connections are closed after this age (minus jitter). Default 30 min.
-    #[serde(with = "humantime_serde")]
+    /// Connections are closed after this age (minus jitter). Default 30 min; `None`
+    /// (`"off"`) never.
+    #[serde(with = "crate::optional_duration")]
     pub max_lifetime: Option<Duration>,
     /// Up to this much is taken off each connection's lifetime at random so they do not all
     /// expire together. Default 30s.
@@ -103,9 +106,9 @@ pub struct PoolConfig {
     pub maintenance_interval: Duration,
     /// How often the pool probes its endpoint (each wait drawn in `[interval/2,
     /// interval]`); each probe also looks at the idle connections (broken, expired).
-    /// `None` turns background probes off (idle connections are then looked at on every
-    /// maintenance tick). Default 5s; at least 1ms.
-    #[serde(with = "humantime_serde")]
+    /// `None` (`"off"`) turns background probes off (idle connections are then looked at
+    /// on every maintenance tick). Default 5s; at least 1ms.
+    #[serde(with = "crate::optional_duration")]
     pub probe_interval: Option<Duration>,
     /// Most connects in progress at once, acquires and background refills together.
     /// A pool starts with all of them allowed (a cold start on a healthy server opens as
@@ -120,13 +123,13 @@ pub struct PoolConfig {
     /// The endpoint's circuit breaker. Default [`BreakerConfig::default`].
     #[serde(deserialize_with = "limits::nested")]
     pub breaker: BreakerConfig,
-    /// Report a connection held longer than this (once, with a warning). `None` (the
-    /// default) turns leak detection off and costs nothing.
-    #[serde(with = "humantime_serde")]
+    /// Report a connection held longer than this (once, with a warning). `None` (`"off"`,
+    /// the default) turns leak detection off and costs nothing.
+    #[serde(with = "crate::optional_duration")]
     pub leak_threshold: Option<Duration>,
     /// Free the slot of a connection held this long; the late return then only closes it.
-    /// Needs `leak_threshold`. Default `None`.
-    #[serde(with = "humantime_serde")]
+    /// Needs `leak_threshold`. Default `None` (`"off"`).
+    #[serde(with = "crate::optional_duration")]
     pub leak_reclaim_after: Option<Duration>,
     /// Capture a backtrace at each checkout while leak detection is on, to show where a
     /// leaked connection was taken. Default false.

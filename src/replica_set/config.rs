@@ -59,8 +59,9 @@ pub struct ReplicaSetConfig {
     /// `strategy = "round_robin"` to keep it).
     #[serde(default)]
     pub strategy: Strategy,
-    /// Replicas lagging more than this are skipped for reads. Default: no limit.
-    #[serde(default, with = "humantime_serde")]
+    /// Replicas lagging more than this are skipped for reads. Default: no limit (`None`,
+    /// `"off"` in TOML).
+    #[serde(default, with = "crate::optional_duration")]
     pub max_lag: Option<Duration>,
     /// Slow start: a replica readmitted after it was left out of routing (unreachable at a
     /// topology probe, its breaker open, its health bad) or added at run time takes a share

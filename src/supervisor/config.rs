@@ -38,8 +38,9 @@ pub struct SupervisorConfig {
     /// Most pools alive at once; at the cap the least recently used idle pool is evicted.
     /// Default 1024; 1 to [`SupervisorConfig::MAX_POOLS`] (100 000).
     pub max_pools: usize,
-    /// A pool unused for this long is drained and stopped. Default 10 min; `None` never.
-    #[serde(with = "humantime_serde")]
+    /// A pool unused for this long is drained and stopped. Default 10 min; `None` (`"off"`
+    /// in TOML or an environment variable) never.
+    #[serde(with = "crate::optional_duration")]
     pub pool_idle_timeout: Option<Duration>,
     /// How often idle pools are looked for. Default 30s; at least 1ms.
     #[serde(with = "humantime_serde")]
