@@ -25,6 +25,12 @@ use crate::limits::deadline as far_at;
 pub(crate) enum Now<'a, B: Backend> {
     /// Served, or refused, without waiting for anything.
     Done(Result<PooledConnection<B>, Error>),
+    /// Not done: [`PoolShared::acquire_then`] goes on from here.
+    Then(Then<'a, B>),
+}
+
+/// What is left of an acquire after its first step.
+pub(crate) enum Then<'a, B: Backend> {
     /// On to the slow path, with the slot it holds already, if any.
     Slow(Option<Slot<'a, B>>),
     /// Every slot taken: queue for one (the acquire began at this time on the pool's
@@ -66,7 +72,7 @@ impl<B: Backend> PoolShared<B> {
         let start = Instant::now();
         match self.acquire_now(start) {
             Now::Done(done) => done,
-            first => self.acquire_then(start, budget, retry_connect, first).await,
+            Now::Then(rest) => self.acquire_then(start, budget, retry_connect, rest).await,
         }
     }
 
@@ -83,7 +89,7 @@ impl<B: Backend> PoolShared<B> {
         // loads (the pause flag and its queue count) and a null check of the
         // `before_acquire` pointer, all branches predicted not taken.
         if self.health.tripped() || self.gated() {
-            return Now::Slow(None);
+            return Now::Then(Then::Slow(None));
         }
         let start_ns = self.hot.nanos(start);
         self.hot.touch(start_ns);
@@ -104,33 +110,32 @@ impl<B: Backend> PoolShared<B> {
                     }
                     Now::Done(Ok(conn))
                 }
-                Err(slot) => Now::Slow(Some(slot)),
+                Err(slot) => Now::Then(Then::Slow(Some(slot))),
             },
             Err(TryAcquireError::Closed) => Now::Done(Err(self.closed_error())),
             // At TRACE the slow path runs instead, in its span.
             Err(TryAcquireError::NoPermits) if !tracing::level_enabled!(tracing::Level::TRACE) => {
-                Now::Queue(start_ns)
+                Now::Then(Then::Queue(start_ns))
             }
-            Err(TryAcquireError::NoPermits) => Now::Slow(None),
+            Err(TryAcquireError::NoPermits) => Now::Then(Then::Slow(None)),
         }
     }
 
-    /// The rest of an acquire begun at `start` whose first step came to `first`, within
+    /// The rest of an acquire begun at `start` whose first step left `rest`, within
     /// `budget`.
     pub(crate) async fn acquire_then<'a>(
         self: &'a Arc<Self>,
         start: Instant,
         budget: Duration,
         retry_connect: bool,
-        first: Now<'a, B>,
+        rest: Then<'a, B>,
     ) -> Result<PooledConnection<B>, Error> {
-        let slot = match first {
-            Now::Done(done) => return done,
-            Now::Slow(slot) => slot,
+        let slot = match rest {
+            Then::Slow(slot) => slot,
             // Every slot taken: queue for one. The wait alone is boxed (a few hundred
             // bytes; the whole slow path is ten times that), and what follows it is the
             // usual case again.
-            Now::Queue(start_ns) => {
+            Then::Queue(start_ns) => {
                 let slot = Box::pin(self.wait_for_slot(start, far_at(start, budget))).await?;
                 // Paused while queued: the slot goes back and the acquire queues at the
                 // gate (slow path). The pool may have failed or closed meanwhile.

@@ -81,20 +81,12 @@ impl Candidates {
             if n >= self.len {
                 return None;
             }
-            let mut w = self.inline;
-            for _ in 0..n {
-                w &= w - 1;
-            }
-            return Some(w.trailing_zeros() as usize);
+            return Some(nth_bit(self.inline, n));
         }
         for (k, &w) in self.words().iter().enumerate() {
             let ones = w.count_ones() as usize;
             if n < ones {
-                let mut w = w;
-                for _ in 0..n {
-                    w &= w - 1;
-                }
-                return Some(k * 64 + w.trailing_zeros() as usize);
+                return Some(k * 64 + nth_bit(w, n));
             }
             n -= ones;
         }
@@ -117,6 +109,15 @@ impl Candidates {
                     .find_map(|(k, &w)| at(k, w))
             })
     }
+}
+
+/// The position of the `n`-th set bit of `w` (from 0), which has more than `n`.
+#[inline]
+fn nth_bit(mut w: u64, n: usize) -> usize {
+    for _ in 0..n {
+        w &= w - 1;
+    }
+    w.trailing_zeros() as usize
 }
 
 #[cfg(test)]

@@ -286,8 +286,8 @@ impl<B: Backend> ReplicaSetHandle<B> {
             let start = Instant::now();
             let attempt = match member.pool.acquire_now(start) {
                 Now::Done(done) => done,
-                first if alternative => {
-                    let attempt = member.pool.acquire_then(start, left, false, first);
+                Now::Then(rest) if alternative => {
+                    let attempt = member.pool.acquire_then(start, left, false, rest);
                     tokio::pin!(attempt);
                     match futures::poll!(attempt.as_mut()) {
                         Poll::Ready(done) => done,
@@ -297,7 +297,7 @@ impl<B: Backend> ReplicaSetHandle<B> {
                         }
                     }
                 }
-                first => member.pool.acquire_then(start, left, true, first).await,
+                Now::Then(rest) => member.pool.acquire_then(start, left, true, rest).await,
             };
             match &attempt {
                 Ok(_) => member.read_served(),
