@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use poolwarden::{
-    ConfigError, ConnectionConfig, Host, PoolConfig, ReplicaSetConfig, Secret, SslMode,
+    ConfigError, ConnectionConfig, Host, PoolConfig, PoolKey, ReplicaSetConfig, Secret, SslMode,
     SupervisorConfig, TlsConfig,
 };
 use proptest::prelude::*;
@@ -761,15 +761,21 @@ fn other_ambiguities_are_refused() {
 #[test]
 fn a_replica_set_member_listed_twice_is_refused_by_name() {
     let pg = |url: &str| ConnectionConfig::parse(url).unwrap();
-    let primary = pg("postgres://app@db1/orders");
+    let primary = pg("postgres://app@db1.example/orders");
     for (replicas, field, other) in [
         // The primary again among the replicas.
         (
             vec![
                 pg("postgres://app@db2/orders"),
-                pg("postgres://app@db1/orders"),
+                pg("postgres://app@db1.example/orders"),
             ],
             "replica_set.replicas[1]",
+            "replica_set.primary",
+        ),
+        // The primary again, its host name in another case: the same server.
+        (
+            vec![pg("postgres://app@DB1.example/orders")],
+            "replica_set.replicas[0]",
             "replica_set.primary",
         ),
         // A replica twice, the second time with a password: still the same member.
@@ -794,12 +800,21 @@ fn a_replica_set_member_listed_twice_is_refused_by_name() {
         "rs",
         primary.clone(),
         vec![
-            pg("postgres://app@db1/reports"),
-            pg("postgres://audit@db1/orders"),
-            pg("postgres://app@db1:5433/orders"),
+            pg("postgres://app@db1.example/reports"),
+            pg("postgres://audit@db1.example/orders"),
+            pg("postgres://app@db1.example:5433/orders"),
         ],
     );
     c.validate().unwrap();
+    // A host name's case is not part of the key; a Unix socket directory's is.
+    assert_eq!(
+        PoolKey::of(&pg("postgres://app@DB1.Example/orders")),
+        PoolKey::of(&primary)
+    );
+    assert_ne!(
+        PoolKey::of(&pg("postgres://app@%2Frun%2FPG/orders")),
+        PoolKey::of(&pg("postgres://app@%2Frun%2Fpg/orders"))
+    );
     // From TOML: the same error.
     let text = r#"
         name = "rs"

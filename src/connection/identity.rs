@@ -27,7 +27,13 @@ impl PoolKey {
         field("poolwarden/key/v1", b"");
         field("backend", config.backend.as_bytes());
         for host in &config.hosts {
-            field("host", host.host.as_bytes());
+            // Host names are case-insensitive (`DB1` is `db1`: one server, one pool); a
+            // Unix socket directory is a path, whose case matters.
+            if host.host.starts_with('/') {
+                field("host", host.host.as_bytes());
+            } else {
+                field("host", host.host.to_ascii_lowercase().as_bytes());
+            }
             field("port", &host.port.to_le_bytes());
         }
         field("database", &opt(&config.database));
