@@ -14,10 +14,10 @@
 //! Pools: `floor` (a tokio `Semaphore` + `Mutex<VecDeque>`), `poolwarden` (default config,
 //! no metrics recorder, over the peers' no-op connection: `peers::NoopBackend`),
 //! `poolwarden-sim` (the simulated backend with zero latency, whose broken-connection check
-//! looks for injected faults), `poolwarden-recorder`
-//! (the same with a Prometheus recorder installed, counted past the next maintenance run so
-//! that sending the uses to the recorder's histograms is in the count), `bb8` (no-op manager, its defaults:
-//! test on checkout), `bb8-notest`, `deadpool` (no-op manager). Each with 8 connections.
+//! looks for injected faults), `poolwarden-recorder` (the same with a Prometheus recorder
+//! installed, counted past the next maintenance run so that sending the uses to the
+//! recorder's histograms is in the count), `bb8` (no-op manager, its defaults: test on
+//! checkout), `bb8-notest`, `deadpool` (no-op manager). Each with 8 connections.
 //! `poolwarden-set`: a read (acquire + release) on a replica set of a primary and two
 //! replicas on the simulated backend, by the default strategy (power of two choices),
 //! member pools of 8 warmed connections, topology probes only at start (so none runs
