@@ -1,9 +1,10 @@
 //! Basics: acquire, query, release and reuse; hosts in order and Unix sockets; options that
-//! reach the server and unknown ones that are configuration errors.
+//! reach the server and unknown ones that are configuration errors; a dropped connection's
+//! server session ends.
 
 use crate::common;
-use crate::common::secs;
 use crate::common::PgServer;
+use crate::common::{ms, secs};
 use crate::{assert_server_count_matches, pool_config, start_pool};
 use poolwarden::backends::postgres::{PostgresBackend, TransactionStatus};
 use poolwarden::{Backend, BackendErrorKind};
@@ -148,4 +149,43 @@ async fn unknown_options_are_configuration_errors() {
     assert_eq!(source.kind(), BackendErrorKind::Config, "{source}");
     assert!(source.to_string().contains("statment_timeout"), "{source}");
     assert!(t.elapsed() < secs(2), "not retried: {:?}", t.elapsed());
+}
+
+#[actix::test]
+async fn a_dropped_connection_ends_its_server_session_idle_or_mid_query() {
+    let Some(pg) = PgServer::shared() else { return };
+    let app = PgServer::unique_app("dropped");
+    let mut cfg = pg.config_for(&app);
+    // The server notices a client gone mid-query only when it looks at the socket.
+    cfg.options.insert(
+        "options".into(),
+        "-c client_connection_check_interval=50".into(),
+    );
+    let backend = PostgresBackend::new();
+    let sessions = || async { pg.backend_pids(&app).await.len() };
+    let ended = |what: &'static str| async move {
+        let t = Instant::now();
+        let gone =
+            common::eventually(secs(10), || async { (sessions().await == 0).then_some(()) }).await;
+        assert!(gone.is_some(), "{what}: its session outlived it");
+        t.elapsed()
+    };
+
+    // Idle: tokio-postgres says goodbye (Terminate) and closes the socket.
+    let conn = backend.connect(&cfg).await.expect("connect");
+    conn.batch_execute("SELECT 1").await.unwrap();
+    assert_eq!(sessions().await, 1);
+    drop(conn);
+    let idle = ended("an idle connection").await;
+
+    // Mid-query: the query's future dropped with its request unanswered, then the
+    // connection. Its socket is closed at once (tokio-postgres alone would wait for the
+    // answer, a minute away), and the server ends the session.
+    let conn = backend.connect(&cfg).await.expect("connect");
+    let abandoned = tokio::time::timeout(ms(100), conn.batch_execute("SELECT pg_sleep(60)")).await;
+    assert!(abandoned.is_err(), "pg_sleep(60) returned: {abandoned:?}");
+    assert_eq!(sessions().await, 1);
+    drop(conn);
+    let mid_query = ended("a connection dropped mid-query").await;
+    println!("sessions ended {idle:?} (idle) and {mid_query:?} (mid-query) after the drop");
 }

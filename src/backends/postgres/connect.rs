@@ -3,13 +3,12 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream, UnixStream};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::connection::{Closer, PgConnection, Pooler};
+use super::connection::{PgConnection, Pooler};
 use super::errors::{pg_connect_error, pg_error, Stage};
 use super::options::Options;
 use super::session::Session;
@@ -98,25 +97,11 @@ pub(super) async fn connect_host(
         )
     })?;
     let label = where_.clone();
-    let (closer, closing) = tokio::sync::oneshot::channel::<Duration>();
+    // Ends when tokio-postgres closes the connection, or once the `PgConnection` is dropped
+    // (the tap fails the socket then: `connection.rs`).
     tokio::spawn(async move {
-        let mut connection = std::pin::pin!(connection);
-        let ended = tokio::select! {
-            ended = &mut connection => Some(ended),
-            grace = closing => {
-                // The PgConnection was dropped: finish within the grace it allows.
-                let grace = grace.unwrap_or(Duration::ZERO);
-                tokio::time::timeout(grace, &mut connection).await.ok()
-            }
-        };
-        match ended {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                tracing::debug!(host = %label, error = %e, "postgres connection ended with an error")
-            }
-            None => {
-                tracing::debug!(host = %label, "postgres connection dropped with requests unanswered; socket closed")
-            }
+        if let Err(e) = connection.await {
+            tracing::debug!(host = %label, error = %e, "postgres connection ended");
         }
     });
 
@@ -127,7 +112,6 @@ pub(super) async fn connect_host(
         pooler: opts.pooler,
         statement_timeout: opts.statement_timeout.clone(),
         host: where_,
-        closer: Closer { tx: Some(closer) },
     };
     if let (Pooler::Session, Some(t)) = (opts.pooler, &opts.statement_timeout) {
         // A session pooler keeps this session for the connection's life but refuses the

@@ -6,7 +6,6 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_postgres::Row;
 
@@ -90,39 +89,24 @@ pub struct PgConnection {
     /// `statement_timeout` as configured, for `SET LOCAL` under a transaction pooler.
     pub(super) statement_timeout: Option<String>,
     pub(super) host: String,
-    /// Tells the connection task, on drop, how long it may still run (see [`Closer`]).
-    pub(super) closer: Closer,
 }
 
-/// How long the connection task may outlive a dropped [`PgConnection`] when nothing is in
-/// flight: enough to write `Terminate` and close the socket cleanly.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// Bounds the life of the connection task after its [`PgConnection`] is dropped.
+/// Bounds the life of the connection task once the connection is dropped.
 ///
 /// tokio-postgres ends its connection task (sending `Terminate`, closing the socket) once
 /// the client is gone *and every request written has been answered*. A connection dropped
 /// with a request in flight on a link that no longer delivers (a blackholed or half-open
 /// socket: exactly the connections a pool closes after a probe or reset timed out) would
 /// keep its task, its socket and the server's backend alive forever, invisible to the
-/// pool. So on drop: with nothing in flight the task gets [`CLOSE_GRACE`] to close cleanly;
-/// with requests in flight (their answers have no reader any more) or a desynchronised tap
-/// it is stopped at once, which closes the socket.
-pub(super) struct Closer {
-    pub(super) tx: Option<tokio::sync::oneshot::Sender<Duration>>,
-}
-
+/// pool. So on drop: with nothing in flight the task gets 2 s (`CLOSE_GRACE`) to close
+/// cleanly; with requests in flight (their answers have no reader any more) or a
+/// desynchronised tap it is stopped at once, which closes the socket. The wire tap carries
+/// it out (`tap.rs`); the client's drop, right after this, wakes the task.
 impl Drop for PgConnection {
     fn drop(&mut self) {
-        if let Some(tx) = self.closer.tx.take() {
-            let abandoned =
-                self.session.in_flight() != 0 || self.session.desync.load(Ordering::Relaxed);
-            let _ = tx.send(if abandoned {
-                Duration::ZERO
-            } else {
-                CLOSE_GRACE
-            });
-        }
+        let abandoned =
+            self.session.in_flight() != 0 || self.session.desync.load(Ordering::Relaxed);
+        self.session.close(abandoned);
     }
 }
 

@@ -2,6 +2,7 @@
 //! read from it.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::time::Duration;
 
 /// The server's transaction status, from the last ReadyForQuery message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,25 @@ pub(super) struct Session {
     pub(super) pid: AtomicI32,
     /// The tap lost the message framing: the connection must not be reused.
     pub(super) desync: AtomicBool,
+    /// Set when the [`PgConnection`](super::PgConnection) is dropped: how long its
+    /// connection task may still run ([`Closing`]).
+    closing: AtomicU8,
+}
+
+/// How long the connection task may outlive a dropped
+/// [`PgConnection`](super::PgConnection) when nothing is in flight: enough to write
+/// `Terminate` and close the socket cleanly.
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether the connection's owner is gone, and how long its task may still run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Closing {
+    /// In use (the usual case).
+    Open,
+    /// Dropped with nothing in flight: [`CLOSE_GRACE`] to close cleanly.
+    Grace,
+    /// Dropped with requests unanswered, or the framing lost: stop at once.
+    Now,
 }
 
 impl Session {
@@ -48,6 +68,29 @@ impl Session {
             status: AtomicU8::new(0),
             pid: AtomicI32::new(0),
             desync: AtomicBool::new(false),
+            closing: AtomicU8::new(Closing::Open as u8),
+        }
+    }
+
+    /// The owner is gone: with requests unanswered (`abandoned`) the task stops at its
+    /// next poll, else it gets [`CLOSE_GRACE`]. Set before the client is dropped, whose
+    /// drop wakes the task.
+    pub(super) fn close(&self, abandoned: bool) {
+        let how = if abandoned {
+            Closing::Now
+        } else {
+            Closing::Grace
+        };
+        self.closing.store(how as u8, Ordering::Release);
+    }
+
+    /// Whether the owner is gone (one load: read on every poll of the connection's socket).
+    #[inline]
+    pub(super) fn closing(&self) -> Closing {
+        match self.closing.load(Ordering::Acquire) {
+            0 => Closing::Open,
+            1 => Closing::Grace,
+            _ => Closing::Now,
         }
     }
 

@@ -2,6 +2,7 @@
 //! directions and records what it sees in a [`Session`] (see the [backend's module
 //! docs](super)).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -10,9 +11,10 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::time::Sleep;
 use tokio_postgres::tls::{ChannelBinding, TlsStream};
 
-use super::session::Session;
+use super::session::{Closing, Session, CLOSE_GRACE};
 
 /// A TCP or Unix-domain socket.
 pub(super) enum Socket {
@@ -72,9 +74,13 @@ struct Framer {
     in_body: bool,
     tag: u8,
     left: usize,
-    capture: [u8; 8],
+    capture: [u8; CAPTURE],
     captured: usize,
 }
+
+/// How many first bytes of a message body the framer hands on (a ReadyForQuery's status,
+/// a BackendKeyData's process id).
+const CAPTURE: usize = 8;
 
 enum Frame {
     Start(u8),
@@ -87,6 +93,23 @@ impl Framer {
     fn feed(&mut self, mut data: &[u8], mut on: impl FnMut(Frame, &[u8])) -> Result<(), ()> {
         loop {
             if !self.in_body {
+                // The usual case: a whole tagged message at the front of `data` and nothing
+                // carried over from the last read, looked at where it lies (no copy).
+                if self.have == 0 && self.untagged == 0 {
+                    if let Some(&[tag, a, b, c, d]) = data.get(..5) {
+                        let len = i32::from_be_bytes([a, b, c, d]);
+                        if len < 4 {
+                            return Err(());
+                        }
+                        let end = 5 + (len as usize - 4);
+                        if let Some(body) = data.get(5..end) {
+                            on(Frame::Start(tag), &[]);
+                            on(Frame::End(tag), &body[..body.len().min(CAPTURE)]);
+                            data = &data[end..];
+                            continue;
+                        }
+                    }
+                }
                 if data.is_empty() {
                     return Ok(());
                 }
@@ -142,6 +165,13 @@ enum LastExecute {
 
 /// A stream that watches the PostgreSQL messages passing through it (see the module docs)
 /// and updates a [`Session`]. Bytes pass unchanged.
+///
+/// It also ends the connection task once its [`PgConnection`](super::PgConnection) is
+/// dropped ([`Session::closing`]): every poll of the socket fails, at once when requests
+/// were left unanswered, else after [`CLOSE_GRACE`] (tokio-postgres closes a connection
+/// whose client is gone by itself, but only once every request written is answered, which
+/// on a link that no longer delivers is never). The connection task is polled through the
+/// socket anyway, so this costs it one load a poll and no second future to poll beside it.
 pub(super) struct Tap<S> {
     inner: S,
     session: Arc<Session>,
@@ -155,6 +185,9 @@ pub(super) struct Tap<S> {
     last_execute: LastExecute,
     /// `Sync`s written since the last `Execute` (ignored by the server in copy-in mode).
     syncs_since_execute: u64,
+    /// The [`CLOSE_GRACE`] timer, started at the first poll after a drop with nothing in
+    /// flight.
+    grace: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Tap<S> {
@@ -173,7 +206,38 @@ impl<S> Tap<S> {
             passthrough: false,
             last_execute: LastExecute::Simple,
             syncs_since_execute: 0,
+            grace: None,
         }
+    }
+
+    /// `Err` once the connection task must stop (see [`Tap`]): its connection ends with
+    /// the error, which closes the socket.
+    #[inline]
+    fn check_owner(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.session.closing() {
+            Closing::Open => Ok(()),
+            how => self.owner_gone(how, cx),
+        }
+    }
+
+    #[cold]
+    fn owner_gone(&mut self, how: Closing, cx: &mut Context<'_>) -> io::Result<()> {
+        if how == Closing::Grace {
+            let grace = self
+                .grace
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_GRACE)));
+            return match grace.as_mut().poll(cx) {
+                Poll::Pending => Ok(()),
+                Poll::Ready(()) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("not closed within {CLOSE_GRACE:?} of being dropped; socket closed"),
+                )),
+            };
+        }
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "dropped with requests unanswered; socket closed",
+        ))
     }
 
     /// Above TLS: the first message written is the StartupMessage.
@@ -263,6 +327,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Err(e) = this.check_owner(cx) {
+            return Poll::Ready(Err(e));
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
@@ -279,6 +346,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Err(e) = this.check_owner(cx) {
+            return Poll::Ready(Err(e));
+        }
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = result {
             this.observe_write(&buf[..n]);
@@ -287,11 +357,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        if let Err(e) = this.check_owner(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if let Err(e) = this.check_owner(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 

@@ -141,3 +141,72 @@ fn ssl_answer_switches_to_passthrough_or_plaintext_startup() {
     assert!(t.session.is_clean());
     assert_eq!(t.session.pid.load(Ordering::Relaxed), 256);
 }
+
+#[test]
+fn framer_gives_the_same_messages_however_the_reads_split_them() {
+    let stream = [
+        msg(
+            b'T',
+            b"\0\x01?column?\0\0\0\0\0\0\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0",
+        ),
+        msg(b'D', b"\0\x01\0\0\0\x011"),
+        msg(b'C', b"SELECT 1\0"),
+        msg(b'Z', b"I"),
+        msg(b'K', &[0, 0, 0, 42, 1, 2, 3, 4, 5]),
+    ]
+    .concat();
+    let whole = feed_all(&mut Framer::default(), &[&stream]);
+    assert_eq!(whole.len(), 5);
+    assert_eq!(whole[3], ('Z', b"I".to_vec()));
+    assert_eq!(whole[4].1, [0, 0, 0, 42, 1, 2, 3, 4], "the first 8 bytes");
+    // Every way of cutting it into three reads.
+    for i in 0..=stream.len() {
+        for j in i..=stream.len() {
+            let got = feed_all(
+                &mut Framer::default(),
+                &[&stream[..i], &stream[i..j], &stream[j..]],
+            );
+            assert_eq!(got, whole, "cut at {i} and {j}");
+        }
+    }
+}
+
+/// A tap past the startup over a socket that never answers.
+fn silent_tap() -> (Tap<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+    let (near, far) = tokio::io::duplex(64);
+    let mut t = Tap::new(near, Arc::new(Session::new()), false);
+    t.tx.untagged = 0;
+    t.observe_read(&msg(b'Z', b"I"));
+    (t, far)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_connection_with_a_request_unanswered_fails_its_socket_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut t, _far) = silent_tap();
+    t.write_all(&msg(b'Q', b"SELECT pg_sleep(60)\0"))
+        .await
+        .unwrap();
+    assert_eq!(t.session.in_flight(), 1);
+    t.session.close(true);
+    let mut buf = [0u8; 16];
+    let e = t.read(&mut buf).await.expect_err("fails at once");
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted, "{e}");
+    let e = t.write_all(b"X\0\0\0\x04").await.expect_err("writes too");
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_idle_connection_gets_its_grace_then_fails_its_socket() {
+    use tokio::io::AsyncReadExt;
+    let (mut t, _far) = silent_tap();
+    let mut buf = [0u8; 16];
+    // In use: a read just waits.
+    let open = tokio::time::timeout(CLOSE_GRACE * 2, t.read(&mut buf)).await;
+    assert!(open.is_err(), "no answer, no error: {open:?}");
+    t.session.close(false);
+    let start = tokio::time::Instant::now();
+    let e = t.read(&mut buf).await.expect_err("fails after the grace");
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+    assert_eq!(start.elapsed(), CLOSE_GRACE);
+}
