@@ -279,6 +279,7 @@ impl Health {
     }
 
     /// Fit to route to: breaker closed and the last probe or connect healthy.
+    #[inline]
     pub(super) fn serving(&self) -> bool {
         !self.tripped() && self.healthy.load(Ordering::Relaxed)
     }

@@ -314,11 +314,13 @@ impl<B: Backend> PoolShared<B> {
     }
 
     /// Fit to route to: breaker closed and the last probe or connect healthy.
+    #[inline]
     pub(crate) fn serving(&self) -> bool {
         self.health.serving()
     }
 
     /// Checked out plus waiting: what least-loaded routing compares.
+    #[inline]
     pub(crate) fn load(&self) -> usize {
         self.hot.in_use() + self.hot.waiters()
     }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -238,8 +239,9 @@ impl<B: Backend> ReplicaSetHandle<B> {
     /// Cancel safe: dropping the future at any await point frees its slot and closes a
     /// connection being opened or tested, so nothing leaks; the acquire only loses its place
     /// in the queue.
-    pub async fn read(&self) -> Result<PooledConnection<B>, Error> {
-        self.read_with(ReadOptions::default()).await
+    pub fn read(&self) -> impl Future<Output = Result<PooledConnection<B>, Error>> + '_ {
+        // `read_with`'s future itself, not one wrapped around it.
+        self.read_with(ReadOptions::default())
     }
 
     /// A connection for reading with per-request options. A read whose connect fails is
