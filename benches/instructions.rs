@@ -23,6 +23,15 @@
 //! member pools of 8 warmed connections, topology probes only at start (so none runs
 //! during the count); beside `poolwarden-sim` it is what routing costs.
 //! `poolwarden-set-rr`: the same, reading round-robin.
+//! `pg-floor`, `pg-poolwarden`: acquire, `simple_query("SELECT 1")`, release on a
+//! throwaway PostgreSQL server (loopback TCP, no TLS; `tests/common`), the floor over
+//! tokio-postgres clients, poolwarden over its PostgreSQL backend (default config): beside
+//! each other they are what the backend's connection (its wire tap, its connection task)
+//! and the pool cost per query. Not in the default list (each count starts a server):
+//! `POOLS="pg-floor pg-poolwarden" benches/instructions.sh`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 #[allow(dead_code)]
 #[path = "load/peers.rs"]
@@ -30,11 +39,12 @@ mod peers;
 
 use std::time::Duration;
 
+use poolwarden::backends::postgres::PostgresBackend;
 use poolwarden::backends::sim::SimBackend;
 use poolwarden::backends::Backend;
 use poolwarden::{
     ConnectionConfig, EmbeddedSupervisor, PoolConfig, PoolHandle, ReplicaSetConfig,
-    ReplicaSetHandle, Role, Strategy, SupervisorConfig,
+    ReplicaSetHandle, Role, SslMode, Strategy, SupervisorConfig,
 };
 
 const SIZE: u32 = 8;
@@ -80,6 +90,14 @@ async fn poolwarden_set(
     set
 }
 
+/// A throwaway PostgreSQL server that trusts loopback (no password exchange to count).
+fn pg_server() -> Option<common::PgServer> {
+    common::PgServer::start_with(common::PgOptions {
+        hba: Some("local all all trust\nhost all all 127.0.0.1/32 trust\n".into()),
+        ..common::PgOptions::default()
+    })
+}
+
 /// `n` acquire-then-release iterations on `$pool`, shared by `$tasks` tasks; with more
 /// than one task each holds its connection across a yield, so the others queue.
 macro_rules! drive {
@@ -109,7 +127,7 @@ fn main() {
     let (Some(pool), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
         // `cargo bench` runs every bench target with no arguments: nothing to count then.
-        eprintln!("usage: instructions <floor|poolwarden|poolwarden-sim|poolwarden-recorder|poolwarden-set|poolwarden-set-rr|bb8|bb8-notest|deadpool> <iterations>");
+        eprintln!("usage: instructions <floor|poolwarden|poolwarden-sim|poolwarden-recorder|poolwarden-set|poolwarden-set-rr|bb8|bb8-notest|deadpool|pg-floor|pg-poolwarden> <iterations>");
         return;
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -177,6 +195,39 @@ fn main() {
                 let dp = peers::deadpool_noop(SIZE, peers::NoopManager::default());
                 peers::fill(SIZE, || dp.get()).await;
                 drive!(dp, n, tasks, |p| p.get().await.expect("deadpool get"));
+            }
+            "pg-floor" | "pg-poolwarden" => {
+                let Some(server) = pg_server() else { return };
+                if pool == "pg-floor" {
+                    let mut clients = Vec::new();
+                    for _ in 0..SIZE {
+                        let url: tokio_postgres::Config = server.url().parse().expect("url");
+                        let (client, conn) =
+                            url.connect(tokio_postgres::NoTls).await.expect("connect");
+                        tokio::spawn(conn);
+                        clients.push(client);
+                    }
+                    let fl = peers::Floor::filled(clients);
+                    drive!(fl, n, tasks, |p| {
+                        let c = p.get().await;
+                        c.simple_query("SELECT 1").await.expect("SELECT 1");
+                        c
+                    });
+                } else {
+                    let sup = EmbeddedSupervisor::spawn(
+                        PostgresBackend::new(),
+                        SupervisorConfig::default(),
+                    )
+                    .expect("supervisor");
+                    let mut config = server.config();
+                    config.tls.mode = SslMode::Disable;
+                    let pw = peers::poolwarden_warm_at(&sup, config, SIZE).await;
+                    drive!(pw, n, tasks, |p| {
+                        let c = p.acquire().await.expect("acquire");
+                        c.simple_query("SELECT 1").await.expect("SELECT 1");
+                        c
+                    });
+                }
             }
             other => eprintln!("unknown pool {other}"),
         }

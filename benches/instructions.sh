@@ -2,6 +2,8 @@
 # Instructions per acquire + release (one task, 8 connections), counted by callgrind:
 # each pool at LOW and HIGH iterations, the difference divided by HIGH - LOW, so start-up
 # and shut-down cancel out. Needs valgrind. See benches/instructions.rs.
+# Per PostgreSQL query (each count starts a throwaway server):
+#   POOLS="pg-floor pg-poolwarden" benches/instructions.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOW=${LOW:-20000}

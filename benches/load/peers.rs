@@ -214,10 +214,19 @@ pub async fn poolwarden_warm<B: poolwarden::Backend>(
     name: &str,
     size: u32,
 ) -> poolwarden::PoolHandle<B> {
+    poolwarden_warm_at(sup, poolwarden::ConnectionConfig::sim(name), size).await
+}
+
+/// [`poolwarden_warm`] on the server `connection` names.
+pub async fn poolwarden_warm_at<B: poolwarden::Backend>(
+    sup: &poolwarden::EmbeddedSupervisor<B>,
+    connection: poolwarden::ConnectionConfig,
+    size: u32,
+) -> poolwarden::PoolHandle<B> {
     let pool = sup
         .handle()
         .pool_with(
-            poolwarden::ConnectionConfig::sim(name),
+            connection,
             poolwarden::PoolConfig {
                 min_idle: size,
                 max_size: size,
