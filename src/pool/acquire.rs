@@ -132,11 +132,12 @@ impl<B: Backend> PoolShared<B> {
     ) -> Result<PooledConnection<B>, Error> {
         let slot = match rest {
             Then::Slow(slot) => slot,
-            // Every slot taken: queue for one. The wait alone is boxed (a few hundred
-            // bytes; the whole slow path is ten times that), and what follows it is the
-            // usual case again.
+            // Every slot taken: queue for one, and what follows is the usual case again.
+            // The wait is not boxed (the slow path is, ten times its size): under
+            // callgrind the box cost a queued acquire 321 instructions of 3,873, its
+            // absence the first step 12 of 735.
             Then::Queue(start_ns) => {
-                let slot = Box::pin(self.wait_for_slot(start, far_at(start, budget))).await?;
+                let slot = self.wait_for_slot(start, far_at(start, budget)).await?;
                 // Paused while queued: the slot goes back and the acquire queues at the
                 // gate (slow path). The pool may have failed or closed meanwhile.
                 if self.pause.is_paused() {
