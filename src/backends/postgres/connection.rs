@@ -101,7 +101,7 @@ pub struct PgConnection {
 /// pool. So on drop: with nothing in flight the task gets 2 s (`CLOSE_GRACE`) to close
 /// cleanly; with requests in flight (their answers have no reader any more) or a
 /// desynchronised tap it is stopped at once, which closes the socket. The wire tap carries
-/// it out (`tap.rs`); the client's drop, right after this, wakes the task.
+/// it out (`tap.rs`), woken by the session whatever it was waiting for.
 impl Drop for PgConnection {
     fn drop(&mut self) {
         let abandoned =

@@ -4,6 +4,10 @@
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
+use std::task::Waker;
+
+use futures::task::AtomicWaker;
+
 /// The server's transaction status, from the last ReadyForQuery message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransactionStatus {
@@ -41,6 +45,11 @@ pub(super) struct Session {
     /// Set when the [`PgConnection`](super::PgConnection) is dropped: how long its
     /// connection task may still run ([`Closing`]).
     closing: AtomicU8,
+    /// The connection task, as of its last wait on the socket: woken by
+    /// [`close`](Self::close). (The client's drop wakes it too, but only when it last waited
+    /// on the client's requests: not while a write of 8 KiB or more waits for a socket that
+    /// takes nothing more.)
+    task: AtomicWaker,
 }
 
 /// How long the connection task may outlive a dropped
@@ -69,12 +78,12 @@ impl Session {
             pid: AtomicI32::new(0),
             desync: AtomicBool::new(false),
             closing: AtomicU8::new(Closing::Open as u8),
+            task: AtomicWaker::new(),
         }
     }
 
     /// The owner is gone: with requests unanswered (`abandoned`) the task stops at its
-    /// next poll, else it gets [`CLOSE_GRACE`]. Set before the client is dropped, whose
-    /// drop wakes the task.
+    /// next poll, else it gets [`CLOSE_GRACE`]. Wakes the task for that poll.
     pub(super) fn close(&self, abandoned: bool) {
         let how = if abandoned {
             Closing::Now
@@ -82,6 +91,15 @@ impl Session {
             Closing::Grace
         };
         self.closing.store(how as u8, Ordering::Release);
+        self.task.wake();
+    }
+
+    /// The connection task is about to wait on its socket (`waker`): a later
+    /// [`close`](Self::close) wakes it. Answers whether the owner is gone already (a close
+    /// between the last check and this registration: the caller polls again).
+    pub(super) fn wait_here(&self, waker: &Waker) -> bool {
+        self.task.register(waker);
+        self.closing() != Closing::Open
     }
 
     /// Whether the owner is gone (one load: read on every poll of the connection's socket).

@@ -171,7 +171,9 @@ enum LastExecute {
 /// were left unanswered, else after [`CLOSE_GRACE`] (tokio-postgres closes a connection
 /// whose client is gone by itself, but only once every request written is answered, which
 /// on a link that no longer delivers is never). The connection task is polled through the
-/// socket anyway, so this costs it one load a poll and no second future to poll beside it.
+/// socket anyway, so this costs it one load a poll and, when the socket has nothing for it,
+/// the registration of its waker with the session, which the drop wakes: no second future
+/// to poll beside it.
 pub(super) struct Tap<S> {
     inner: S,
     session: Arc<Session>,
@@ -218,6 +220,18 @@ impl<S> Tap<S> {
             Closing::Open => Ok(()),
             how => self.owner_gone(how, cx),
         }
+    }
+
+    /// The inner stream answered `Pending`: the task waits on the socket, where only the
+    /// session can wake it for a close (see [`Session::wait_here`]). A close that came
+    /// after this poll's check is looked at in a poll of its own; once the grace timer
+    /// runs, it wakes the task.
+    #[inline]
+    fn parked<T>(&self, cx: &mut Context<'_>, result: Poll<T>) -> Poll<T> {
+        if result.is_pending() && self.session.wait_here(cx.waker()) && self.grace.is_none() {
+            cx.waker().wake_by_ref();
+        }
+        result
     }
 
     #[cold]
@@ -335,7 +349,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
         if let Poll::Ready(Ok(())) = result {
             this.observe_read(&buf.filled()[before..]);
         }
-        result
+        this.parked(cx, result)
     }
 }
 
@@ -353,7 +367,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
         if let Poll::Ready(Ok(n)) = result {
             this.observe_write(&buf[..n]);
         }
-        result
+        this.parked(cx, result)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -361,7 +375,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
         if let Err(e) = this.check_owner(cx) {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut this.inner).poll_flush(cx)
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.parked(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -369,7 +384,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
         if let Err(e) = this.check_owner(cx) {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        let result = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.parked(cx, result)
     }
 }
 

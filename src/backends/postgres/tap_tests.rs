@@ -1,5 +1,6 @@
 use super::super::session::TransactionStatus;
 use super::*;
+use std::time::Duration;
 
 fn feed_all(f: &mut Framer, chunks: &[&[u8]]) -> Vec<(char, Vec<u8>)> {
     let mut out = Vec::new();
@@ -209,4 +210,36 @@ async fn a_dropped_idle_connection_gets_its_grace_then_fails_its_socket() {
     let e = t.read(&mut buf).await.expect_err("fails after the grace");
     assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
     assert_eq!(start.elapsed(), CLOSE_GRACE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_dropped_while_its_socket_takes_nothing_more_still_stops() {
+    use tokio::io::AsyncWriteExt;
+    // A request far bigger than the socket takes: the writer waits on the socket, not on
+    // anything the connection's owner touches when it goes.
+    let big = msg(b'Q', &[&vec![b'x'; 64 * 1024][..], b"\0"].concat());
+    for abandoned in [true, false] {
+        let (mut t, _far) = silent_tap();
+        let session = Arc::clone(&t.session);
+        let request = big.clone();
+        let writer = tokio::spawn(async move { t.write_all(&request).await });
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!writer.is_finished(), "the socket took it all");
+        session.close(abandoned);
+        let start = tokio::time::Instant::now();
+        let ended = tokio::time::timeout(CLOSE_GRACE * 10, writer).await;
+        let e = ended
+            .expect("woken by the close")
+            .unwrap()
+            .expect_err("the write fails");
+        let (kind, after) = if abandoned {
+            (io::ErrorKind::ConnectionAborted, Duration::ZERO)
+        } else {
+            (io::ErrorKind::TimedOut, CLOSE_GRACE)
+        };
+        assert_eq!(e.kind(), kind, "{e}");
+        assert_eq!(start.elapsed(), after);
+    }
 }
