@@ -139,8 +139,8 @@
 //!
 //! Cost: clean connections pay nothing beyond the tap's header parsing. Counted by
 //! callgrind (`POOLS="pg-floor pg-poolwarden" benches/instructions.sh`), acquire +
-//! `SELECT 1` + release takes 12,544 instructions through the pool against 11,843 for a
-//! tokio-postgres client in a bare semaphore-and-queue floor (1.06x; the tap, the pool's
+//! `SELECT 1` + release takes 12,688 instructions through the pool against 11,848 for a
+//! tokio-postgres client in a bare semaphore-and-queue floor (1.07x; the tap, the pool's
 //! checks and its bookkeeping). Measured by
 //! `reset_tracking_cost` in `tests/postgres/cost.rs` (release build, loopback, 2 cores): `SELECT 1`
 //! takes 93–98 µs on a bare tokio-postgres client and on a tapped connection alike (the
