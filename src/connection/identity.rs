@@ -29,7 +29,7 @@ impl PoolKey {
         for host in &config.hosts {
             // Host names are case-insensitive (`DB1` is `db1`: one server, one pool); a
             // Unix socket directory is a path, whose case matters.
-            if host.host.starts_with('/') {
+            if host.is_unix_socket() {
                 field("host", host.host.as_bytes());
             } else {
                 field("host", host.host.to_ascii_lowercase().as_bytes());

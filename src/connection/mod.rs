@@ -105,6 +105,11 @@ impl fmt::Display for Host {
 }
 
 impl Host {
+    /// A Unix socket directory (a path), not a network host.
+    pub(crate) fn is_unix_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
     fn validate(&self, i: usize) -> Result<(), ConfigError> {
         let field = || format!("connection.hosts[{i}].host");
         limits::check_name(&field(), &self.host)?;
@@ -114,7 +119,7 @@ impl Host {
                 "must be between 1 and 65535, got 0",
             ));
         }
-        if self.host.starts_with('/') {
+        if self.is_unix_socket() {
             return Ok(()); // a Unix socket directory
         }
         if self.host.contains(':') {

@@ -79,7 +79,7 @@ impl Settings {
             .prefer_socket(self.prefer_socket)
             .wait_timeout(self.wait_timeout)
             .ssl_opts(self.ssl.clone());
-        if host.host.starts_with('/') {
+        if host.is_unix_socket() {
             opts = opts.socket(Some(host.host.clone()));
         } else {
             opts = opts.ip_or_hostname(host.host.clone()).tcp_port(host.port);

@@ -23,7 +23,7 @@ pub(super) async fn connect_host(
     tls: Option<MakeRustlsConnect>,
     host: &Host,
 ) -> Result<PgConnection, BackendError> {
-    let unix = host.host.starts_with('/');
+    let unix = host.is_unix_socket();
     let where_ = if unix {
         format!("{}/.s.PGSQL.{}", host.host, host.port)
     } else {

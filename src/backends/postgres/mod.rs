@@ -122,10 +122,10 @@
 //! watches). tokio-postgres reads it and throws it away, so the connection's socket is
 //! wrapped in a tap that follows the protocol's message framing (a 5-byte header per
 //! message; a message that arrived whole is read where it lies, and of one split across
-//! reads only the header and the first 8 bytes of the body are kept) and records: the status byte of the last
-//! ReadyForQuery, how many requests that end in a ReadyForQuery (`Query`, `Sync`) were
-//! written and how many ReadyForQuery came back, and the backend's process id. Under TLS
-//! the tap sits above the decryption.
+//! reads only the header and the first 8 bytes of the body are kept) and records: the
+//! status byte of the last ReadyForQuery, how many requests that end in a ReadyForQuery
+//! (`Query`, `Sync`) were written and how many ReadyForQuery came back, and the backend's
+//! process id. Under TLS the tap sits above the decryption.
 //!
 //! On return [`needs_reset`](Backend::needs_reset) is one atomic read: nothing to do (and
 //! no task spawned) when the last status was *idle* and no request is in flight. Otherwise

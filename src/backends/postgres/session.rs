@@ -2,9 +2,8 @@
 //! read from it.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::time::Duration;
-
 use std::task::Waker;
+use std::time::Duration;
 
 use futures::task::AtomicWaker;
 

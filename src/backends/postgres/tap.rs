@@ -222,12 +222,21 @@ impl<S> Tap<S> {
         }
     }
 
-    /// The inner stream answered `Pending`: the task waits on the socket, where only the
-    /// session can wake it for a close (see [`Session::wait_here`]). A close that came
-    /// after this poll's check is looked at in a poll of its own; once the grace timer
-    /// runs, it wakes the task.
+    /// One poll of the socket (`op`), watched for the owner's going: refused once the task
+    /// must stop; when the socket has nothing for it, the task waits where only the session
+    /// can wake it for a close (see [`Session::wait_here`]). A close that came after this
+    /// poll's check is looked at in a poll of its own; once the grace timer runs, it wakes
+    /// the task.
     #[inline]
-    fn parked<T>(&self, cx: &mut Context<'_>, result: Poll<T>) -> Poll<T> {
+    fn watched<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(&mut Self, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let Err(e) = self.check_owner(cx) {
+            return Poll::Ready(Err(e));
+        }
+        let result = op(self, cx);
         if result.is_pending() && self.session.wait_here(cx.waker()) && self.grace.is_none() {
             cx.waker().wake_by_ref();
         }
@@ -340,16 +349,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if let Err(e) = this.check_owner(cx) {
-            return Poll::Ready(Err(e));
-        }
-        let before = buf.filled().len();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            this.observe_read(&buf.filled()[before..]);
-        }
-        this.parked(cx, result)
+        self.get_mut().watched(cx, |this, cx| {
+            let before = buf.filled().len();
+            let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+            if let Poll::Ready(Ok(())) = result {
+                this.observe_read(&buf.filled()[before..]);
+            }
+            result
+        })
     }
 }
 
@@ -359,33 +366,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Err(e) = this.check_owner(cx) {
-            return Poll::Ready(Err(e));
-        }
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = result {
-            this.observe_write(&buf[..n]);
-        }
-        this.parked(cx, result)
+        self.get_mut().watched(cx, |this, cx| {
+            let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+            if let Poll::Ready(Ok(n)) = result {
+                this.observe_write(&buf[..n]);
+            }
+            result
+        })
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if let Err(e) = this.check_owner(cx) {
-            return Poll::Ready(Err(e));
-        }
-        let result = Pin::new(&mut this.inner).poll_flush(cx);
-        this.parked(cx, result)
+        self.get_mut()
+            .watched(cx, |this, cx| Pin::new(&mut this.inner).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if let Err(e) = this.check_owner(cx) {
-            return Poll::Ready(Err(e));
-        }
-        let result = Pin::new(&mut this.inner).poll_shutdown(cx);
-        this.parked(cx, result)
+        self.get_mut()
+            .watched(cx, |this, cx| Pin::new(&mut this.inner).poll_shutdown(cx))
     }
 }
 
